@@ -1,0 +1,1 @@
+"""ttc_api: the FastAPI service (jobs, nodes, events) and a typed client."""

@@ -1,0 +1,66 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ttc_api.deps import Dispatcher
+from ttc_api.limits import BodySizeLimit
+from ttc_api.problems import install_problem_handlers
+from ttc_api.routes import jobs, nodes
+from ttc_core.db import Database
+from ttc_core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def default_dispatcher(settings: Settings) -> Dispatcher:
+    if settings.executor == "celery":
+        from ttc_worker.dispatch import CeleryDispatcher
+
+        return CeleryDispatcher()
+    from ttc_core.executor import BackgroundExecutor
+    from ttc_core.runtime import EngineContext, make_http_client
+
+    log.warning("executor=local: jobs run inside this API process (embedded mode)")
+    return BackgroundExecutor(
+        lambda: EngineContext(
+            settings=settings, db=Database(settings.database_url), http=make_http_client()
+        )
+    )
+
+
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.dispatcher = dispatcher or default_dispatcher(settings)
+        try:
+            yield
+        finally:
+            app.state.dispatcher.close()
+
+    app = FastAPI(
+        title="ttc",
+        version="0.1.0",
+        summary="Test-time compute scaling: search, verify and persist reasoning trees.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = Database(settings.database_url)
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(jobs.router)
+    app.include_router(nodes.router)
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok"}
+
+    return app

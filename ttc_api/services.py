@@ -1,0 +1,169 @@
+"""Typed read functions behind the routes (routes stay thin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, func, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from ttc_api.cursors import decode_cursor, encode_cursor
+from ttc_api.schemas import (
+    EventPublic,
+    EventsPublic,
+    JobPublic,
+    JobResult,
+    JobsPublic,
+    NodeDetail,
+    NodePublic,
+    NodesPublic,
+    Progress,
+    Usage,
+)
+from ttc_core.errors import NotFoundError
+from ttc_core.models import Job, JobEvent, Node
+from ttc_core.store import path_text
+from ttc_core.strategies import get_strategy
+from ttc_core.tree import node_id_for
+
+
+def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or (tenant is not None and job.tenant != tenant):
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def job_public(job: Job) -> JobPublic:
+    strategy = get_strategy(job.strategy)
+    planned = strategy.planned_samples(strategy.parse_params(job.params))
+    return JobPublic(
+        id=job.id,
+        status=job.status,
+        strategy=job.strategy,
+        endpoint=job.endpoint,
+        params=job.params,
+        verifier=job.verifier,
+        budget=job.budget,
+        seed=job.seed,
+        root_node_id=node_id_for(job.id, None, 0),
+        progress=Progress(
+            step=job.step,
+            nodes=job.node_count,
+            failed_nodes=job.failed_nodes,
+            pending_batches=job.pending_batches,
+            planned_samples=planned,
+        ),
+        usage=Usage(
+            prompt_tokens=job.prompt_tokens,
+            completion_tokens=job.completion_tokens,
+            total_tokens=job.prompt_tokens + job.completion_tokens,
+            requests=job.requests,
+            cost=round(job.cost, 8),
+        ),
+        result=JobResult.model_validate(job.result) if job.result else None,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def list_jobs(
+    session: Session, *, tenant: str | None, cursor: str | None, limit: int, status: str | None
+) -> JobsPublic:
+    query = select(Job)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor:
+        created, job_id = decode_cursor(cursor, 2)
+        created_at = dt.datetime.fromisoformat(created)
+        query = query.where(
+            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
+        )
+    rows = list(
+        session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    return JobsPublic(data=[job_public(j) for j in rows], next_cursor=next_cursor)
+
+
+def _node_public(node: Node, children: int | None = None) -> NodePublic:
+    return NodePublic.model_validate(
+        {
+            **{c: getattr(node, c) for c in NodePublic.model_fields if hasattr(node, c)},
+            "children": children,
+        }
+    )
+
+
+def list_nodes(
+    session: Session, job: Job, *, parent_id: str | None, cursor: str | None, limit: int
+) -> NodesPublic:
+    """Children of ``parent_id`` in child order, or the whole tree breadth-first."""
+    query = select(Node).where(Node.job_id == job.id)
+    if parent_id is not None:
+        query = query.where(Node.parent_id == parent_id)
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            query = query.where(Node.child_index > int(after))
+        query = query.order_by(Node.child_index)
+    else:
+        if cursor:
+            depth, node_id = decode_cursor(cursor, 2)
+            query = query.where(tuple_(Node.depth, Node.id) > tuple_(int(depth), str(node_id)))
+        query = query.order_by(Node.depth, Node.id)
+    rows = list(session.scalars(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    counts = dict(
+        session.execute(
+            select(Node.parent_id, func.count(Node.id))
+            .where(Node.job_id == job.id, Node.parent_id.in_([n.id for n in rows]))
+            .group_by(Node.parent_id)
+        ).all()
+    )
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        next_cursor = (
+            encode_cursor(last.child_index) if parent_id else encode_cursor(last.depth, last.id)
+        )
+    return NodesPublic(
+        data=[_node_public(n, counts.get(n.id, 0)) for n in rows], next_cursor=next_cursor
+    )
+
+
+def node_detail(session: Session, job: Job, node_id: str) -> NodeDetail:
+    node = session.get(Node, node_id)
+    if node is None or node.job_id != job.id:
+        raise NotFoundError(f"no node {node_id} in job {job.id}")
+    path = path_text(session, node_id)
+    children = session.scalar(select(func.count(Node.id)).where(Node.parent_id == node.id))
+    public = _node_public(node, children)
+    return NodeDetail(
+        **public.model_dump(),
+        path=[_node_public(n) for n in path],
+        path_text="".join(n.text for n in path if n.parent_id is not None),
+    )
+
+
+def list_events(session: Session, job: Job, *, after: int, limit: int) -> EventsPublic:
+    rows = list(
+        session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job.id, JobEvent.id > after)
+            .order_by(JobEvent.id)
+            .limit(limit)
+        )
+    )
+    return EventsPublic(
+        data=[
+            EventPublic(id=e.id, kind=e.kind, data=e.data, created_at=e.created_at) for e in rows
+        ],
+        next_cursor=str(rows[-1].id) if rows else None,
+    )

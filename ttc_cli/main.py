@@ -1,0 +1,163 @@
+"""``ttc``: serve, worker, beat, sim, migrate, run, demo, tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _cmd_serve(ns: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ttc_api.app import create_app
+    from ttc_core.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if ns.executor:
+        overrides["executor"] = ns.executor
+    if ns.migrate:
+        from ttc_cli.migrate import upgrade
+
+        upgrade(Settings().database_url)
+    app = create_app(Settings(**overrides))
+    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level)
+    return 0
+
+
+def _celery_main(argv: list[str]) -> int:
+    from ttc_worker.app import app
+
+    app.worker_main(argv) if argv and argv[0] == "worker" else app.start(argv)
+    return 0
+
+
+def _cmd_worker(ns: argparse.Namespace, extra: list[str]) -> int:
+    from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE
+
+    argv = ["worker", "-Q", f"{DRIVER_QUEUE},{EXPAND_QUEUE}", "--loglevel", "INFO", *extra]
+    return _celery_main(argv)
+
+
+def _cmd_beat(ns: argparse.Namespace, extra: list[str]) -> int:
+    return _celery_main(["beat", "--loglevel", "INFO", *extra])
+
+
+def _cmd_sim(ns: argparse.Namespace) -> int:
+    from ttc_sim.runner import config_from_args, serve
+
+    serve(config_from_args(ns), ns.host, ns.port)
+    return 0
+
+
+def _cmd_migrate(ns: argparse.Namespace) -> int:
+    from ttc_cli.migrate import upgrade
+    from ttc_core.settings import Settings
+
+    url = ns.database_url or Settings().database_url
+    upgrade(url)
+    print(f"migrated {url.split('@')[-1]}")
+    return 0
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from ttc_cli.runjob import run_job
+
+    return run_job(ns)
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from ttc_cli.demo import run_demo
+
+    return run_demo(ns)
+
+
+def _cmd_tree(ns: argparse.Namespace) -> int:
+    from ttc_cli.inspect import tree_rows
+    from ttc_cli.render import compact_tree
+    from ttc_core.db import Database
+    from ttc_core.models import Job
+    from ttc_core.settings import Settings
+
+    db = Database(ns.database_url or Settings().database_url)
+    with db.session() as session:
+        job = session.get(Job, ns.job_id)
+        if job is None:
+            print(f"no job {ns.job_id}", file=sys.stderr)
+            return 1
+        print(json.dumps({"status": job.status, "result": job.result}, indent=2, default=str))
+        print(compact_tree(tree_rows(session, job), max_rows=ns.max_rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttc", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--executor", choices=["local", "celery"], default=None)
+    serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (extra options pass through)")
+    worker.set_defaults(func=_cmd_worker, passthrough=True)
+    beat = sub.add_parser("beat", help="run Celery beat (extra options pass through)")
+    beat.set_defaults(func=_cmd_beat, passthrough=True)
+
+    sim = sub.add_parser("sim", help="run the simulated OpenAI-compatible endpoint")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8100)
+    from ttc_sim.runner import add_sim_arguments
+
+    add_sim_arguments(sim)
+    sim.set_defaults(func=_cmd_sim)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--database-url", default=None)
+    migrate.set_defaults(func=_cmd_migrate)
+
+    from ttc_cli.runjob import add_run_arguments
+
+    run = sub.add_parser("run", help="submit a job to a server and follow it")
+    add_run_arguments(run)
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="embedded demo: SQLite + local executor + simulator")
+    demo.add_argument("--database-url", default="sqlite:///ttc-demo.db")
+    demo.add_argument("--n", type=int, default=16)
+    demo.add_argument("--problems", type=int, default=2, help="GSM8K problems per strategy")
+    demo.add_argument("--serve", action="store_true", help="then serve the API to browse trees")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(func=_cmd_demo)
+
+    tree = sub.add_parser("tree", help="print a job's tree from the database")
+    tree.add_argument("job_id")
+    tree.add_argument("--database-url", default=None)
+    tree.add_argument("--max-rows", type=int, default=200)
+    tree.set_defaults(func=_cmd_tree)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if args and args[0] in ("worker", "beat"):
+        ns = parser.parse_args(args[:1])
+        return int(ns.func(ns, args[1:]))
+    ns = parser.parse_args(args)
+    logging.basicConfig(
+        level=logging.INFO if ns.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(ns.func(ns))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

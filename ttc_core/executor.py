@@ -1,0 +1,74 @@
+"""The local in-process executor: the same step loop as the Celery service, on one
+asyncio loop (embedded mode, ``ttc demo``, engine tests).
+
+Driver steps run inline; expansion batches run as concurrent tasks, each with its own
+requests in flight, exactly as separate Celery tasks would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+
+from ttc_core.runtime import EngineContext
+from ttc_core.steps import FollowUp, advance, expand, fail_job, job_of_batch
+
+log = logging.getLogger(__name__)
+
+
+async def run_followups(ctx: EngineContext, initial: Iterable[FollowUp]) -> None:
+    """Run follow-ups until none is left (every job they touch has finished or paused)."""
+    in_flight: dict[asyncio.Task[list[FollowUp]], str] = {}
+
+    def dispatch(followups: Iterable[FollowUp]) -> None:
+        for fu in followups:
+            if fu.kind == "advance":
+                try:
+                    dispatch(advance(ctx, fu.id))
+                except Exception as exc:  # the job fails and says why; others go on
+                    log.exception("job %s: driver step failed", fu.id)
+                    fail_job(ctx, fu.id, f"driver step failed: {exc!r}")
+            else:
+                in_flight[asyncio.ensure_future(expand(ctx, fu.id))] = fu.id
+
+    dispatch(initial)
+    while in_flight:
+        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            batch_id = in_flight.pop(task)
+            try:
+                dispatch(task.result())
+            except Exception as exc:
+                log.exception("batch %s: expansion failed", batch_id)
+                job_id = job_of_batch(ctx, batch_id)
+                if job_id is not None:
+                    fail_job(ctx, job_id, f"expansion failed: {exc!r}")
+
+
+async def run_job(ctx: EngineContext, job_id: str) -> None:
+    await run_followups(ctx, [FollowUp("advance", job_id)])
+
+
+class BackgroundExecutor:
+    """Runs jobs on a private event loop in a daemon thread (embedded API server)."""
+
+    def __init__(self, make_context: Callable[[], EngineContext]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ttc-exec")
+        self._thread.start()
+        self._ctx = asyncio.run_coroutine_threadsafe(self._make(make_context), self._loop).result()
+
+    @staticmethod
+    async def _make(make_context: Callable[[], EngineContext]) -> EngineContext:
+        return make_context()
+
+    def submit(self, job_id: str) -> Future[None]:
+        return asyncio.run_coroutine_threadsafe(run_job(self._ctx, job_id), self._loop)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._ctx.aclose(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

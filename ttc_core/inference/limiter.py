@@ -1,0 +1,108 @@
+"""Endpoint concurrency limits.
+
+``LocalLimiter`` caps in-flight requests inside one process (embedded mode).
+``RedisLimiter`` caps them across every worker process: a Redis sorted set holds one
+member per in-flight request, scored by its lease expiry so that a killed worker's slots
+come back by themselves. Waiters are woken through pub/sub on release, with a short poll
+as the fallback, so a freed slot is reused within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class ConcurrencyLimiter(Protocol):
+    def slot(
+        self, key: str, limit: int, lease_s: float
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one of ``limit`` slots of ``key`` for the duration of the block."""
+
+
+class LocalLimiter:
+    def __init__(self) -> None:
+        self._sems: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, limit: int, lease_s: float) -> AsyncIterator[None]:
+        sem = self._sems.get(key)
+        if sem is None:
+            sem = self._sems[key] = asyncio.Semaphore(limit)
+        async with sem:
+            yield
+
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 60)
+  return 1
+end
+return 0
+"""
+
+
+class RedisLimiter:
+    """A counting semaphore shared by all processes that use the same Redis."""
+
+    def __init__(self, url: str, prefix: str = "ttc:sem") -> None:
+        import redis.asyncio as aioredis
+
+        self._redis: Any = aioredis.Redis.from_url(url)
+        self._prefix = prefix
+        self._local = LocalLimiter()
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}:{key}"
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub()
+        await pubsub.psubscribe(f"{self._prefix}:wake:*")
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "pmessage":
+                    continue
+                channel = message["channel"].decode()
+                event = self._wakeups.get(channel.removeprefix(f"{self._prefix}:wake:"))
+                if event is not None:
+                    event.set()
+        finally:
+            await pubsub.aclose()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, limit: int, lease_s: float) -> AsyncIterator[None]:
+        # The local semaphore keeps this process from queueing more waiters than it could use.
+        async with self._local.slot(key, limit, lease_s):
+            if self._listener is None or self._listener.done():
+                self._listener = asyncio.get_running_loop().create_task(self._listen())
+            token = uuid.uuid4().hex
+            event = self._wakeups.setdefault(key, asyncio.Event())
+            while not await self._acquire(keys=[self._key(key)], args=[limit, lease_s, token]):
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=0.05)
+            try:
+                yield
+            finally:
+                await self._redis.zrem(self._key(key), token)
+                await self._redis.publish(f"{self._prefix}:wake:{key}", b"1")
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self._redis.aclose()

@@ -1,0 +1,178 @@
+"""SQLAlchemy 2 models: jobs, nodes, expansion batches and job events.
+
+The same models run on Postgres (the service) and SQLite (embedded mode). Node ids are
+derived from ``(job_id, parent_id, child_index)`` so that an expansion that runs twice
+writes the same rows, and inserts use ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: BIGINT on Postgres, INTEGER (rowid alias, so autoincrement works) on SQLite.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class JobStatus(enum.StrEnum):
+    #: Committed, waiting for its first driver step.
+    queued = "queued"
+    #: A driver step or expansion is planned or in flight.
+    running = "running"
+    #: Held by an operator; no new expansions are planned.
+    paused = "paused"
+    #: Finished with a result.
+    succeeded = "succeeded"
+    #: Finished without a result; ``error`` says why.
+    failed = "failed"
+    #: Stopped by a user.
+    cancelled = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+class NodeStatus(enum.StrEnum):
+    #: Generated and scored.
+    done = "done"
+    #: Generation failed after its retries; ``meta.error`` says why.
+    failed = "failed"
+    #: Cut by an operator or the strategy; never expanded again.
+    pruned = "pruned"
+
+
+class BatchStatus(enum.StrEnum):
+    pending = "pending"
+    done = "done"
+    failed = "failed"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default", index=True)
+    strategy: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(128))
+    prompt: Mapped[str | None] = mapped_column(Text)
+    messages: Mapped[list[Any] | None] = mapped_column(JSON)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    verifier: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reference: Mapped[str | None] = mapped_column(Text)
+    budget: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    #: Strategy state that cannot be derived from the tree (round counters and the like).
+    strategy_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Number of the driver step in progress; bumps each time a step is planned.
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    #: Expansion batches of the current step that have not finished (no chords).
+    pending_batches: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    node_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_nodes: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    driver_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),)
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(String(36))
+    batch_id: Mapped[str | None] = mapped_column(String(36))
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    child_index: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``root`` (the prompt), ``sample`` (a whole answer) or ``step`` (one reasoning step).
+    role: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=NodeStatus.done)
+    is_terminal: Mapped[bool] = mapped_column(Boolean, default=False)
+    answer: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        # Idempotent inserts, and (as an index) paging the children of a parent in order.
+        UniqueConstraint("job_id", "parent_id", "child_index", name="uq_nodes_child"),
+        Index("ix_nodes_batch", "batch_id"),
+    )
+
+
+class ExpansionBatch(Base):
+    """Planned work of one driver step: expand these parents with k children each."""
+
+    __tablename__ = "expansion_batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    #: ``[{"parent_id", "first_index", "k"}, ...]``
+    spec: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.pending)
+    #: Attempts counted in the database: brokers keep no reliable count.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobEvent(Base):
+    """Ordered progress events of a job (for SSE, polling and the UI timeline)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)

@@ -1,0 +1,444 @@
+"""The step loop shared by every executor.
+
+``advance(job_id)`` is the driver step: under the job's row lock it asks the strategy
+what to do, writes the planned expansion batches and the step's pending count in one
+transaction, and returns the batches to enqueue *after* commit. ``expand(batch_id)``
+generates the batch's missing children (many requests in flight at once), scores them,
+inserts them idempotently, and decrements the pending count; the call that brings it to
+zero returns the next driver step. No chords: the counter lives in the database.
+
+Both functions are safe to run twice for the same id: a finished batch is skipped, a
+saved node is never generated again, and usage is added once, by whoever completes the
+batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ttc_core.errors import InferenceError
+from ttc_core.inference import Choice, Generation, GenerationRequest
+from ttc_core.models import (
+    TERMINAL_STATUSES,
+    BatchStatus,
+    ExpansionBatch,
+    Job,
+    JobStatus,
+    Node,
+    NodeStatus,
+    utcnow,
+)
+from ttc_core.runtime import EngineContext
+from ttc_core.store import append_event, insert_nodes, load_tree, lock_job
+from ttc_core.strategies import Expand, SamplingParams, Selection, get_strategy
+from ttc_core.tree import TreeView, node_id_for
+from ttc_core.verifiers import Candidate, Verdict, VerifierSpec, build_verifier
+
+log = logging.getLogger(__name__)
+_VERIFIER_SPEC: TypeAdapter[Any] = TypeAdapter(VerifierSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A task for the executor to run next: a driver step or an expansion batch."""
+
+    kind: Literal["advance", "expand"]
+    id: str
+
+
+# ---------------------------------------------------------------- driver step
+
+
+def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
+    """Plan the next step of a job; returns the expansion batches to enqueue."""
+    with ctx.db.transaction() as session:
+        job = lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES or job.status == JobStatus.paused:
+            return []
+        if job.pending_batches > 0:
+            return []  # a step is in flight; its last batch enqueues the next driver step
+        if job.status == JobStatus.queued:
+            job.status = JobStatus.running
+            job.started_at = utcnow()
+            append_event(session, job.id, "status_changed", status=JobStatus.running)
+        strategy = get_strategy(job.strategy)
+        params = strategy.parse_params(job.params)
+        tree = load_tree(session, job.id)
+        exhausted = budget_exhausted(job)
+        if exhausted:
+            _finish(session, job, strategy.select(tree, params), ended_by=exhausted)
+            return []
+        plan = strategy.plan(tree, params, job.strategy_state)
+        if plan.state is not None:
+            job.strategy_state = plan.state
+        if plan.finish is not None:
+            _finish(session, job, plan.finish)
+            return []
+        expansions = trim_to_budget(job, params, plan.expansions)
+        if not expansions:
+            _finish(session, job, strategy.select(tree, params), ended_by="budget")
+            return []
+        batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
+        job.step += 1
+        job.pending_batches = len(batches)
+        session.add_all(batches)
+        append_event(
+            session,
+            job.id,
+            "step_planned",
+            step=job.step,
+            batches=len(batches),
+            samples=sum(e.k for e in expansions),
+        )
+        return [FollowUp("expand", b.id) for b in batches]
+
+
+def budget_exhausted(job: Job) -> str | None:
+    """Name of the budget this job has used up, if any."""
+    budget = job.budget or {}
+    checks = {
+        "max_tokens": job.completion_tokens,
+        "max_requests": job.requests,
+        "max_nodes": job.node_count,
+        "max_cost": job.cost,
+    }
+    for name, used in checks.items():
+        limit = budget.get(name)
+        if limit is not None and used >= limit:
+            return name
+    limit_s = budget.get("max_seconds")
+    if limit_s is not None and job.started_at is not None:
+        started = job.started_at
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.UTC)
+        if (utcnow() - started).total_seconds() >= limit_s:
+            return "max_seconds"
+    return None
+
+
+def trim_to_budget(job: Job, params: SamplingParams, expansions: list[Expand]) -> list[Expand]:
+    """Reserve before dispatch: never plan more nodes, requests or worst-case tokens than
+    the budget has left."""
+    budget = job.budget or {}
+    room = 1 << 62
+    if (limit := budget.get("max_nodes")) is not None:
+        room = min(room, limit - job.node_count)
+    if (limit := budget.get("max_tokens")) is not None:
+        room = min(room, (limit - job.completion_tokens) // max(1, params.max_tokens) or 1)
+    trimmed: list[Expand] = []
+    for exp in expansions:
+        if room <= 0:
+            break
+        k = min(exp.k, room)
+        trimmed.append(Expand(exp.parent_id, k))
+        room -= k
+    return trimmed
+
+
+def _make_batches(
+    job: Job, tree: TreeView, expansions: Sequence[Expand], batch_samples: int
+) -> list[ExpansionBatch]:
+    """Pack expansions into batches of at most ``batch_samples`` children each."""
+    items: list[list[dict[str, Any]]] = [[]]
+    room = batch_samples
+    for exp in expansions:
+        first = tree.next_child_index(exp.parent_id)
+        left = exp.k
+        while left > 0:
+            if room == 0:
+                items.append([])
+                room = batch_samples
+            take = min(left, room)
+            items[-1].append({"parent_id": exp.parent_id, "first_index": first, "k": take})
+            first += take
+            left -= take
+            room -= take
+    step = job.step + 1
+    return [
+        ExpansionBatch(
+            id=node_id_for(job.id, f"batch:{step}", i),
+            job_id=job.id,
+            step=step,
+            spec=spec,
+            status=BatchStatus.pending,
+            attempts=0,
+            requests=0,
+        )
+        for i, spec in enumerate(items)
+        if spec
+    ]
+
+
+def _finish(session: Session, job: Job, selection: Selection, ended_by: str | None = None) -> None:
+    text = None
+    if selection.node_id is not None:
+        node = session.get(Node, selection.node_id)
+        text = node.text if node is not None else None
+    job.result = {
+        "answer": selection.answer,
+        "text": text,
+        "score": selection.score,
+        "correct": selection.correct,
+        "node_id": selection.node_id,
+        "ended_by": ended_by or "strategy",
+        "details": selection.details,
+    }
+    job.status = JobStatus.failed if selection.error else JobStatus.succeeded
+    job.error = selection.error
+    job.finished_at = utcnow()
+    job.lease_owner = None
+    append_event(
+        session,
+        job.id,
+        "status_changed",
+        status=job.status,
+        answer=selection.answer,
+        score=selection.score,
+        ended_by=ended_by or "strategy",
+        error=selection.error,
+    )
+
+
+# ---------------------------------------------------------------- expansion
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """Contiguous missing children of one parent: one generation request (with n)."""
+
+    parent_id: str
+    parent_depth: int
+    first_index: int
+    k: int
+
+
+def _child_seed(job: Job, parent_id: str, child_index: int) -> int:
+    return (job.seed + zlib.crc32(parent_id.encode())) % (2**31) + child_index
+
+
+def _missing_runs(session: Session, job: Job, spec: list[dict[str, Any]]) -> list[_Run]:
+    runs: list[_Run] = []
+    for item in spec:
+        parent = session.get(Node, item["parent_id"])
+        if parent is None or parent.status != NodeStatus.done:
+            continue  # pruned or failed parents are not expanded
+        first, k = int(item["first_index"]), int(item["k"])
+        have = set(
+            session.scalars(
+                select(Node.child_index).where(
+                    Node.job_id == job.id,
+                    Node.parent_id == parent.id,
+                    Node.child_index.between(first, first + k - 1),
+                )
+            )
+        )
+        start: int | None = None
+        for idx in [*range(first, first + k), None]:
+            missing = idx is not None and idx not in have
+            if missing and start is None:
+                start = idx
+            elif not missing and start is not None:
+                assert idx is None or idx > start
+                end = first + k if idx is None else idx
+                runs.append(_Run(parent.id, parent.depth, start, end - start))
+                start = None
+    return runs
+
+
+async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
+    """Generate, score and store a batch's children; returns the next driver step when
+    this was the step's last batch."""
+    with ctx.db.transaction() as session:
+        batch = session.get(ExpansionBatch, batch_id)
+        if batch is None or batch.status != BatchStatus.pending:
+            return []
+        job = session.get(Job, batch.job_id)
+        if job is None:
+            return []
+        batch.attempts += 1
+        runs = [] if job.status in TERMINAL_STATUSES else _missing_runs(session, job, batch.spec)
+        session.expunge(job)
+
+    rows, requests = await _generate_rows(ctx, job, batch_id, runs) if runs else ([], 0)
+
+    with ctx.db.transaction() as session:
+        insert_nodes(session, rows)
+        return _complete_batch(ctx, session, job, batch_id, requests)
+
+
+async def _generate_rows(
+    ctx: EngineContext, job: Job, batch_id: str, runs: list[_Run]
+) -> tuple[list[dict[str, Any]], int]:
+    strategy = get_strategy(job.strategy)
+    params = strategy.parse_params(job.params)
+    client = ctx.inference(job.endpoint)
+    messages = job.messages or [{"role": "user", "content": job.prompt or ""}]
+
+    async def run_one(run: _Run) -> Generation:
+        request = GenerationRequest(
+            n=run.k,
+            messages=messages,
+            prompt=job.prompt,
+            seed=_child_seed(job, run.parent_id, run.first_index),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=params.stop,
+        )
+        return await client.generate(request)
+
+    outcomes = await asyncio.gather(*(run_one(r) for r in runs), return_exceptions=True)
+    prompt_text = job.prompt if job.prompt is not None else str(job.messages)
+    successes: list[tuple[_Run, Choice]] = []
+    rows: list[dict[str, Any]] = []
+    requests = 0
+    for run, outcome in zip(runs, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, InferenceError):
+                raise outcome
+            log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, outcome)
+            rows.extend(_failed_rows(job, batch_id, run, str(outcome)))
+            continue
+        requests += outcome.requests
+        successes.extend((run, c) for c in outcome.choices)
+    verdicts = await _verify(ctx, job, prompt_text, [c for _, c in successes])
+    for (run, choice), verdict in zip(successes, verdicts, strict=True):
+        child_index = run.first_index + choice.index
+        rows.append(
+            {
+                "id": node_id_for(job.id, run.parent_id, child_index),
+                "job_id": job.id,
+                "parent_id": run.parent_id,
+                "batch_id": batch_id,
+                "depth": run.parent_depth + 1,
+                "child_index": child_index,
+                "role": "sample",
+                "text": choice.text,
+                "status": NodeStatus.done,
+                "is_terminal": True,
+                "answer": verdict.answer,
+                "score": verdict.score,
+                "correct": verdict.correct,
+                "prompt_tokens": choice.prompt_tokens,
+                "completion_tokens": choice.completion_tokens,
+                "finish_reason": choice.finish_reason,
+                "latency_ms": choice.latency_ms,
+                "seed": choice.seed,
+                "meta": {"feedback": verdict.feedback} if verdict.feedback else {},
+                "created_at": utcnow(),
+            }
+        )
+    return rows, requests
+
+
+async def _verify(
+    ctx: EngineContext, job: Job, prompt: str, choices: list[Choice]
+) -> list[Verdict]:
+    if not choices:
+        return []
+    verifier = build_verifier(
+        _VERIFIER_SPEC.validate_python(job.verifier),
+        reference=job.reference,
+        endpoints=ctx.settings.endpoints,
+        http_client=ctx.http,
+    )
+    return await verifier.verify([Candidate(prompt=prompt, text=c.text) for c in choices])
+
+
+def _failed_rows(job: Job, batch_id: str, run: _Run, error: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": node_id_for(job.id, run.parent_id, run.first_index + i),
+            "job_id": job.id,
+            "parent_id": run.parent_id,
+            "batch_id": batch_id,
+            "depth": run.parent_depth + 1,
+            "child_index": run.first_index + i,
+            "role": "sample",
+            "text": "",
+            "status": NodeStatus.failed,
+            "is_terminal": False,
+            "meta": {"error": error[:500]},
+            "created_at": utcnow(),
+        }
+        for i in range(run.k)
+    ]
+
+
+def _complete_batch(
+    ctx: EngineContext, session: Session, job: Job, batch_id: str, requests: int
+) -> list[FollowUp]:
+    claimed = session.execute(
+        update(ExpansionBatch)
+        .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending)
+        .values(status=BatchStatus.done, requests=requests, finished_at=utcnow())
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return []  # another run of this batch completed it first; its usage is counted
+    prompt_tokens, completion_tokens, count, failed = session.execute(
+        select(
+            func.coalesce(func.sum(Node.prompt_tokens), 0),
+            func.coalesce(func.sum(Node.completion_tokens), 0),
+            func.count(Node.id),
+            func.count(Node.id).filter(Node.status == NodeStatus.failed),
+        ).where(Node.batch_id == batch_id)
+    ).one()
+    endpoint = ctx.settings.endpoints.get(job.endpoint)
+    cost = 0.0
+    if endpoint is not None:
+        cost = (
+            prompt_tokens * endpoint.price_per_1k_prompt
+            + completion_tokens * endpoint.price_per_1k_completion
+        ) / 1000
+    pending = session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(
+            prompt_tokens=Job.prompt_tokens + prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens,
+            requests=Job.requests + requests,
+            node_count=Job.node_count + count,
+            failed_nodes=Job.failed_nodes + failed,
+            cost=Job.cost + cost,
+            pending_batches=Job.pending_batches - 1,
+            updated_at=utcnow(),
+        )
+        .returning(Job.pending_batches)
+    ).scalar_one()
+    append_event(
+        session,
+        job.id,
+        "nodes_added",
+        batch_id=batch_id,
+        nodes=int(count),
+        failed=int(failed),
+        completion_tokens=int(completion_tokens),
+    )
+    return [FollowUp("advance", job.id)] if pending <= 0 else []
+
+
+def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
+    """Mark a job failed with the reason (an unexpected error in its step loop)."""
+    with ctx.db.transaction() as session:
+        job = lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        job.status = JobStatus.failed
+        job.error = error[:2000]
+        job.finished_at = utcnow()
+        append_event(session, job.id, "status_changed", status=JobStatus.failed, error=job.error)
+
+
+def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:
+    with ctx.db.session() as session:
+        return session.scalar(select(ExpansionBatch.job_id).where(ExpansionBatch.id == batch_id))

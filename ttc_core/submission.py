@@ -1,0 +1,171 @@
+"""What a user submits, how it is checked, and how it becomes rows.
+
+The JSON stays plain::
+
+    {"strategy": "best_of_n", "endpoint": "local-vllm", "prompt": "...",
+     "params": {"n": 16, "temperature": 0.8, "max_tokens": 512},
+     "verifier": {"kind": "regex", "pattern": "ANSWER:\\s*(\\S+)"},
+     "reference": "42", "budget": {"max_tokens": 200000}}
+
+Every check raises :class:`InputError` naming the offending field, before anything is
+written, so a refused submission leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.orm import Session
+
+from ttc_core.errors import InputError, LimitError, UnknownNameError
+from ttc_core.inference.client import render_messages
+from ttc_core.models import Job, JobStatus, Node, NodeStatus
+from ttc_core.settings import Settings
+from ttc_core.store import append_event
+from ttc_core.strategies import STRATEGIES, SamplingParams, get_strategy
+from ttc_core.tree import node_id_for
+from ttc_core.verifiers import VerifierSpec, check_spec
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Budget(BaseModel):
+    """Per-job limits; a job that reaches one finishes with its best answer so far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(default=None, ge=1, description="generated tokens")
+    max_requests: int | None = Field(default=None, ge=1)
+    max_nodes: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_cost: float | None = Field(default=None, gt=0)
+
+
+class JobSpec(BaseModel):
+    """A job submission (``POST /v1/jobs``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "strategy": "best_of_n",
+                    "endpoint": "sim",
+                    "prompt": "Natalia sold clips to 48 of her friends in April, ...",
+                    "params": {"n": 16, "temperature": 0.8, "max_tokens": 512},
+                    "verifier": {"kind": "regex", "pattern": "ANSWER:\\s*(\\S+)"},
+                    "reference": "72",
+                    "budget": {"max_tokens": 200000},
+                }
+            ]
+        },
+    )
+
+    strategy: str = Field(max_length=64, description="e.g. best_of_n, self_consistency")
+    endpoint: str = Field(max_length=128, description="an endpoint named in TTC_ENDPOINTS")
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(default=None, max_length=256)
+    params: dict[str, Any] = Field(default_factory=dict)
+    verifier: VerifierSpec = Field(default_factory=lambda: {"kind": "math"})  # type: ignore[arg-type,return-value]
+    reference: str | None = Field(default=None, max_length=10_000)
+    budget: Budget = Field(default_factory=Budget)
+    seed: int | None = Field(default=None, ge=0, lt=2**31)
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> JobSpec:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        return self
+
+    def prompt_text(self) -> str:
+        if self.prompt is not None:
+            return self.prompt
+        return render_messages([m.model_dump() for m in self.messages or []])
+
+
+def validate_job(spec: JobSpec, settings: Settings) -> SamplingParams:
+    """Check names, parameters and limits; returns the strategy's parsed parameters."""
+    if spec.strategy not in STRATEGIES:
+        raise UnknownNameError(
+            f"unknown strategy {spec.strategy!r}; known: {', '.join(sorted(STRATEGIES))}",
+            field="strategy",
+        )
+    endpoint = settings.endpoints.get(spec.endpoint)
+    if endpoint is None or endpoint.kind != "generate":
+        known = sorted(n for n, e in settings.endpoints.items() if e.kind == "generate")
+        raise UnknownNameError(
+            f"unknown endpoint {spec.endpoint!r}; known: {', '.join(known)}", field="endpoint"
+        )
+    if len(spec.prompt_text()) > settings.max_prompt_chars:
+        raise LimitError(
+            f"prompt longer than {settings.max_prompt_chars} characters",
+            field="messages" if spec.prompt is None else "prompt",
+        )
+    strategy = get_strategy(spec.strategy)
+    try:
+        params = strategy.parse_params(spec.params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"params.{loc}: {err['msg']}", field=f"params.{loc}") from None
+    n = strategy.planned_samples(params)
+    if n > settings.max_n:
+        raise LimitError(f"n={n} is over this server's limit of {settings.max_n}", field="params.n")
+    try:
+        check_spec(spec.verifier, settings.endpoints)
+    except ValueError as exc:
+        raise InputError(str(exc), field="verifier.endpoint") from None
+    if strategy.needs_scores and spec.verifier.kind != "reward_model" and spec.reference is None:
+        raise InputError(
+            f"{spec.strategy} ranks samples by score: give a 'reference' answer or use a "
+            "reward_model verifier",
+            field="reference",
+        )
+    return params
+
+
+def create_job(session: Session, spec: JobSpec, settings: Settings, *, tenant: str) -> Job:
+    """Validate, then write the job, its root node and its first event (one transaction
+    is the caller's). The caller enqueues the first driver step after commit."""
+    params = validate_job(spec, settings)
+    job_id = str(uuid.uuid4())
+    job = Job(
+        id=job_id,
+        tenant=tenant,
+        strategy=spec.strategy,
+        endpoint=spec.endpoint,
+        prompt=spec.prompt,
+        messages=[m.model_dump() for m in spec.messages] if spec.messages else None,
+        params=params.model_dump(),
+        verifier=spec.verifier.model_dump(),
+        reference=spec.reference,
+        budget=spec.budget.model_dump(exclude_none=True),
+        seed=spec.seed if spec.seed is not None else secrets.randbelow(2**31),
+        status=JobStatus.queued,
+        strategy_state={},
+    )
+    session.add(job)
+    session.flush()
+    session.add(
+        Node(
+            id=node_id_for(job_id, None, 0),
+            job_id=job_id,
+            parent_id=None,
+            depth=0,
+            child_index=0,
+            role="root",
+            text=spec.prompt_text(),
+            status=NodeStatus.done,
+            meta={},
+        )
+    )
+    append_event(session, job_id, "job_created", strategy=spec.strategy, endpoint=spec.endpoint)
+    return job

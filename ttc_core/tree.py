@@ -1,0 +1,72 @@
+"""A read-only view of a job's search tree, as strategies see it.
+
+Strategies plan over this view and never touch the database, so they can be tested on
+hand-built trees in milliseconds and driven by any executor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+_NODE_NAMESPACE = uuid.UUID("6f1c2a7e-3b8d-4c3e-9a51-0c2b7d9e4f10")
+
+
+def node_id_for(job_id: str, parent_id: str | None, child_index: int) -> str:
+    """Deterministic node id: an expansion that runs twice writes the same rows."""
+    return str(uuid.uuid5(_NODE_NAMESPACE, f"{job_id}/{parent_id or ''}/{child_index}"))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    id: str
+    parent_id: str | None
+    depth: int
+    child_index: int
+    role: str
+    status: str
+    is_terminal: bool = False
+    answer: str | None = None
+    score: float | None = None
+    correct: bool | None = None
+    completion_tokens: int = 0
+
+    @property
+    def usable(self) -> bool:
+        """Generated and not cut: a candidate for selection or further expansion."""
+        return self.status == "done"
+
+
+@dataclass
+class TreeView:
+    root_id: str
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    _children: dict[str | None, list[NodeView]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, nodes: Iterable[NodeView]) -> TreeView:
+        by_id: dict[str, NodeView] = {}
+        children: dict[str | None, list[NodeView]] = {}
+        root_id: str | None = None
+        for node in nodes:
+            by_id[node.id] = node
+            children.setdefault(node.parent_id, []).append(node)
+            if node.parent_id is None:
+                root_id = node.id
+        if root_id is None:
+            raise ValueError("tree has no root node")
+        for siblings in children.values():
+            siblings.sort(key=lambda n: n.child_index)
+        return cls(root_id=root_id, nodes=by_id, _children=children)
+
+    @property
+    def root(self) -> NodeView:
+        return self.nodes[self.root_id]
+
+    def children(self, node_id: str) -> Sequence[NodeView]:
+        return self._children.get(node_id, ())
+
+    def next_child_index(self, node_id: str) -> int:
+        kids = self.children(node_id)
+        return kids[-1].child_index + 1 if kids else 0

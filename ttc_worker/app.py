@@ -1,0 +1,37 @@
+"""The Celery application.
+
+Settings follow ARCHITECTURE.md: late acks with reject-on-worker-lost (the attempt
+counter in Postgres stops poison loops), prefetch 1, hard and soft time limits on every
+task, a visibility timeout longer than any task, separate queues for driver steps and
+expansions. Redis should run with ``maxmemory-policy noeviction`` (see deploy/).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from ttc_core.settings import get_settings
+from ttc_worker.queues import ADVANCE_TASK, DRIVER_QUEUE, EXPAND_QUEUE, EXPAND_TASK
+
+settings = get_settings()
+
+app = Celery("ttc", broker=settings.broker_url, include=["ttc_worker.tasks"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_time_limit=settings.task_time_limit_s,
+    task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
+    broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2 + 60},
+    broker_connection_retry_on_startup=True,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue=DRIVER_QUEUE,
+    task_queues=[Queue(DRIVER_QUEUE), Queue(EXPAND_QUEUE)],
+    task_routes={ADVANCE_TASK: {"queue": DRIVER_QUEUE}, EXPAND_TASK: {"queue": EXPAND_QUEUE}},
+    worker_hijack_root_logger=False,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+)
