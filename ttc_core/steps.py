@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import TypeAdapter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -42,10 +41,9 @@ from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, insert_nodes, load_tree, lock_job
 from ttc_core.strategies import Expand, SamplingParams, Selection, get_strategy
 from ttc_core.tree import TreeView, node_id_for
-from ttc_core.verifiers import Candidate, Verdict, VerifierSpec, build_verifier
+from ttc_core.verifiers import Candidate, Verdict, build_verifier
 
 log = logging.getLogger(__name__)
-_VERIFIER_SPEC: TypeAdapter[Any] = TypeAdapter(VerifierSpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +345,7 @@ async def _verify(
     if not choices:
         return []
     verifier = build_verifier(
-        _VERIFIER_SPEC.validate_python(job.verifier),
+        job.verifier,
         reference=job.reference,
         endpoints=ctx.settings.endpoints,
         http_client=ctx.http,

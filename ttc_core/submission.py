@@ -27,7 +27,7 @@ from ttc_core.settings import Settings
 from ttc_core.store import append_event
 from ttc_core.strategies import STRATEGIES, SamplingParams, get_strategy
 from ttc_core.tree import node_id_for
-from ttc_core.verifiers import VerifierSpec, check_spec
+from ttc_core.verifiers import MathSpec, VerifierSpec, check_spec
 
 
 class ChatMessage(BaseModel):
@@ -74,7 +74,7 @@ class JobSpec(BaseModel):
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(default=None, max_length=256)
     params: dict[str, Any] = Field(default_factory=dict)
-    verifier: VerifierSpec = Field(default_factory=lambda: {"kind": "math"})  # type: ignore[arg-type,return-value]
+    verifier: VerifierSpec = Field(default_factory=MathSpec)
     reference: str | None = Field(default=None, max_length=10_000)
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
