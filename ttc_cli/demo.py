@@ -53,9 +53,8 @@ async def _run_all(ctx: EngineContext, job_ids: list[str], total: int) -> None:
 
 
 def run_demo(ns: argparse.Namespace) -> int:
-    from ttc_sim.runner import SimServer
-
     from ttc_sim.config import SimConfig
+    from ttc_sim.runner import SimServer
     from ttc_sim.tasks import gsm8k_problems
 
     began = time.perf_counter()

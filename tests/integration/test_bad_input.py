@@ -1,0 +1,110 @@
+"""Bad input gets a 4xx problem+json naming the field, and nothing is half-written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.integration.conftest import Stack
+from ttc_core.db import Database
+from ttc_core.models import Job, JobEvent, Node
+
+pytestmark = pytest.mark.integration
+
+GOOD: dict[str, Any] = {
+    "strategy": "self_consistency",
+    "endpoint": "sim",
+    "prompt": "What is 6 times 7?",
+    "params": {"n": 4},
+}
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    body = {**GOOD, **changes}
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+CASES = [
+    ("unknown strategy", _with(strategy="nope"), 422, "strategy"),
+    ("unknown endpoint", _with(endpoint="gpu-9"), 422, "endpoint"),
+    ("reward endpoint as generator", _with(endpoint="sim-rm"), 422, "endpoint"),
+    ("n=0", _with(params={"n": 0}), 422, "params.n"),
+    ("n=100000", _with(params={"n": 100_000}), 422, "params.n"),
+    ("n as text", _with(params={"n": "many"}), 422, "params.n"),
+    ("unknown param", _with(params={"n": 4, "beams": 2}), 422, "params.beams"),
+    ("temperature out of range", _with(params={"temperature": 9}), 422, "params.temperature"),
+    ("prompt of wrong type", _with(prompt=42), 422, "prompt"),
+    ("params of wrong type", _with(params=[1, 2]), 422, "params"),
+    ("no prompt", _with(prompt=...), 422, None),
+    ("unknown top-level field", _with(url="http://evil"), 422, "url"),
+    ("bad regex", _with(verifier={"kind": "regex", "pattern": "("}), 422, "verifier"),
+    ("regex without group", _with(verifier={"kind": "regex", "pattern": "x"}), 422, "verifier"),
+    ("unknown verifier", _with(verifier={"kind": "vibes"}), 422, "verifier"),
+    (
+        "unknown reward endpoint",
+        _with(verifier={"kind": "reward_model", "endpoint": "nope"}),
+        422,
+        "verifier.endpoint",
+    ),
+    ("best-of-n with nothing to rank by", _with(strategy="best_of_n"), 422, "reference"),
+    ("negative budget", _with(budget={"max_tokens": -1}), 422, "budget.max_tokens"),
+]
+
+
+def _counts(stack: Stack) -> tuple[int, int, int]:
+    db = Database(stack.database_url)
+    with db.session() as session:
+        return (
+            session.scalar(select(func.count(Job.id))) or 0,
+            session.scalar(select(func.count(Node.id))) or 0,
+            session.scalar(select(func.count(JobEvent.id))) or 0,
+        )
+
+
+@pytest.mark.parametrize(("name", "body", "status", "field"), CASES, ids=[c[0] for c in CASES])
+def test_bad_submission_is_refused_by_name(
+    stack: Stack, name: str, body: dict[str, Any], status: int, field: str | None
+) -> None:
+    before = _counts(stack)
+    resp = stack.api.post("/v1/jobs", json=body)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    problem = resp.json()
+    assert problem["status"] == status and problem["title"]
+    if field is not None:
+        assert problem["field"].startswith(field), problem
+    assert "Traceback" not in resp.text
+    assert _counts(stack) == before
+
+
+def test_two_megabyte_prompt_is_413(stack: Stack) -> None:
+    before = _counts(stack)
+    resp = stack.api.post("/v1/jobs", json=_with(prompt="x" * 2_000_000))
+    assert resp.status_code == 413
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert _counts(stack) == before
+
+
+def test_malformed_json_is_422_problem(stack: Stack) -> None:
+    resp = stack.api.post(
+        "/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+def test_unknown_job_and_node_are_404_problems(stack: Stack) -> None:
+    for path in ("/v1/jobs/nope", "/v1/jobs/nope/nodes", "/v1/jobs/nope/nodes/x"):
+        resp = stack.api.get(path)
+        assert resp.status_code == 404
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    assert stack.api.get("/v1/jobs", params={"cursor": "!!"}).status_code == 422
+
+
+def test_openapi_is_served(stack: Stack) -> None:
+    spec = stack.api.get("/openapi.json").json()
+    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/nodes",
+                 "/v1/jobs/{job_id}/nodes/{node_id}", "/v1/jobs/{job_id}/cancel"):
+        assert path in spec["paths"]

@@ -1,0 +1,132 @@
+"""Configuration of the simulated inference server.
+
+:class:`SimConfig` holds every knob. The server has one config; a request can override most
+fields for itself through the model name::
+
+    "sim-gsm8k"                                       # the server's config as is
+    "sim-gsm8k;sample_accuracy=0.3;distractors=4"     # two fields overridden for this request
+    "sim-rm;reward_noise=0"                           # works for the reward endpoints too
+
+The part before the first ``;`` is the model name proper (any name is accepted; ``/v1/models``
+lists the usual ones). Each further ``key=value`` pair overrides the :class:`SimConfig` field of
+that name (``-`` may stand for ``_``; ``none``/``null`` sets an optional field to ``None``;
+booleans accept ``true``/``false``/``1``/``0``). An unknown key, a bad value, or a server-wide
+field (``slots``, ``fault_seed``) gives a 400 with an OpenAI-style error body.
+
+Knobs
+-----
+Latency
+    ``base_latency_s`` (0.05) + ``per_token_latency_s`` (0.0002) x completion tokens is how long
+    one generated sequence holds one of ``slots`` (64) concurrent slots; sequences beyond that
+    wait in a FIFO queue. ``reward_latency_s`` (0.005) is the time a reward request takes (no
+    slot).
+Quality
+    ``step_accuracy`` (0.85): probability that each reasoning step is right; any wrong step makes
+    the final answer wrong. ``sample_accuracy`` (None): if set, a sample is right with exactly
+    this probability whatever its number of steps. ``distractors`` (4): number of distinct wrong
+    answers per problem; a wrong sample picks one uniformly (multiple choice has at most 4; Game
+    of 24 wrong answers come from the dead-end moves instead). ``reward_noise`` (0.15): the
+    reward model's logit is +-2 plus Gaussian noise of standard deviation ``reward_noise * 10``.
+Faults (one uniform draw per model request from ``random.Random(fault_seed)``)
+    ``fail_500_rate``, ``fail_429_rate`` (with ``Retry-After: retry_after_s``), ``hang_rate``
+    (sleep ``hang_s`` then answer), ``malformed_rate`` (200 with a body that is not JSON),
+    ``reset_rate`` (the connection is reset without a response). The rates must sum to <= 1.
+Protocol
+    ``reject_n``: answer 400 when ``n > 1`` like servers that do not support ``n``.
+    ``max_n`` (4096): the largest ``n`` accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: Fields that are properties of the whole server and cannot be overridden per request.
+SERVER_WIDE_FIELDS = frozenset({"slots", "fault_seed"})
+
+
+class SimConfig(BaseModel):
+    """Every knob of the simulated server (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_latency_s: float = Field(default=0.05, ge=0)
+    per_token_latency_s: float = Field(default=0.0002, ge=0)
+    slots: int = Field(default=64, ge=1)
+    reward_latency_s: float = Field(default=0.005, ge=0)
+    step_accuracy: float = Field(default=0.85, ge=0, le=1)
+    sample_accuracy: float | None = Field(default=None, ge=0, le=1)
+    distractors: int = Field(default=4, ge=1, le=1000)
+    reward_noise: float = Field(default=0.15, ge=0)
+    fail_500_rate: float = Field(default=0.0, ge=0, le=1)
+    fail_429_rate: float = Field(default=0.0, ge=0, le=1)
+    retry_after_s: float = Field(default=1.0, ge=0)
+    hang_rate: float = Field(default=0.0, ge=0, le=1)
+    hang_s: float = Field(default=30.0, ge=0)
+    malformed_rate: float = Field(default=0.0, ge=0, le=1)
+    reset_rate: float = Field(default=0.0, ge=0, le=1)
+    reject_n: bool = False
+    max_n: int = Field(default=4096, ge=1)
+    fault_seed: int = 0
+
+    @model_validator(mode="after")
+    def _rates_sum(self) -> SimConfig:
+        if self.fault_rate_total > 1.0 + 1e-9:
+            raise ValueError("the fault rates must sum to at most 1")
+        return self
+
+    @property
+    def fault_rate_total(self) -> float:
+        return (
+            self.fail_500_rate
+            + self.fail_429_rate
+            + self.hang_rate
+            + self.malformed_rate
+            + self.reset_rate
+        )
+
+
+class ModelNameError(ValueError):
+    """A model name with an unknown key or a bad value."""
+
+
+def split_model_name(model: str) -> tuple[str, dict[str, str]]:
+    """``"sim-x;a=1;b=2"`` -> ``("sim-x", {"a": "1", "b": "2"})``."""
+    name, *pairs = model.split(";")
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ModelNameError(f"model override {pair!r} is not key=value")
+        overrides[key.strip().replace("-", "_")] = value.strip()
+    return name.strip(), overrides
+
+
+def apply_overrides(cfg: SimConfig, overrides: dict[str, str]) -> SimConfig:
+    """A copy of ``cfg`` with string overrides validated into it."""
+    if not overrides:
+        return cfg
+    data: dict[str, Any] = cfg.model_dump()
+    for key, value in overrides.items():
+        if key not in SimConfig.model_fields:
+            raise ModelNameError(f"unknown model override {key!r}")
+        if key in SERVER_WIDE_FIELDS:
+            raise ModelNameError(f"{key!r} is server-wide and cannot be overridden per request")
+        data[key] = None if value.lower() in ("none", "null") else value
+    try:
+        return SimConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelNameError(f"bad model override: {errors}") from None
+
+
+def config_for_model(cfg: SimConfig, model: str) -> tuple[str, SimConfig]:
+    """Resolve a request's model name into (name proper, effective config)."""
+    name, overrides = split_model_name(model)
+    return name, apply_overrides(cfg, overrides)

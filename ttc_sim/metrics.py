@@ -1,0 +1,111 @@
+"""Counters and gauges of the simulated server (``GET /metrics``, ``POST /metrics/reset``).
+
+``requests`` counts every HTTP request by route and status (status 0: no response, i.e. a
+reset or a client gone); ``requests_total`` counts the generation requests only
+(``/v1/completions`` and ``/v1/chat/completions``, any status), ``http_requests_total`` all of
+them; ``reward_requests``/``reward_items`` count successful reward-model calls and the texts
+they scored; ``choices_total`` and the token totals count what successful generation responses
+returned (equal to the sums of their ``usage``).
+
+Everything is updated from the server's event loop; reading from another thread gets a
+consistent-enough snapshot for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+#: Routes whose requests ``requests_total`` counts (every status, faults included).
+GENERATION_ROUTES = frozenset({"/v1/completions", "/v1/chat/completions"})
+
+_COUNTERS = (
+    "choices_total",
+    "prompt_tokens_total",
+    "completion_tokens_total",
+    "reward_requests",
+    "reward_items",
+)
+
+
+class Metrics:
+    """Request counts by route and status, token totals, in-flight gauges, faults by kind."""
+
+    def __init__(self) -> None:
+        self.in_flight_requests = 0
+        self.in_flight_sequences = 0
+        self.queued_sequences = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters; peaks restart from the current in-flight values."""
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.choices_total = 0
+        self.prompt_tokens_total = 0
+        self.completion_tokens_total = 0
+        self.reward_requests = 0
+        self.reward_items = 0
+        self.peak_in_flight_requests = self.in_flight_requests
+        self.peak_in_flight_sequences = self.in_flight_sequences
+
+    # gauges -------------------------------------------------------------------------------
+    def request_started(self) -> None:
+        self.in_flight_requests += 1
+        self.peak_in_flight_requests = max(self.peak_in_flight_requests, self.in_flight_requests)
+
+    def request_finished(self) -> None:
+        self.in_flight_requests -= 1
+
+    def sequence_started(self) -> None:
+        self.in_flight_sequences += 1
+        self.peak_in_flight_sequences = max(self.peak_in_flight_sequences, self.in_flight_sequences)
+
+    def sequence_finished(self) -> None:
+        self.in_flight_sequences -= 1
+
+    # output -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        by_route: dict[str, dict[str, int]] = {}
+        for (route, status), count in sorted(self.requests.items()):
+            by_route.setdefault(route, {})[str(status)] = count
+        out: dict[str, Any] = {
+            "requests": by_route,
+            "requests_total": sum(
+                n for (route, _), n in self.requests.items() if route in GENERATION_ROUTES
+            ),
+            "http_requests_total": sum(self.requests.values()),
+        }
+        for name in _COUNTERS:
+            out[name] = getattr(self, name)
+        out.update(
+            in_flight_requests=self.in_flight_requests,
+            peak_in_flight_requests=self.peak_in_flight_requests,
+            in_flight_sequences=self.in_flight_sequences,
+            peak_in_flight_sequences=self.peak_in_flight_sequences,
+            queued_sequences=self.queued_sequences,
+            faults=dict(sorted(self.faults.items())),
+        )
+        return out
+
+    def prometheus(self) -> str:
+        lines = ["# TYPE ttc_sim_requests_total counter"]
+        for (route, status), count in sorted(self.requests.items()):
+            lines.append(f'ttc_sim_requests_total{{route="{route}",status="{status}"}} {count}')
+        lines.append("# TYPE ttc_sim_faults_total counter")
+        for kind, count in sorted(self.faults.items()):
+            lines.append(f'ttc_sim_faults_total{{kind="{kind}"}} {count}')
+        for name in _COUNTERS:
+            metric = name if name.endswith("_total") else f"{name}_total"
+            lines.append(f"# TYPE ttc_sim_{metric} counter")
+            lines.append(f"ttc_sim_{metric} {getattr(self, name)}")
+        for name in (
+            "in_flight_requests",
+            "peak_in_flight_requests",
+            "in_flight_sequences",
+            "peak_in_flight_sequences",
+            "queued_sequences",
+        ):
+            lines.append(f"# TYPE ttc_sim_{name} gauge")
+            lines.append(f"ttc_sim_{name} {getattr(self, name)}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,548 @@
+"""The simulated OpenAI-compatible inference and reward-model server (an ASGI application).
+
+Routes
+------
+``POST /v1/completions``, ``POST /v1/chat/completions``
+    OpenAI request and response shapes (see :mod:`ttc_sim.openai_api`), streaming included.
+``GET /v1/models``
+    The usual model names (any name is accepted on requests).
+``POST /classify`` (also ``/v1/classify``)
+    vLLM's classify API: ``{"model", "input": str | [str]}`` -> ``{"id", "object": "list",
+    "created", "model", "data": [{"index", "label", "probs": [p_bad, p_good],
+    "num_classes": 2}], "usage"}``; each input is a prompt followed by its response.
+``POST /v1/reward`` (also ``/reward``)
+    ``{"prompt": str, "responses": [str], "model"?}`` -> ``{"scores": [float]}``.
+``GET /health``; ``GET /metrics`` (JSON, or Prometheus text with ``?format=prometheus``);
+``POST /metrics/reset``.
+
+Latency: each generated sequence waits for one of ``slots`` (FIFO) and holds it for
+``base_latency_s + per_token_latency_s * completion_tokens``; a request with ``n=k`` runs its
+``k`` sequences concurrently and answers when all are done (streamed tokens arrive as they are
+"generated": the first after ``base_latency_s``, then one per ``per_token_latency_s``).
+
+Faults: one uniform draw per model request (generation and reward routes) from
+``random.Random(fault_seed)`` decides: a 500 with an error body, a 429 with ``Retry-After``, a
+hang of ``hang_s`` (then a normal answer; ended early when the server stops), a malformed body
+(200, not JSON; for streams, a broken event), or a reset (SO_LINGER 0 and ``abort()`` on the
+uvicorn transport: the client sees the connection reset with no response; see
+:meth:`ttc_sim.asgi.Exchange.reset`). Metrics count a reset under status 0.
+
+Sampling: choice ``i`` uses seed ``seed + i`` (a random seed when ``seed`` is absent);
+``temperature=0`` is greedy and uses seed 0 for every choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .asgi import ClientGone, Exchange, HTTPError, Receive, Scope, Send, dumps
+from .config import ModelNameError, SimConfig, config_for_model
+from .metrics import Metrics
+from .model import generate, token_logprobs
+from .openai_api import (
+    ChoiceOut,
+    GenRequest,
+    Kind,
+    chunk,
+    chunk_choice,
+    final_chunk_choice,
+    parse_request,
+    response_body,
+    usage,
+)
+from .reward import score_responses, score_text
+from .rng import stable_seed
+from .tasks import ProblemIndex, default_index
+from .tokens import count_tokens, split_tokens
+
+log = logging.getLogger("ttc_sim")
+
+MODEL_NAMES = ("sim", "sim-gsm8k", "sim-synthetic", "sim-choice", "sim-game24", "sim-rm")
+FAULT_KINDS = ("500", "429", "hang", "malformed", "reset")
+
+Handler = Callable[[Exchange], Awaitable[None]]
+
+_MALFORMED = b'{"id":"cmpl-sim-malformed","object":"text_completion","choices":[{"text":"The fi'
+
+
+class SimApp:
+    """The ASGI application; ``metrics`` and ``config`` are readable from outside."""
+
+    def __init__(self, config: SimConfig | None = None, *, index: ProblemIndex | None = None):
+        self.config = config or SimConfig()
+        self.metrics = Metrics()
+        self.index = index or default_index()
+        self._fault_rng = random.Random(self.config.fault_seed)
+        self._seed_rng = random.Random()
+        self._slots: asyncio.Semaphore | None = None
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._models: dict[str, SimConfig] = {}
+        self._ids = itertools.count()
+        self._id_prefix = uuid.uuid4().hex[:10]
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/v1/completions": {"POST": self._completions},
+            "/v1/chat/completions": {"POST": self._chat},
+            "/v1/models": {"GET": self._list_models},
+            "/classify": {"POST": self._classify},
+            "/v1/classify": {"POST": self._classify},
+            "/v1/reward": {"POST": self._reward},
+            "/reward": {"POST": self._reward},
+            "/health": {"GET": self._health},
+            "/metrics": {"GET": self._metrics},
+            "/metrics/reset": {"POST": self._metrics_reset},
+        }
+
+    # ------------------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        self._bind_loop()
+        path: str = scope.get("path", "/")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if len(path) > 1:
+            path = path.rstrip("/")
+        ex = Exchange(scope, receive, send, path)
+        methods = self._routes.get(path)
+        label = path if methods is not None else "other"
+        try:
+            if methods is None:
+                raise HTTPError(404, f"no route {path}", code="not_found")
+            handler = methods.get(ex.method)
+            if handler is None:
+                raise HTTPError(405, f"method {ex.method} not allowed on {path}")
+            await handler(ex)
+        except HTTPError as exc:
+            if ex.status == 0:
+                await ex.error(exc)
+        except ClientGone:
+            pass
+        except ConnectionResetError:
+            raise
+        except Exception:
+            log.exception("ttc_sim: error in %s", path)
+            if ex.status == 0:
+                await ex.error(HTTPError(500, "internal error in the simulator"))
+        finally:
+            self.metrics.requests[(label, ex.status)] += 1
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._bind_loop()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _bind_loop(self) -> None:
+        if self._slots is None:
+            self._loop = asyncio.get_running_loop()
+            self._slots = asyncio.Semaphore(self.config.slots)
+            self._stopping = asyncio.Event()
+
+    def reset_metrics(self, timeout: float = 5.0) -> None:
+        """Zero the metrics from another thread (runs on the server's loop when it has one)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            self.metrics.reset()
+            return
+        done = threading.Event()
+
+        def reset() -> None:
+            self.metrics.reset()
+            done.set()
+
+        loop.call_soon_threadsafe(reset)
+        if not done.wait(timeout):
+            raise TimeoutError("the simulator's event loop did not reset its metrics")
+
+    def begin_shutdown(self) -> None:
+        """End hangs now (callable from any thread)."""
+        loop, event = self._loop, self._stopping
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    # ------------------------------------------------------------------------ helpers
+    def _resolve(self, model: Any) -> SimConfig:
+        if not isinstance(model, str):
+            raise HTTPError(400, "model must be a string", param="model")
+        cfg = self._models.get(model)
+        if cfg is None:
+            try:
+                cfg = config_for_model(self.config, model)[1]
+            except ModelNameError as exc:
+                raise HTTPError(400, str(exc), param="model", code="invalid_model") from None
+            if len(self._models) > 4096:
+                self._models.clear()
+            self._models[model] = cfg
+        return cfg
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{self._id_prefix}{next(self._ids):x}"
+
+    def _draw_fault(self, cfg: SimConfig) -> str | None:
+        u = self._fault_rng.random()
+        if cfg.fault_rate_total <= 0:
+            return None
+        rates = (
+            cfg.fail_500_rate,
+            cfg.fail_429_rate,
+            cfg.hang_rate,
+            cfg.malformed_rate,
+            cfg.reset_rate,
+        )
+        for kind, rate in zip(FAULT_KINDS, rates, strict=True):
+            if u < rate:
+                return kind
+            u -= rate
+        return None
+
+    async def _fault(self, ex: Exchange, cfg: SimConfig, stream: bool = False) -> bool:
+        """Inject this request's fault, if one is drawn; True when it answered the request."""
+        kind = self._draw_fault(cfg)
+        if kind is None:
+            return False
+        self.metrics.faults[kind] += 1
+        if kind == "hang":
+            await self._sleep_or_stop(cfg.hang_s)
+            return False
+        if kind == "500":
+            await ex.error(HTTPError(500, "simulated internal server error", code="internal_error"))
+        elif kind == "429":
+            after = cfg.retry_after_s
+            value = str(int(after)) if after == int(after) else f"{after:g}"
+            exc = HTTPError(
+                429,
+                "simulated rate limit: retry later",
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", value.encode())],
+            )
+            await ex.error(exc)
+        elif kind == "malformed":
+            if stream:
+                await ex.start_stream()
+                await ex.end_stream(b'data: {"id":"cmpl-sim","choices":[{"te\n\n')
+            else:
+                await ex.respond(200, _MALFORMED)
+        else:
+            await ex.reset()
+        return True
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """Wait for a slot (FIFO) and hold it, keeping the gauges."""
+        assert self._slots is not None
+        m = self.metrics
+        m.queued_sequences += 1
+        queued = True
+        try:
+            async with self._slots:
+                m.queued_sequences -= 1
+                queued = False
+                m.sequence_started()
+                try:
+                    yield
+                finally:
+                    m.sequence_finished()
+        finally:
+            if queued:
+                m.queued_sequences -= 1
+
+    async def _occupy(self, seconds: float) -> None:
+        """Hold one slot for ``seconds``."""
+        async with self._slot():
+            await asyncio.sleep(seconds)
+
+    # ----------------------------------------------------------------------- generation
+    async def _completions(self, ex: Exchange) -> None:
+        await self._generate(ex, "completions")
+
+    async def _chat(self, ex: Exchange) -> None:
+        await self._generate(ex, "chat")
+
+    async def _generate(self, ex: Exchange, kind: Kind) -> None:
+        body = await ex.json_body()
+        self.metrics.request_started()
+        try:
+            cfg = self._resolve(body.get("model", "sim"))
+            req = parse_request(kind, body, cfg.max_n)
+            if cfg.reject_n and req.n > 1:
+                raise HTTPError(
+                    400,
+                    "n > 1 is not supported by this server; send one request per sample",
+                    param="n",
+                    code="unsupported_parameter",
+                )
+            if await self._fault(ex, cfg, req.stream):
+                return
+            choices, prompt_tokens = self._sample(req, cfg)
+            completion_tokens = sum(len(c.tokens) for c in choices)
+            use = usage(prompt_tokens, completion_tokens)
+            rid = self._new_id("chatcmpl" if kind == "chat" else "cmpl")
+            created = int(time.time())
+            if req.stream:
+                await self._stream(ex, req, cfg, choices, rid, created, use)
+                return
+            durations = [
+                cfg.base_latency_s + cfg.per_token_latency_s * len(c.tokens) for c in choices
+            ]
+            if len(durations) == 1:
+                await self._occupy(durations[0])
+            else:
+                await asyncio.gather(*(self._occupy(d) for d in durations))
+            self._count(choices, use)
+            await ex.json(200, response_body(req, rid, created, choices, use))
+        finally:
+            self.metrics.request_finished()
+
+    def _count(self, choices: list[ChoiceOut], use: dict[str, int]) -> None:
+        m = self.metrics
+        m.choices_total += len(choices)
+        m.prompt_tokens_total += use["prompt_tokens"]
+        m.completion_tokens_total += use["completion_tokens"]
+
+    def _seeds(self, req: GenRequest) -> list[int]:
+        if req.temperature == 0:
+            return [0] * req.n
+        if req.seed is not None:
+            return [req.seed + i for i in range(req.n)]
+        return [self._seed_rng.getrandbits(48) for _ in range(req.n)]
+
+    def _sample(self, req: GenRequest, cfg: SimConfig) -> tuple[list[ChoiceOut], int]:
+        choices: list[ChoiceOut] = []
+        prompt_tokens = 0
+        for pi, prompt in enumerate(req.prompts):
+            prompt_tokens += prompt.prompt_tokens
+            problem, end = self.index.locate(prompt.text)
+            if prompt.final_assistant is not None:
+                prefix = prompt.final_assistant
+            elif req.kind == "completions":
+                prefix = prompt.text[end:]
+            else:
+                prefix = ""
+            for i, seed in enumerate(self._seeds(req)):
+                sample = generate(problem, seed, cfg, prefix)
+                text, finish, stop_reason = _apply_stop(sample.text, req.stop, req.include_stop)
+                tokens = split_tokens(text)
+                if req.max_tokens is not None and len(tokens) > req.max_tokens:
+                    tokens = tokens[: req.max_tokens]
+                    text = "".join(tokens)
+                    finish, stop_reason = "length", None
+                lps = None
+                if req.logprobs is not None:
+                    lps = token_logprobs(sample, tokens, stable_seed("lp", problem.id, seed))
+                choices.append(ChoiceOut(pi * req.n + i, text, tokens, finish, stop_reason, lps))
+        return choices, prompt_tokens
+
+    async def _stream(
+        self,
+        ex: Exchange,
+        req: GenRequest,
+        cfg: SimConfig,
+        choices: list[ChoiceOut],
+        rid: str,
+        created: int,
+        use: dict[str, int],
+    ) -> None:
+        queue: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        base, per_token = cfg.base_latency_s, cfg.per_token_latency_s
+
+        async def produce(pos: int, c: ChoiceOut) -> None:
+            total, sent = len(c.tokens), 0
+            try:
+                async with self._slot():
+                    start = loop.time() + base
+                    await asyncio.sleep(base)
+                    while sent < total:
+                        elapsed = loop.time() - start
+                        due = total if per_token <= 0 else min(total, int(elapsed / per_token) + 1)
+                        if due > sent:
+                            queue.put_nowait((pos, sent, due))
+                            sent = due
+                        if sent < total:
+                            await asyncio.sleep(max(0.002, start + per_token * sent - loop.time()))
+                    await asyncio.sleep(max(0.0, start + per_token * total - loop.time()))
+            finally:
+                if sent < total:  # failed or cancelled: flush what is left so the stream ends
+                    queue.put_nowait((pos, sent, total))
+                queue.put_nowait((pos, -1, -1))
+
+        def event(payload: dict[str, Any]) -> bytes:
+            return b"data: " + dumps(payload) + b"\n\n"
+
+        tasks = [asyncio.create_task(produce(pos, c)) for pos, c in enumerate(choices)]
+        try:
+            await ex.start_stream()
+            if req.kind == "chat":
+                first = [
+                    {
+                        "index": c.index,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                    for c in choices
+                ]
+                await ex.stream(event(chunk(req, rid, created, first)))
+            offsets = [0] * len(choices)
+            remaining = len(choices)
+            while remaining:
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                out: list[bytes] = []
+                for pos, lo, hi in items:
+                    c = choices[pos]
+                    if lo < 0:
+                        remaining -= 1
+                        payload = chunk(req, rid, created, [final_chunk_choice(req, c)])
+                        out.append(event(payload))
+                        continue
+                    for k in range(lo, hi):
+                        part = chunk_choice(req, c, k, k + 1, offsets[pos])
+                        offsets[pos] += len(c.tokens[k])
+                        out.append(event(chunk(req, rid, created, [part])))
+                await ex.stream(b"".join(out))
+            self._count(choices, use)
+            tail = b""
+            if req.include_usage:
+                payload = chunk(req, rid, created, [])
+                payload["usage"] = use
+                tail = event(payload)
+            await ex.end_stream(tail + b"data: [DONE]\n\n")
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --------------------------------------------------------------------------- reward
+    async def _classify(self, ex: Exchange) -> None:
+        body = await ex.json_body()
+        self.metrics.request_started()
+        try:
+            model = body.get("model", "sim-rm")
+            cfg = self._resolve(model)
+            raw = body.get("input")
+            texts = [raw] if isinstance(raw, str) else raw
+            if (
+                not isinstance(texts, list)
+                or not texts
+                or not all(isinstance(t, str) for t in texts)
+            ):
+                raise HTTPError(400, "input must be a string or a list of strings", param="input")
+            if await self._fault(ex, cfg):
+                return
+            if cfg.reward_latency_s > 0:
+                await asyncio.sleep(cfg.reward_latency_s)
+            scores = [score_text(t, cfg, self.index) for t in texts]
+            tokens = sum(count_tokens(t) for t in texts)
+            self.metrics.reward_requests += 1
+            self.metrics.reward_items += len(texts)
+            data = [
+                {
+                    "index": i,
+                    "label": "good" if p >= 0.5 else "bad",
+                    "probs": [1.0 - p, p],
+                    "num_classes": 2,
+                }
+                for i, p in enumerate(scores)
+            ]
+            await ex.json(
+                200,
+                {
+                    "id": self._new_id("classify"),
+                    "object": "list",
+                    "created": int(time.time()),
+                    "model": model,
+                    "data": data,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                },
+            )
+        finally:
+            self.metrics.request_finished()
+
+    async def _reward(self, ex: Exchange) -> None:
+        body = await ex.json_body()
+        self.metrics.request_started()
+        try:
+            cfg = self._resolve(body.get("model", "sim-rm"))
+            prompt, responses = body.get("prompt"), body.get("responses")
+            if not isinstance(prompt, str):
+                raise HTTPError(400, "prompt must be a string", param="prompt")
+            if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+                raise HTTPError(400, "responses must be a list of strings", param="responses")
+            if await self._fault(ex, cfg):
+                return
+            if cfg.reward_latency_s > 0:
+                await asyncio.sleep(cfg.reward_latency_s)
+            scores = score_responses(prompt, responses, cfg, self.index)
+            self.metrics.reward_requests += 1
+            self.metrics.reward_items += len(responses)
+            await ex.json(200, {"scores": scores})
+        finally:
+            self.metrics.request_finished()
+
+    # ---------------------------------------------------------------------------- misc
+    async def _list_models(self, ex: Exchange) -> None:
+        created = int(time.time())
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "ttc-sim"}
+            for name in MODEL_NAMES
+        ]
+        await ex.json(200, {"object": "list", "data": data})
+
+    async def _health(self, ex: Exchange) -> None:
+        await ex.json(200, {"status": "ok"})
+
+    async def _metrics(self, ex: Exchange) -> None:
+        if ex.query.get("format", [""])[0] == "prometheus":
+            body = self.metrics.prometheus().encode()
+            await ex.respond(200, body, b"text/plain; version=0.0.4")
+        else:
+            await ex.json(200, self.metrics.snapshot())
+
+    async def _metrics_reset(self, ex: Exchange) -> None:
+        self.metrics.reset()
+        await ex.json(200, {"status": "reset"})
+
+
+def _apply_stop(text: str, stop: list[str], include: bool) -> tuple[str, str, str | None]:
+    """Cut ``text`` at the first stop string: (text, finish_reason, stop_reason)."""
+    best, which = -1, None
+    for s in stop:
+        i = text.find(s)
+        if i >= 0 and (best < 0 or i < best):
+            best, which = i, s
+    if which is None:
+        return text, "stop", None
+    end = best + len(which) if include else best
+    return text[:end], "stop", which
+
+
+def create_app(config: SimConfig | None = None, *, index: ProblemIndex | None = None) -> SimApp:
+    """The simulated server as an ASGI application (for uvicorn, httpx's ASGITransport, or
+    mounting under another app)."""
+    return SimApp(config, index=index)
