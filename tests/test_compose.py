@@ -36,7 +36,10 @@ def test_every_ttc_command_parses() -> None:
             # Options after the subcommand pass through to Celery: check Celery accepts them.
             out = subprocess.run(
                 [sys.executable, "-m", "ttc_cli.main", args[0], "--help"],
-                capture_output=True, text=True, timeout=60, cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
             )
             assert out.returncode == 0, (name, out.stderr)
             for option in (a for a in args[1:] if a.startswith("--")):

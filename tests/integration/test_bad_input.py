@@ -105,6 +105,11 @@ def test_unknown_job_and_node_are_404_problems(stack: Stack) -> None:
 
 def test_openapi_is_served(stack: Stack) -> None:
     spec = stack.api.get("/openapi.json").json()
-    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/nodes",
-                 "/v1/jobs/{job_id}/nodes/{node_id}", "/v1/jobs/{job_id}/cancel"):
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/nodes",
+        "/v1/jobs/{job_id}/nodes/{node_id}",
+        "/v1/jobs/{job_id}/cancel",
+    ):
         assert path in spec["paths"]
