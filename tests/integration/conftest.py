@@ -4,8 +4,6 @@ server process and the simulated endpoint over HTTP."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,8 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers import REDIS_BASE, Proc, free_port, fresh_postgres, wait_http
+from tests.helpers import REDIS_BASE, fresh_postgres
+from ttc_cli.stack import run_stack
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 
@@ -51,31 +50,21 @@ def pg_url() -> Iterator[str]:
 def stack(sim: SimServer, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     broker = f"{REDIS_BASE}/{REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()
-    endpoints = {
-        "sim": {"base_url": sim.base_url, "model": "sim-gsm8k", "max_concurrency": 32},
-        "sim-rm": {"base_url": sim.url, "model": "sim-rm", "kind": "reward"},
-    }
-    env = {
-        "TTC_DATABASE_URL": pg_url,
-        "TTC_BROKER_URL": broker,
-        "TTC_EXECUTOR": "celery",
-        "TTC_ENDPOINTS": json.dumps(endpoints),
-        "TTC_EXPAND_BATCH_SAMPLES": "8",
-    }
     logs = Path(tmp_path_factory.mktemp("logs"))
-    port = free_port()
-    worker = Proc(["worker", "--concurrency", "2", "--pool", "prefork"], env, logs / "worker.log")
-    api = Proc(["serve", "--port", str(port), "--log-level", "warning"], env, logs / "api.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health")
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield Stack(url, sim, pg_url, env, client)
-    finally:
-        api.stop()
-        worker.stop()
-        for proc in (api, worker):
-            text = proc.log()
-            if "Traceback" in text:
-                print(f"--- {proc.log_path.name} ---\n{text[-4000:]}")
-        shutil.rmtree(logs, ignore_errors=True)
+    with (
+        run_stack(
+            database_url=pg_url,
+            broker_url=broker,
+            log_dir=logs,
+            sim_url=sim.url,
+            endpoint_overrides={"max_concurrency": 32},
+            extra_env={"TTC_EXPAND_BATCH_SAMPLES": "8"},
+        ) as running,
+        httpx.Client(base_url=running.api_url, timeout=30) as client,
+    ):
+        try:
+            yield Stack(running.api_url, sim, pg_url, running.env, client)
+        finally:
+            for proc in running.procs:
+                if "Traceback" in proc.log():
+                    print(f"--- {proc.log_path.name} ---\n{proc.log()[-4000:]}")

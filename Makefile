@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench serve clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# A real best-of-N and self-consistency search, embedded: SQLite, in-process executor,
+# the simulated endpoint.
+demo: install
+	$(BIN)/ttc demo
+
+# Lint, types and the whole suite (starts local Postgres and Redis if they are down).
+test: install
+	scripts/ensure-services.sh
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	scripts/ensure-services.sh
+	$(BIN)/python bench/fanout.py
+
+serve: install
+	$(BIN)/ttc serve
+
+clean:
+	rm -rf $(VENV) ttc.db* ttc-demo.db*
