@@ -1,4 +1,5 @@
-"""``ttc``: serve, worker, beat, sim, migrate, run, demo, tree."""
+"""ttc: test-time compute scaling. Subcommands: serve, worker, beat, sim, migrate, run,
+demo, tree, stack."""
 
 from __future__ import annotations
 
@@ -93,8 +94,28 @@ def _cmd_tree(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stack(ns: argparse.Namespace) -> int:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from ttc_cli.migrate import upgrade
+    from ttc_cli.stack import run_stack
+
+    upgrade(ns.database_url)
+    log_dir = Path(ns.log_dir or tempfile.mkdtemp(prefix="ttc-stack-"))
+    with run_stack(database_url=ns.database_url, broker_url=ns.broker_url, log_dir=log_dir) as st:
+        print(f"api {st.api_url}  sim {st.sim_url}  logs {log_dir}  (Ctrl-C to stop)")
+        try:
+            while all(p.popen.poll() is None for p in st.procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ttc", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ttc", description=__doc__.split(".")[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -136,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--serve", action="store_true", help="then serve the API to browse trees")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(func=_cmd_demo)
+
+    stack = sub.add_parser(
+        "stack", help="run sim + Celery worker + API natively over Postgres and Redis"
+    )
+    stack.add_argument("--database-url", required=True, help="postgresql://...")
+    stack.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+    stack.add_argument("--log-dir", default=None)
+    stack.set_defaults(func=_cmd_stack)
 
     tree = sub.add_parser("tree", help="print a job's tree from the database")
     tree.add_argument("job_id")

@@ -92,6 +92,7 @@ def run_stack(
     sim_url: str | None = None,
     worker_args: Sequence[str] = ("--concurrency", "2", "--pool", "prefork"),
     endpoint_overrides: dict[str, object] | None = None,
+    extra_endpoints: dict[str, dict[str, object]] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start sim (unless ``sim_url`` is given), one Celery worker and the API."""
@@ -112,6 +113,8 @@ def run_stack(
             },
             "sim-rm": {"base_url": sim_url, "model": "sim-rm", "kind": "reward"},
         }
+        for name, overrides in (extra_endpoints or {}).items():
+            endpoints[name] = {"base_url": sim_url + "/v1", "model": "sim-gsm8k", **overrides}
         env = {
             "TTC_DATABASE_URL": database_url,
             "TTC_BROKER_URL": broker_url,

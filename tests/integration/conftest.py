@@ -58,6 +58,8 @@ def stack(sim: SimServer, pg_url: str, tmp_path_factory: pytest.TempPathFactory)
             log_dir=logs,
             sim_url=sim.url,
             endpoint_overrides={"max_concurrency": 32},
+            # One request per sample, at most 3 in flight across every worker process.
+            extra_endpoints={"sim-narrow": {"max_concurrency": 3, "max_n_per_request": 1}},
             extra_env={"TTC_EXPAND_BATCH_SAMPLES": "8"},
         ) as running,
         httpx.Client(base_url=running.api_url, timeout=30) as client,

@@ -139,3 +139,24 @@ def test_cancel_is_idempotent_and_recorded(stack: Stack) -> None:
     with db.session() as session:
         nodes = session.scalar(select(func.count(Node.id)).where(Node.job_id == job_id))
     assert nodes is not None and nodes <= 65
+
+
+def test_endpoint_concurrency_holds_across_worker_processes(stack: Stack) -> None:
+    """48 single-sample requests in 6 batches over 2 worker processes: never more than the
+    endpoint's max_concurrency=3 in flight at the simulator."""
+    problem = gsm8k_problems()[9]
+    stack.sim.reset_metrics()
+    resp = stack.api.post(
+        "/v1/jobs",
+        json={
+            "strategy": "self_consistency",
+            "endpoint": "sim-narrow",
+            "prompt": problem.question,
+            "params": {"n": 48},
+        },
+    )
+    job = _wait_terminal(stack, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    metrics = stack.sim_metrics()
+    assert metrics["requests_total"] == 48 == job["usage"]["requests"]
+    assert metrics["peak_in_flight_requests"] == 3
