@@ -62,4 +62,6 @@ class RetryableInferenceError(InferenceError):
 
 
 class RejectedRequestError(InferenceError):
-    pass
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None):
+        super().__init__(message, status=status)
+        self.body = body

@@ -10,11 +10,13 @@ slot of the endpoint's ``max_concurrency`` (shared across processes by the limit
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -24,6 +26,7 @@ from ttc_core.inference.retry import with_retries
 from ttc_core.settings import EndpointConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +63,53 @@ class Generation:
 
 
 def split_evenly(total: int, weights: Sequence[int]) -> list[int]:
-    """Split an integer total in proportion to weights; the parts sum to ``total``."""
+    """Split an integer total in proportion to weights (largest remainders get the
+    leftover units); the parts sum to ``total``."""
     if not weights:
         return []
     weight_sum = sum(weights)
     if weight_sum <= 0:
         weights, weight_sum = [1] * len(weights), len(weights)
     parts = [total * w // weight_sum for w in weights]
-    for i in range(total - sum(parts)):
-        parts[i % len(parts)] += 1
+    by_remainder = sorted(
+        range(len(weights)), key=lambda i: (-(total * weights[i] % weight_sum), i)
+    )
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
     return parts
+
+
+_N_REJECTION = re.compile(
+    r"""(?ix) (\bn\b|['"`]n['"`]|number\ of\ (choices|completions))
+    .{0,80} (support|must\ be\ 1|only\ 1|not\ allowed|greater\ than\ 1)""",
+)
+
+
+def rejects_n(exc: RejectedRequestError) -> bool:
+    """Whether a 4xx says the server does not accept ``n`` > 1 (not some other problem)."""
+    body = exc.body or ""
+    try:
+        error = json.loads(body).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if isinstance(error, dict):
+        if error.get("param") == "n":
+            return True
+        body = str(error.get("message") or body)
+    return bool(_N_REJECTION.search(body))
+
+
+async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like ``asyncio.gather``, but the first failure cancels the rest (freeing their
+    endpoint slots) before it propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class InferenceClient:
@@ -96,7 +136,7 @@ class InferenceClient:
         chunks = [
             (start, min(per_request, req.n - start)) for start in range(0, req.n, per_request)
         ]
-        results = await asyncio.gather(*(self._chunk(req, s, k) for s, k in chunks))
+        results = await gather_or_cancel([self._chunk(req, s, k) for s, k in chunks])
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
 
@@ -105,15 +145,15 @@ class InferenceClient:
         try:
             return await self._request(req, start, k, seed)
         except RejectedRequestError as exc:
-            if k == 1:
+            if k == 1 or not rejects_n(exc):
                 raise
             log.warning("endpoint %s rejected n=%d (%s); sending n=1 requests", self.name, k, exc)
             self._n_supported = False
-            parts = await asyncio.gather(
-                *(
+            parts = await gather_or_cancel(
+                [
                     self._request(req, start + i, 1, None if seed is None else seed + i)
                     for i in range(k)
-                )
+                ]
             )
             return Generation([c for p in parts for c in p.choices], sum(p.requests for p in parts))
 
@@ -171,7 +211,9 @@ class InferenceClient:
             )
         if resp.status_code >= 400:
             raise RejectedRequestError(
-                f"HTTP {resp.status_code}: {resp.text[:300]}", status=resp.status_code
+                f"HTTP {resp.status_code}: {resp.text[:300]}",
+                status=resp.status_code,
+                body=resp.text[:2000],
             )
         try:
             payload = resp.json()
