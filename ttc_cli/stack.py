@@ -112,6 +112,7 @@ def run_stack(
                 **(endpoint_overrides or {}),
             },
             "sim-rm": {"base_url": sim_url, "model": "sim-rm", "kind": "reward"},
+            "sim-prm": {"base_url": sim_url, "model": "sim-prm", "kind": "reward"},
         }
         for name, overrides in (extra_endpoints or {}).items():
             endpoints[name] = {"base_url": sim_url + "/v1", "model": "sim-gsm8k", **overrides}

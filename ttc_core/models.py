@@ -82,6 +82,8 @@ class Job(Base):
     messages: Mapped[list[Any] | None] = mapped_column(JSON)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     verifier: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Step scorer (process reward model or LLM judge) for step-level search; optional.
+    prm: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     reference: Mapped[str | None] = mapped_column(Text)
     budget: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     seed: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -128,7 +130,11 @@ class Node(Base):
     status: Mapped[str] = mapped_column(String(16), default=NodeStatus.done)
     is_terminal: Mapped[bool] = mapped_column(Boolean, default=False)
     answer: Mapped[str | None] = mapped_column(Text)
+    #: What strategies rank by: the aggregated step-scorer value of the path when the job
+    #: has a step scorer, else the verifier's score.
     score: Mapped[float | None] = mapped_column(Float)
+    #: The step scorer's score of this node's own step.
+    step_score: Mapped[float | None] = mapped_column(Float)
     correct: Mapped[bool | None] = mapped_column(Boolean)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

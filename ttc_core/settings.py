@@ -47,6 +47,7 @@ class EndpointConfig(BaseModel):
 DEFAULT_ENDPOINTS: dict[str, EndpointConfig] = {
     "sim": EndpointConfig(base_url="http://127.0.0.1:8100/v1", model="sim-gsm8k"),
     "sim-rm": EndpointConfig(base_url="http://127.0.0.1:8100", model="sim-rm", kind="reward"),
+    "sim-prm": EndpointConfig(base_url="http://127.0.0.1:8100", model="sim-prm", kind="reward"),
 }
 
 
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
     #: Samples per expansion task: the unit of work a worker holds in flight at once.
     expand_batch_samples: int = Field(default=128, ge=1)
     max_n: int = Field(default=4096, ge=1)
+    #: Most nodes one job's parameters may plan (step searches multiply n by depth).
+    max_job_nodes: int = Field(default=200_000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     lease_seconds: float = 60.0

@@ -14,10 +14,8 @@ batch.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,8 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ttc_core.errors import InferenceError
-from ttc_core.inference import Choice, Generation, GenerationRequest
+from ttc_core.expansion import STEP_ROLES, ParentContext, Run, generate_rows, parent_context
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -38,10 +35,9 @@ from ttc_core.models import (
     utcnow,
 )
 from ttc_core.runtime import EngineContext
-from ttc_core.store import append_event, insert_nodes, load_tree, lock_job
+from ttc_core.store import append_event, insert_nodes, load_paths, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, SamplingParams, Selection, get_strategy
 from ttc_core.tree import TreeView, node_id_for
-from ttc_core.verifiers import Candidate, Verdict, build_verifier
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +75,7 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
         plan = strategy.plan(tree, params, job.strategy_state)
         if plan.state is not None:
             job.strategy_state = plan.state
+        _merge_node_meta(session, plan.node_meta)
         if plan.finish is not None:
             _finish(session, job, plan.finish)
             return []
@@ -99,6 +96,16 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
             samples=sum(e.k for e in expansions),
         )
         return [FollowUp("expand", b.id) for b in batches]
+
+
+def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
+    if not updates:
+        return
+    rows = session.execute(select(Node.id, Node.meta).where(Node.id.in_(list(updates)))).all()
+    session.execute(
+        update(Node),
+        [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
+    )
 
 
 def budget_exhausted(job: Job) -> str | None:
@@ -138,7 +145,7 @@ def trim_to_budget(job: Job, params: SamplingParams, expansions: list[Expand]) -
         if room <= 0:
             break
         k = min(exp.k, room)
-        trimmed.append(Expand(exp.parent_id, k))
+        trimmed.append(Expand(exp.parent_id, k, exp.role, exp.temperature))
         room -= k
     return trimmed
 
@@ -157,7 +164,15 @@ def _make_batches(
                 items.append([])
                 room = batch_samples
             take = min(left, room)
-            items[-1].append({"parent_id": exp.parent_id, "first_index": first, "k": take})
+            items[-1].append(
+                {
+                    "parent_id": exp.parent_id,
+                    "first_index": first,
+                    "k": take,
+                    "role": exp.role,
+                    "temperature": exp.temperature,
+                }
+            )
             first += take
             left -= take
             room -= take
@@ -181,7 +196,13 @@ def _finish(session: Session, job: Job, selection: Selection, ended_by: str | No
     text = None
     if selection.node_id is not None:
         node = session.get(Node, selection.node_id)
-        text = node.text if node is not None else None
+        if node is not None and node.role in STEP_ROLES:
+            params = get_strategy(job.strategy).parse_params(job.params)
+            delimiter = str(getattr(params, "delimiter", "\n\n"))
+            steps = [n.text for n in path_text(session, node.id) if n.role in STEP_ROLES]
+            text = delimiter.join(steps)
+        elif node is not None:
+            text = node.text
     job.result = {
         "answer": selection.answer,
         "text": text,
@@ -210,47 +231,40 @@ def _finish(session: Session, job: Job, selection: Selection, ended_by: str | No
 # ---------------------------------------------------------------- expansion
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """Contiguous missing children of one parent: one generation request (with n)."""
-
-    parent_id: str
-    parent_depth: int
-    first_index: int
-    k: int
-
-
-def _child_seed(job: Job, parent_id: str, child_index: int) -> int:
-    return (job.seed + zlib.crc32(parent_id.encode())) % (2**31) + child_index
-
-
-def _missing_runs(session: Session, job: Job, spec: list[dict[str, Any]]) -> list[_Run]:
-    runs: list[_Run] = []
-    for item in spec:
-        parent = session.get(Node, item["parent_id"])
-        if parent is None or parent.status != NodeStatus.done:
-            continue  # pruned or failed parents are not expanded
-        first, k = int(item["first_index"]), int(item["k"])
-        have = set(
-            session.scalars(
-                select(Node.child_index).where(
-                    Node.job_id == job.id,
-                    Node.parent_id == parent.id,
-                    Node.child_index.between(first, first + k - 1),
-                )
+def _missing_runs(
+    session: Session, job: Job, spec: list[dict[str, Any]]
+) -> tuple[list[Run], dict[str, ParentContext]]:
+    """The children of a batch that are not saved yet (never pay twice), as runs."""
+    paths = load_paths(session, list(dict.fromkeys(item["parent_id"] for item in spec)))
+    have = {
+        (parent_id, index)
+        for parent_id, index in session.execute(
+            select(Node.parent_id, Node.child_index).where(
+                Node.job_id == job.id, Node.parent_id.in_(list(paths))
             )
         )
+    }
+    runs: list[Run] = []
+    parents: dict[str, ParentContext] = {}
+    for item in spec:
+        path = paths.get(item["parent_id"])
+        if not path or path[-1].status != NodeStatus.done:
+            continue  # pruned or failed parents are not expanded
+        parent = path[-1]
+        first, k = int(item["first_index"]), int(item["k"])
+        role, temperature = item.get("role", "sample"), item.get("temperature")
         start: int | None = None
         for idx in [*range(first, first + k), None]:
-            missing = idx is not None and idx not in have
+            missing = idx is not None and (parent.id, idx) not in have
             if missing and start is None:
                 start = idx
             elif not missing and start is not None:
-                assert idx is None or idx > start
                 end = first + k if idx is None else idx
-                runs.append(_Run(parent.id, parent.depth, start, end - start))
+                runs.append(Run(parent.id, parent.depth, start, end - start, role, temperature))
                 start = None
-    return runs
+        if parent.id not in parents:
+            parents[parent.id] = parent_context(path)
+    return runs, parents
 
 
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
@@ -264,113 +278,16 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
         if job is None:
             return []
         batch.attempts += 1
-        runs = [] if job.status in TERMINAL_STATUSES else _missing_runs(session, job, batch.spec)
+        runs, parents = (
+            ([], {}) if job.status in TERMINAL_STATUSES else _missing_runs(session, job, batch.spec)
+        )
         session.expunge(job)
 
-    rows, requests = await _generate_rows(ctx, job, batch_id, runs) if runs else ([], 0)
+    rows, requests = await generate_rows(ctx, job, batch_id, runs, parents) if runs else ([], 0)
 
     with ctx.db.transaction() as session:
         insert_nodes(session, rows)
         return _complete_batch(ctx, session, job, batch_id, requests)
-
-
-async def _generate_rows(
-    ctx: EngineContext, job: Job, batch_id: str, runs: list[_Run]
-) -> tuple[list[dict[str, Any]], int]:
-    strategy = get_strategy(job.strategy)
-    params = strategy.parse_params(job.params)
-    client = ctx.inference(job.endpoint)
-    messages = job.messages or [{"role": "user", "content": job.prompt or ""}]
-
-    async def run_one(run: _Run) -> Generation:
-        request = GenerationRequest(
-            n=run.k,
-            messages=messages,
-            prompt=job.prompt,
-            seed=_child_seed(job, run.parent_id, run.first_index),
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            stop=params.stop,
-        )
-        return await client.generate(request)
-
-    outcomes = await asyncio.gather(*(run_one(r) for r in runs), return_exceptions=True)
-    prompt_text = job.prompt if job.prompt is not None else str(job.messages)
-    successes: list[tuple[_Run, Choice]] = []
-    rows: list[dict[str, Any]] = []
-    requests = 0
-    for run, outcome in zip(runs, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, InferenceError):
-                raise outcome
-            log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, outcome)
-            rows.extend(_failed_rows(job, batch_id, run, str(outcome)))
-            continue
-        requests += outcome.requests
-        successes.extend((run, c) for c in outcome.choices)
-    verdicts = await _verify(ctx, job, prompt_text, [c for _, c in successes])
-    for (run, choice), verdict in zip(successes, verdicts, strict=True):
-        child_index = run.first_index + choice.index
-        rows.append(
-            {
-                "id": node_id_for(job.id, run.parent_id, child_index),
-                "job_id": job.id,
-                "parent_id": run.parent_id,
-                "batch_id": batch_id,
-                "depth": run.parent_depth + 1,
-                "child_index": child_index,
-                "role": "sample",
-                "text": choice.text,
-                "status": NodeStatus.done,
-                "is_terminal": True,
-                "answer": verdict.answer,
-                "score": verdict.score,
-                "correct": verdict.correct,
-                "prompt_tokens": choice.prompt_tokens,
-                "completion_tokens": choice.completion_tokens,
-                "finish_reason": choice.finish_reason,
-                "latency_ms": choice.latency_ms,
-                "seed": choice.seed,
-                "meta": {"feedback": verdict.feedback} if verdict.feedback else {},
-                "created_at": utcnow(),
-            }
-        )
-    return rows, requests
-
-
-async def _verify(
-    ctx: EngineContext, job: Job, prompt: str, choices: list[Choice]
-) -> list[Verdict]:
-    if not choices:
-        return []
-    verifier = build_verifier(
-        job.verifier,
-        reference=job.reference,
-        endpoints=ctx.settings.endpoints,
-        http_client=ctx.http,
-    )
-    return await verifier.verify([Candidate(prompt=prompt, text=c.text) for c in choices])
-
-
-def _failed_rows(job: Job, batch_id: str, run: _Run, error: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": node_id_for(job.id, run.parent_id, run.first_index + i),
-            "job_id": job.id,
-            "parent_id": run.parent_id,
-            "batch_id": batch_id,
-            "depth": run.parent_depth + 1,
-            "child_index": run.first_index + i,
-            "role": "sample",
-            "text": "",
-            "status": NodeStatus.failed,
-            "is_terminal": False,
-            "meta": {"error": error[:500]},
-            "created_at": utcnow(),
-        }
-        for i in range(run.k)
-    ]
 
 
 def _complete_batch(

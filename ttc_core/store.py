@@ -59,6 +59,27 @@ def append_event(session: Session, job_id: str, kind: str, **data: Any) -> None:
     session.add(JobEvent(job_id=job_id, kind=kind, data=data))
 
 
+def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Node]]:
+    """Root-to-node paths of several nodes, loading ancestors one level per query."""
+    known: dict[str, Node] = {}
+    wanted = set(node_ids)
+    while wanted:
+        rows = session.scalars(select(Node).where(Node.id.in_(list(wanted)))).all()
+        for node in rows:
+            known[node.id] = node
+        wanted = {n.parent_id for n in rows if n.parent_id and n.parent_id not in known}
+    paths: dict[str, list[Node]] = {}
+    for node_id in node_ids:
+        path: list[Node] = []
+        current = known.get(node_id)
+        while current is not None:
+            path.append(current)
+            current = known.get(current.parent_id) if current.parent_id else None
+        path.reverse()
+        paths[node_id] = path
+    return paths
+
+
 def path_text(session: Session, node_id: str) -> list[Node]:
     """The nodes from the root down to ``node_id`` (inclusive)."""
     path: list[Node] = []

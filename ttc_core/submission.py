@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
+from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
 from ttc_core.strategies import STRATEGIES, SamplingParams, get_strategy
@@ -75,6 +76,10 @@ class JobSpec(BaseModel):
     messages: list[ChatMessage] | None = Field(default=None, max_length=256)
     params: dict[str, Any] = Field(default_factory=dict)
     verifier: VerifierSpec = Field(default_factory=MathSpec)
+    prm: ScorerSpec | None = Field(
+        default=None,
+        description="step scorer for step-level search: a process reward model or LLM judge",
+    )
     reference: str | None = Field(default=None, max_length=10_000)
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
@@ -116,14 +121,37 @@ def validate_job(spec: JobSpec, settings: Settings) -> SamplingParams:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise InputError(f"params.{loc}: {err['msg']}", field=f"params.{loc}") from None
-    n = strategy.planned_samples(params)
-    if n > settings.max_n:
+    n = getattr(params, "n", None)
+    if n is not None and n > settings.max_n:
         raise LimitError(f"n={n} is over this server's limit of {settings.max_n}", field="params.n")
+    planned = strategy.planned_samples(params)
+    if planned > settings.max_job_nodes:
+        raise LimitError(
+            f"these parameters plan up to {planned} nodes; this server's limit is "
+            f"{settings.max_job_nodes}",
+            field="params",
+        )
     try:
         check_spec(spec.verifier, settings.endpoints)
     except ValueError as exc:
         raise InputError(str(exc), field="verifier.endpoint") from None
-    if strategy.needs_scores and spec.verifier.kind != "reward_model" and spec.reference is None:
+    if spec.prm is not None:
+        try:
+            check_scorer_spec(spec.prm, settings.endpoints)
+        except ValueError as exc:
+            raise InputError(str(exc), field="prm.endpoint") from None
+    elif strategy.needs_step_scorer:
+        raise InputError(
+            f"{spec.strategy} ranks reasoning steps: give a 'prm' step scorer "
+            '(e.g. {"kind": "prm", "endpoint": "..."} or {"kind": "llm_judge", ...})',
+            field="prm",
+        )
+    if (
+        strategy.needs_scores
+        and spec.prm is None
+        and spec.verifier.kind != "reward_model"
+        and spec.reference is None
+    ):
         raise InputError(
             f"{spec.strategy} ranks samples by score: give a 'reference' answer or use a "
             "reward_model verifier",
@@ -146,6 +174,7 @@ def create_job(session: Session, spec: JobSpec, settings: Settings, *, tenant: s
         messages=[m.model_dump() for m in spec.messages] if spec.messages else None,
         params=params.model_dump(),
         verifier=spec.verifier.model_dump(),
+        prm=spec.prm.model_dump() if spec.prm is not None else None,
         reference=spec.reference,
         budget=spec.budget.model_dump(exclude_none=True),
         seed=spec.seed if spec.seed is not None else secrets.randbelow(2**31),

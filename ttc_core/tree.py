@@ -70,3 +70,42 @@ class TreeView:
     def next_child_index(self, node_id: str) -> int:
         kids = self.children(node_id)
         return kids[-1].child_index + 1 if kids else 0
+
+    def parent(self, node: NodeView) -> NodeView | None:
+        return self.nodes.get(node.parent_id) if node.parent_id else None
+
+    def path(self, node_id: str) -> list[NodeView]:
+        """Nodes from the root down to ``node_id`` (inclusive)."""
+        out: list[NodeView] = []
+        current: NodeView | None = self.nodes[node_id]
+        while current is not None:
+            out.append(current)
+            current = self.parent(current)
+        out.reverse()
+        return out
+
+    def at_depth(self, depth: int) -> list[NodeView]:
+        return sorted(
+            (n for n in self.nodes.values() if n.depth == depth),
+            key=lambda n: (n.parent_id or "", n.child_index),
+        )
+
+    @property
+    def max_depth(self) -> int:
+        return max(n.depth for n in self.nodes.values())
+
+    def terminals(self) -> list[NodeView]:
+        """Finished candidates (generated, not cut), in a stable order."""
+        return sorted(
+            (n for n in self.nodes.values() if n.is_terminal and n.usable),
+            key=lambda n: (n.depth, n.parent_id or "", n.child_index),
+        )
+
+    def subtree(self, node_id: str) -> list[NodeView]:
+        out: list[NodeView] = []
+        stack = [self.nodes[node_id]]
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(self.children(node.id))
+        return out

@@ -8,18 +8,22 @@ Start one in a thread::
     with SimServer(SimConfig(slots=8)) as sim:
         ...  # OpenAI base URL: sim.base_url; reward model: f"{sim.url}/classify"
 
-See :mod:`ttc_sim.config` for the knobs and the model-name override syntax, and
-:mod:`ttc_sim.model` for the sample format.
+See :mod:`ttc_sim.config` for the knobs and the model-name override syntax,
+:mod:`ttc_sim.model` for the sample format and step-by-step continuation, :mod:`ttc_sim.prm` for
+the process reward model (``/pooling``, ``/v1/prm``) and :mod:`ttc_sim.judges` for the value,
+critique and revision prompts.
 """
 
 from .answers import answers_match, extract_answer
 from .config import SimConfig, config_for_model
+from .judges import parse_judge_prompt
 from .metrics import Metrics
 from .model import Sample, distractor_answers, generate
+from .prm import step_scores
 from .reward import reward_score, score_responses, score_text
 from .runner import SimServer, add_sim_arguments, config_from_args, serve
 from .server import SimApp, create_app
-from .steps import STEP_DELIMITER, final_step, is_correct
+from .steps import STEP_DELIMITER, final_step, is_correct, judge_chunks
 from .tasks import (
     Problem,
     ProblemIndex,
@@ -55,10 +59,13 @@ __all__ = [
     "generate",
     "gsm8k_problems",
     "is_correct",
+    "judge_chunks",
+    "parse_judge_prompt",
     "reward_score",
     "score_responses",
     "score_text",
     "serve",
     "split_tokens",
+    "step_scores",
     "synthetic_problems",
 ]

@@ -6,6 +6,7 @@ fields for itself through the model name::
     "sim-gsm8k"                                       # the server's config as is
     "sim-gsm8k;sample_accuracy=0.3;distractors=4"     # two fields overridden for this request
     "sim-rm;reward_noise=0"                           # works for the reward endpoints too
+    "sim-prm;prm_noise=0.5"                           # and for the process reward model
 
 The part before the first ``;`` is the model name proper (any name is accepted; ``/v1/models``
 lists the usual ones). Each further ``key=value`` pair overrides the :class:`SimConfig` field of
@@ -19,7 +20,8 @@ Latency
     ``base_latency_s`` (0.05) + ``per_token_latency_s`` (0.0002) x completion tokens is how long
     one generated sequence holds one of ``slots`` (64) concurrent slots; sequences beyond that
     wait in a FIFO queue. ``reward_latency_s`` (0.005) is the time a reward request takes (no
-    slot).
+    slot), process reward requests included. Value, critique and revision requests are
+    generation requests and take slots like any other.
 Quality
     ``step_accuracy`` (0.85): probability that each reasoning step is right; any wrong step makes
     the final answer wrong. ``sample_accuracy`` (None): if set, a sample is right with exactly
@@ -27,6 +29,23 @@ Quality
     answers per problem; a wrong sample picks one uniformly (multiple choice has at most 4; Game
     of 24 wrong answers come from the dead-end moves instead). ``reward_noise`` (0.15): the
     reward model's logit is +-2 plus Gaussian noise of standard deviation ``reward_noise * 10``.
+    ``step_variety`` (0.75): probability that a generated step (right or wrong) is phrased with
+    one of a few lead-ins (``"Now: "``, ...) rather than verbatim, so that right continuations
+    of one prefix differ between seeds (diversity for step-level search); 0 gives the reference
+    text only.
+    ``game24_skill`` (0.5): Game of 24 only, instead of ``step_accuracy``: probability that a
+    move keeps 24 reachable, when such a move exists; otherwise the move is a uniformly random
+    legal move (which may keep 24 reachable by chance).
+Step-level judges (see :mod:`ttc_sim.judges` and :mod:`ttc_sim.prm`)
+    ``prm_noise`` (0.2): the process reward model's logit for a step is +-2.2 (steps 1..i all
+    right, or not) plus Gaussian noise of standard deviation ``prm_noise * 10``.
+    ``judge_accuracy`` (0.8): probability that one value-judge vote (sure / likely /
+    impossible) has the right polarity. ``critic_accuracy`` (0.7): probability that a
+    Self-Refine critique names the first wrong step (or says "No errors." for a right
+    solution); ``critic_feedback_accuracy`` (0.95) replaces it when the prompt carries a
+    verifier's feedback line saying the solution is wrong. ``revise_gain`` (0.5): a revision
+    after a critique that named the real first error regenerates the rest with step accuracy
+    ``p + (1 - p) * revise_gain`` (likewise ``game24_skill`` and ``sample_accuracy``).
 Faults (one uniform draw per model request from ``random.Random(fault_seed)``)
     ``fail_500_rate``, ``fail_429_rate`` (with ``Retry-After: retry_after_s``), ``hang_rate``
     (sleep ``hang_s`` then answer), ``malformed_rate`` (200 with a body that is not JSON),
@@ -59,6 +78,13 @@ class SimConfig(BaseModel):
     sample_accuracy: float | None = Field(default=None, ge=0, le=1)
     distractors: int = Field(default=4, ge=1, le=1000)
     reward_noise: float = Field(default=0.15, ge=0)
+    step_variety: float = Field(default=0.75, ge=0, le=1)
+    game24_skill: float = Field(default=0.5, ge=0, le=1)
+    prm_noise: float = Field(default=0.2, ge=0)
+    judge_accuracy: float = Field(default=0.8, ge=0, le=1)
+    critic_accuracy: float = Field(default=0.7, ge=0, le=1)
+    critic_feedback_accuracy: float = Field(default=0.95, ge=0, le=1)
+    revise_gain: float = Field(default=0.5, ge=0, le=1)
     fail_500_rate: float = Field(default=0.0, ge=0, le=1)
     fail_429_rate: float = Field(default=0.0, ge=0, le=1)
     retry_after_s: float = Field(default=1.0, ge=0)

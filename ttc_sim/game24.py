@@ -73,8 +73,10 @@ def _wrap(expr: str) -> str:
 
 
 def legal_moves(items: tuple[Item, ...]) -> list[Move]:
-    """Every legal next move, in a fixed order."""
+    """Every legal next move, in a fixed order; of moves that read the same (equal numbers
+    built differently), only the first, so that a move line means one board."""
     moves: list[Move] = []
+    seen: set[str] = set()
     n = len(items)
     for i in range(n):
         for j in range(i + 1, n):
@@ -85,7 +87,9 @@ def legal_moves(items: tuple[Item, ...]) -> list[Move]:
                 new = tuple(sorted([*rest, (c, f"{_wrap(ex)} {op} {_wrap(ey)}")]))
                 left = " ".join(fmt(v) for v, _ in new)
                 line = f"{fmt(x)} {op} {fmt(y)} = {fmt(c)} (left: {left})"
-                moves.append(Move(line, new))
+                if line not in seen:
+                    seen.add(line)
+                    moves.append(Move(line, new))
     return moves
 
 
@@ -118,6 +122,58 @@ def solution_moves(numbers: tuple[int, ...]) -> list[Move] | None:
     return path if items[0][0] == TARGET else None
 
 
+@lru_cache(maxsize=50_000)
+def _moves_by_line(items: tuple[Item, ...]) -> dict[str, Move]:
+    return {m.line: m for m in legal_moves(items)}
+
+
+def move_lines(text: str) -> list[str]:
+    """The move lines (``a op b = c (left: ...)``) found in ``text``."""
+    return [m.group(0).strip() for m in _MOVE.finditer(text)]
+
+
+def _number(text: str) -> Fraction | None:
+    try:
+        return Fraction(text.strip().rstrip(",.;"))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def apply_move(items: tuple[Item, ...], line: str) -> tuple[Item, ...] | None:
+    """The board after the move ``line``, or ``None`` if the move is not legal arithmetic on
+    ``items`` (an operand not on the board, a wrong result, or a wrong ``left:`` list).
+
+    A line in this module's own format is looked up; any other spelling is checked by value.
+    """
+    move = _moves_by_line(items).get(line)
+    if move is not None:
+        return move.items
+    m = _MOVE.fullmatch(line.strip())
+    if m is None:
+        return None
+    x, op, y, z = _number(m.group(1)), m.group(2), _number(m.group(3)), _number(m.group(4))
+    left = [_number(v) for v in m.group(5).split()]
+    if x is None or y is None or z is None or any(v is None for v in left):
+        return None
+    if op == "/" and y == 0:
+        return None
+    result = {"+": x + y, "-": x - y, "*": x * y, "/": x / y if y else x}[op]
+    if result != z:
+        return None
+    rest = list(items)
+    picked: list[Item] = []
+    for value in (x, y):
+        pos = next((i for i, (v, _) in enumerate(rest) if v == value), None)
+        if pos is None:
+            return None
+        picked.append(rest.pop(pos))
+    (_, ex), (_, ey) = picked
+    new = tuple(sorted([*rest, (z, f"{_wrap(ex)} {op} {_wrap(ey)}")]))
+    if sorted(v for v, _ in new) != sorted(v for v in left if v is not None):
+        return None
+    return new
+
+
 def replay(text: str, numbers: tuple[int, ...]) -> tuple[tuple[Item, ...], int, bool]:
     """Apply the move lines found in ``text`` to the start board.
 
@@ -126,12 +182,11 @@ def replay(text: str, numbers: tuple[int, ...]) -> tuple[tuple[Item, ...], int, 
     """
     items = start_items(numbers)
     count = 0
-    for m in _MOVE.finditer(text):
-        line = m.group(0).strip()
-        match = next((mv for mv in legal_moves(items) if mv.line == line), None)
-        if match is None:
+    for line in move_lines(text):
+        new = apply_move(items, line)
+        if new is None:
             return items, count, False
-        items = match.items
+        items = new
         count += 1
         if len(items) == 1:
             break

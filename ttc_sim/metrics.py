@@ -4,8 +4,12 @@
 reset or a client gone); ``requests_total`` counts the generation requests only
 (``/v1/completions`` and ``/v1/chat/completions``, any status), ``http_requests_total`` all of
 them; ``reward_requests``/``reward_items`` count successful reward-model calls and the texts
-they scored; ``choices_total`` and the token totals count what successful generation responses
-returned (equal to the sums of their ``usage``).
+they scored; ``prm_requests``/``prm_items``/``prm_steps`` count successful process-reward
+calls (``/pooling``, ``/v1/prm``), the paths they scored and the step scores returned;
+``choices_total`` and the token totals count what successful generation responses returned
+(equal to the sums of their ``usage``), and ``value_choices``, ``critique_choices`` and
+``revise_choices`` the choices among them that answered a value, critique or revision prompt
+(Prometheus: ``ttc_sim_judge_choices_total{kind=...}``).
 
 Everything is updated from the server's event loop; reading from another thread gets a
 consistent-enough snapshot for tests and benchmarks.
@@ -25,7 +29,13 @@ _COUNTERS = (
     "completion_tokens_total",
     "reward_requests",
     "reward_items",
+    "prm_requests",
+    "prm_items",
+    "prm_steps",
 )
+
+#: Judge prompts whose choices are counted apart (``<kind>_choices`` in the snapshot).
+JUDGE_KINDS = ("value", "critique", "revise")
 
 
 class Metrics:
@@ -46,6 +56,10 @@ class Metrics:
         self.completion_tokens_total = 0
         self.reward_requests = 0
         self.reward_items = 0
+        self.prm_requests = 0
+        self.prm_items = 0
+        self.prm_steps = 0
+        self.judge_choices: Counter[str] = Counter()
         self.peak_in_flight_requests = self.in_flight_requests
         self.peak_in_flight_sequences = self.in_flight_sequences
 
@@ -78,6 +92,8 @@ class Metrics:
         }
         for name in _COUNTERS:
             out[name] = getattr(self, name)
+        for kind in JUDGE_KINDS:
+            out[f"{kind}_choices"] = self.judge_choices[kind]
         out.update(
             in_flight_requests=self.in_flight_requests,
             peak_in_flight_requests=self.peak_in_flight_requests,
@@ -99,6 +115,9 @@ class Metrics:
             metric = name if name.endswith("_total") else f"{name}_total"
             lines.append(f"# TYPE ttc_sim_{metric} counter")
             lines.append(f"ttc_sim_{metric} {getattr(self, name)}")
+        lines.append("# TYPE ttc_sim_judge_choices_total counter")
+        for kind in JUDGE_KINDS:
+            lines.append(f'ttc_sim_judge_choices_total{{kind="{kind}"}} {self.judge_choices[kind]}')
         for name in (
             "in_flight_requests",
             "peak_in_flight_requests",

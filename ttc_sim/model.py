@@ -4,26 +4,33 @@ A sample is the reasoning steps separated by blank lines, then the final step::
 
     <step 1>\\n\\n<step 2>\\n\\n...\\n\\nThe final answer is $\\boxed{X}$.\\nANSWER: X
 
+The final step holds no blank line, so a client stopping at ``"\\n\\n"`` gets it as one step.
 Each step is right with probability ``step_accuracy`` (a wrong step has one number changed)
 and any wrong step makes the answer wrong; with ``sample_accuracy`` set, correctness is drawn
-once per sample with exactly that probability (a wrong sample then has one wrong step). A wrong
-answer is drawn uniformly from the problem's ``distractors`` distinct wrong answers. Game of 24
-samples make three legal moves, each keeping 24 reachable with probability ``step_accuracy``;
-their answer is the expression the moves build.
+once per sample with exactly that probability (a wrong sample then has one wrong step). A step,
+right or wrong, may start with a lead-in (``step_variety``), so that the right continuations of
+one prefix differ between seeds. A wrong answer is drawn uniformly from the problem's
+``distractors`` distinct wrong answers. Game of 24 samples make three legal moves, each keeping
+24 reachable with probability ``game24_skill`` (when such a move exists; otherwise any legal
+move); their answer is the expression the moves build, right or wrong.
 
 Every draw comes from ``random.Random`` seeded by a stable hash of (problem id, seed, what is
-drawn, step index), so a sample depends only on (problem, seed, config, prefix): choice ``i`` of
-a request with ``seed=s`` is generated with seed ``s + i``, exactly as a request with
-``seed=s+i`` and ``n=1``.
+drawn, step index, the path so far), so a sample depends only on (problem, seed, config,
+prefix): choice ``i`` of a request with ``seed=s`` is generated with seed ``s + i``, exactly as
+a request with ``seed=s+i`` and ``n=1``.
 
 Continuation: when the text after the question already holds some steps (the completions
-prompt, or a final assistant message), only the remaining steps are generated; they are those
-the same seed generates for a fresh sample, so a sample cut at a step boundary and continued
-with its own seed comes out whole again.
+prompt, or a final assistant message), only the remaining steps are generated. Once a step of
+the prefix is wrong (whoever wrote it), the path stays wrong and ends with a distractor; a right
+prefix can still reach the right answer. Draws are keyed by the steps of the path so far, so
+one seed continues different prefixes independently, while a sample cut at a step boundary and
+continued with its own seed comes out whole again (its prefix is the path its own draws saw).
+(``sample_accuracy`` mode draws once per (problem, seed), whatever the prefix.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -37,10 +44,14 @@ from .steps import (
     STEP_DELIMITER,
     Progress,
     corrupt_step,
+    extend_hash,
     final_step,
     is_correct,
+    path_hash,
     read_progress,
     separator_after,
+    split_chunks,
+    vary_step,
 )
 from .tasks import LETTERS, Problem
 
@@ -114,32 +125,41 @@ def generate(problem: Problem, seed: int, cfg: SimConfig, prefix: str = "") -> S
     if progress.done:
         return Sample("", progress.answer, is_correct(problem, progress.answer))
     sep = separator_after(prefix, progress)
+    h = path_hash(split_chunks(prefix) if prefix else ())
     if problem.family == "game24":
-        return _generate_game24(problem, seed, cfg, progress, sep)
+        return _generate_game24(problem, seed, cfg, progress, sep, h)
     reference = problem.steps
     new_steps: list[str] = []
     steps_correct: list[bool] = []
     if cfg.sample_accuracy is None:
         for j in range(progress.steps, len(reference)):
-            r = rng_for("step", problem.id, seed, j)
+            r = rng_for("step", problem.id, seed, j, h.hexdigest())
             good = r.random() < cfg.step_accuracy
-            new_steps.append(reference[j] if good else corrupt_step(reference[j], r))
+            step = reference[j] if good else corrupt_step(reference[j], r)
+            step = vary_step(step, r, cfg.step_variety)
+            extend_hash(h, step)
+            new_steps.append(step)
             steps_correct.append(good)
         correct = progress.ok and all(steps_correct)
+        answer_rng = rng_for("answer", problem.id, seed, h.hexdigest())
     else:
         r = rng_for("sample", problem.id, seed)
         good_sample = r.random() < cfg.sample_accuracy
         bad_step = r.randrange(len(reference)) if reference else -1
         for j in range(progress.steps, len(reference)):
             good = good_sample or j != bad_step
-            new_steps.append(reference[j] if good else corrupt_step(reference[j], r))
+            step = reference[j] if good else corrupt_step(reference[j], r)
+            if cfg.step_variety > 0:
+                step = vary_step(step, rng_for("vary", problem.id, seed, j), cfg.step_variety)
+            new_steps.append(step)
             steps_correct.append(good)
         correct = progress.ok and good_sample
+        answer_rng = rng_for("answer", problem.id, seed)
     if correct:
         answer = problem.answer
     else:
         wrong = _distractors(problem.id, problem.family, problem.answer, cfg.distractors)
-        answer = wrong[rng_for("answer", problem.id, seed).randrange(len(wrong))]
+        answer = wrong[answer_rng.randrange(len(wrong))]
     return _assemble(sep, new_steps, steps_correct, answer, correct)
 
 
@@ -160,7 +180,12 @@ def _assemble(
 
 
 def _generate_game24(
-    problem: Problem, seed: int, cfg: SimConfig, progress: Progress, sep: str
+    problem: Problem,
+    seed: int,
+    cfg: SimConfig,
+    progress: Progress,
+    sep: str,
+    h: hashlib.blake2b,
 ) -> Sample:
     board = progress.board or game24.start_items(problem.numbers)
     good_sample = True
@@ -170,20 +195,27 @@ def _generate_game24(
     steps_correct: list[bool] = []
     j = progress.steps
     while len(board) > 1:
-        r = rng_for("move", problem.id, seed, j)
         good, bad = game24.split_moves(board)
-        if cfg.sample_accuracy is None:
-            want_good = r.random() < cfg.step_accuracy
-        else:
+        if cfg.sample_accuracy is not None:
+            r = rng_for("move", problem.id, seed, j)
             want_good = good_sample or j != progress.steps
-        pool = good if (want_good and good) or not bad else bad
+            pool = good if (want_good and good) or not bad else bad
+        else:
+            r = rng_for("move", problem.id, seed, j, h.hexdigest())
+            if not progress.ok:  # an illegal move in the prefix: the path stays wrong
+                pool = bad or good
+            elif good and r.random() < cfg.game24_skill:
+                pool = good
+            else:
+                pool = good + bad
         move = r.choice(pool)
         steps.append(move.line)
-        steps_correct.append(move in good)
+        steps_correct.append(game24.solvable(move.values))
+        extend_hash(h, move.line)
         board = move.items
         j += 1
     answer = game24.final_expression(board)
-    correct = bool(board) and board[0][0] == game24.TARGET
+    correct = progress.ok and bool(board) and board[0][0] == game24.TARGET
     return _assemble(sep, steps, steps_correct, answer, correct)
 
 

@@ -180,6 +180,8 @@ class ChoiceOut:
     finish_reason: str
     stop_reason: str | None
     logprobs: list[float] | None
+    #: What produced it: ``"sample"``, or a judge (``"value"``, ``"critique"``, ``"revise"``).
+    kind: str = "sample"
 
 
 def completion_logprobs(c: ChoiceOut, top: int, start: int = 0) -> dict[str, Any]:

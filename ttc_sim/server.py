@@ -12,6 +12,17 @@ Routes
     "num_classes": 2}], "usage"}``; each input is a prompt followed by its response.
 ``POST /v1/reward`` (also ``/reward``)
     ``{"prompt": str, "responses": [str], "model"?}`` -> ``{"scores": [float]}``.
+``POST /pooling`` (also ``/v1/pooling``)
+    vLLM's pooling API as served for a step-tag process reward model (Qwen2.5-Math-PRM):
+    ``{"model", "input": str | [str]}``, each input the templated question followed by the
+    steps each ending with ``<extra_0>``; or ``{"model", "messages": [..., {"role": "user",
+    "content": question}, {"role": "assistant", "content": "step1<extra_0>step2<extra_0>"}]}``
+    -> ``{"id", "object": "list", "created", "model", "data": [{"index", "object": "pooling",
+    "data": [[p_bad, p_good], ...]}], "usage": {"prompt_tokens", "total_tokens"}}`` with one
+    pair per ``<extra_0>`` tag (see :mod:`ttc_sim.prm`).
+``POST /v1/prm``
+    ``{"prompt": str, "steps": [str], "model"?}`` -> ``{"step_scores": [float]}``, or a batch
+    ``{"items": [{"prompt", "steps"}, ...], "model"?}`` -> ``{"results": [{"step_scores"}]}``.
 ``GET /health``; ``GET /metrics`` (JSON, or Prometheus text with ``?format=prometheus``);
 ``POST /metrics/reset``.
 
@@ -26,6 +37,10 @@ hang of ``hang_s`` (then a normal answer; ended early when the server stops), a 
 (200, not JSON; for streams, a broken event), or a reset (SO_LINGER 0 and ``abort()`` on the
 uvicorn transport: the client sees the connection reset with no response; see
 :meth:`ttc_sim.asgi.Exchange.reset`). Metrics count a reset under status 0.
+
+Judges: a generation request whose prompt holds the marker line of one of ttc's value,
+critique or revision templates is answered by :mod:`ttc_sim.judges` (one vote, critique or
+revised solution per choice) instead of a plain sample.
 
 Sampling: choice ``i`` uses seed ``seed + i`` (a random seed when ``seed`` is absent);
 ``temperature=0`` is greedy and uses seed 0 for every choice.
@@ -46,6 +61,7 @@ from typing import Any
 
 from .asgi import ClientGone, Exchange, HTTPError, Receive, Scope, Send, dumps
 from .config import ModelNameError, SimConfig, config_for_model
+from .judges import answer_judge, parse_judge_prompt
 from .metrics import Metrics
 from .model import generate, token_logprobs
 from .openai_api import (
@@ -59,14 +75,23 @@ from .openai_api import (
     response_body,
     usage,
 )
+from .prm import parse_pooling_text, step_scores, tagged_steps
 from .reward import score_responses, score_text
 from .rng import stable_seed
-from .tasks import ProblemIndex, default_index
+from .tasks import Problem, ProblemIndex, default_index
 from .tokens import count_tokens, split_tokens
 
 log = logging.getLogger("ttc_sim")
 
-MODEL_NAMES = ("sim", "sim-gsm8k", "sim-synthetic", "sim-choice", "sim-game24", "sim-rm")
+MODEL_NAMES = (
+    "sim",
+    "sim-gsm8k",
+    "sim-synthetic",
+    "sim-choice",
+    "sim-game24",
+    "sim-rm",
+    "sim-prm",
+)
 FAULT_KINDS = ("500", "429", "hang", "malformed", "reset")
 
 Handler = Callable[[Exchange], Awaitable[None]]
@@ -97,6 +122,9 @@ class SimApp:
             "/v1/classify": {"POST": self._classify},
             "/v1/reward": {"POST": self._reward},
             "/reward": {"POST": self._reward},
+            "/pooling": {"POST": self._pooling},
+            "/v1/pooling": {"POST": self._pooling},
+            "/v1/prm": {"POST": self._prm},
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics},
             "/metrics/reset": {"POST": self._metrics_reset},
@@ -320,6 +348,9 @@ class SimApp:
     def _count(self, choices: list[ChoiceOut], use: dict[str, int]) -> None:
         m = self.metrics
         m.choices_total += len(choices)
+        for c in choices:
+            if c.kind != "sample":
+                m.judge_choices[c.kind] += 1
         m.prompt_tokens_total += use["prompt_tokens"]
         m.completion_tokens_total += use["completion_tokens"]
 
@@ -335,15 +366,24 @@ class SimApp:
         prompt_tokens = 0
         for pi, prompt in enumerate(req.prompts):
             prompt_tokens += prompt.prompt_tokens
-            problem, end = self.index.locate(prompt.text)
-            if prompt.final_assistant is not None:
-                prefix = prompt.final_assistant
-            elif req.kind == "completions":
-                prefix = prompt.text[end:]
+            judge = parse_judge_prompt(prompt.text, self.index)
+            kind: str
+            if judge is not None:
+                problem, prefix, kind = judge.problem, "", judge.kind
             else:
-                prefix = ""
+                problem, end = self.index.locate(prompt.text)
+                kind = "sample"
+                if prompt.final_assistant is not None:
+                    prefix = prompt.final_assistant
+                elif req.kind == "completions":
+                    prefix = prompt.text[end:]
+                else:
+                    prefix = ""
             for i, seed in enumerate(self._seeds(req)):
-                sample = generate(problem, seed, cfg, prefix)
+                if judge is None:
+                    sample = generate(problem, seed, cfg, prefix)
+                else:
+                    sample = answer_judge(judge, seed, cfg)
                 text, finish, stop_reason = _apply_stop(sample.text, req.stop, req.include_stop)
                 tokens = split_tokens(text)
                 if req.max_tokens is not None and len(tokens) > req.max_tokens:
@@ -353,7 +393,9 @@ class SimApp:
                 lps = None
                 if req.logprobs is not None:
                     lps = token_logprobs(sample, tokens, stable_seed("lp", problem.id, seed))
-                choices.append(ChoiceOut(pi * req.n + i, text, tokens, finish, stop_reason, lps))
+                choices.append(
+                    ChoiceOut(pi * req.n + i, text, tokens, finish, stop_reason, lps, kind)
+                )
         return choices, prompt_tokens
 
     async def _stream(
@@ -504,6 +546,116 @@ class SimApp:
             await ex.json(200, {"scores": scores})
         finally:
             self.metrics.request_finished()
+
+    # ---------------------------------------------------------------------- process reward
+    def _pooling_items(self, body: dict[str, Any]) -> tuple[list[tuple[Problem, list[str]]], int]:
+        """(problem, steps) per input of a pooling request, and its prompt tokens."""
+        if body.get("messages") is not None:
+            messages = body["messages"]
+            if not isinstance(messages, list) or not messages:
+                raise HTTPError(400, "messages must be a non-empty list", param="messages")
+            texts: list[str] = []
+            response = ""
+            for i, m in enumerate(messages):
+                content = m.get("content") if isinstance(m, dict) else None
+                if not isinstance(content, str) or not isinstance(m.get("role"), str):
+                    raise HTTPError(
+                        400,
+                        "each message needs a role and a string content",
+                        param=f"messages[{i}]",
+                    )
+                if m["role"] == "assistant":
+                    response = content
+                else:
+                    texts.append(content)
+            problem = self.index.find("\n\n".join(texts))
+            tokens = sum(count_tokens(t) for t in texts) + count_tokens(response)
+            return [(problem, tagged_steps(response))], tokens
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else raw
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(t, str) for t in inputs)
+        ):
+            raise HTTPError(400, "input must be a string or a list of strings", param="input")
+        tokens = sum(count_tokens(t) for t in inputs)
+        return [parse_pooling_text(t, self.index) for t in inputs], tokens
+
+    async def _pooling(self, ex: Exchange) -> None:
+        body = await ex.json_body()
+        self.metrics.request_started()
+        try:
+            model = body.get("model", "sim-prm")
+            cfg = self._resolve(model)
+            items, tokens = self._pooling_items(body)
+            if await self._fault(ex, cfg):
+                return
+            if cfg.reward_latency_s > 0:
+                await asyncio.sleep(cfg.reward_latency_s)
+            data = []
+            steps = 0
+            for i, (problem, path) in enumerate(items):
+                scores = step_scores(problem, path, cfg)
+                steps += len(scores)
+                pairs = [[1.0 - p, p] for p in scores]
+                data.append({"index": i, "object": "pooling", "data": pairs})
+            self._count_prm(len(items), steps)
+            await ex.json(
+                200,
+                {
+                    "id": self._new_id("pool"),
+                    "object": "list",
+                    "created": int(time.time()),
+                    "model": model,
+                    "data": data,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                },
+            )
+        finally:
+            self.metrics.request_finished()
+
+    @staticmethod
+    def _prm_item(item: Any, where: str) -> tuple[str, list[str]]:
+        if not isinstance(item, dict):
+            raise HTTPError(400, "each item must be an object", param=where)
+        prompt, steps = item.get("prompt"), item.get("steps")
+        if not isinstance(prompt, str):
+            raise HTTPError(400, "prompt must be a string", param=f"{where}.prompt")
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            raise HTTPError(400, "steps must be a list of strings", param=f"{where}.steps")
+        return prompt, steps
+
+    async def _prm(self, ex: Exchange) -> None:
+        body = await ex.json_body()
+        self.metrics.request_started()
+        try:
+            cfg = self._resolve(body.get("model", "sim-prm"))
+            batch = body.get("items")
+            if batch is not None:
+                if not isinstance(batch, list) or not batch:
+                    raise HTTPError(400, "items must be a non-empty list", param="items")
+                items = [self._prm_item(it, f"items[{i}]") for i, it in enumerate(batch)]
+            else:
+                items = [self._prm_item(body, "body")]
+            if await self._fault(ex, cfg):
+                return
+            if cfg.reward_latency_s > 0:
+                await asyncio.sleep(cfg.reward_latency_s)
+            results = [step_scores(self.index.find(p), steps, cfg) for p, steps in items]
+            self._count_prm(len(results), sum(len(r) for r in results))
+            if batch is None:
+                await ex.json(200, {"step_scores": results[0]})
+            else:
+                await ex.json(200, {"results": [{"step_scores": r} for r in results]})
+        finally:
+            self.metrics.request_finished()
+
+    def _count_prm(self, items: int, steps: int) -> None:
+        m = self.metrics
+        m.prm_requests += 1
+        m.prm_items += items
+        m.prm_steps += steps
 
     # ---------------------------------------------------------------------------- misc
     async def _list_models(self, ex: Exchange) -> None:

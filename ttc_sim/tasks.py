@@ -9,7 +9,8 @@ Families
     ``#### ``.
 ``synthetic``
     Generated multi-step arithmetic word problems, 2-6 steps, each question starting with its id,
-    ``"Problem S-<seed>-<index>: ..."`` (:func:`synthetic_problems`).
+    ``"Problem S-<seed>-<index>: ..."`` (:func:`synthetic_problems`); with a fixed number of
+    steps ``k`` (``synthetic_problems(count, seed, steps=k)``) the id is ``S<k>-<seed>-<index>``.
 ``choice``
     Multiple-choice arithmetic questions with options A-E and a letter answer,
     ``"Problem C-<seed>-<index>: ..."`` (:func:`choice_problems`).
@@ -104,16 +105,28 @@ _ITEMS = (
 )  # fmt: skip
 
 
+#: The most steps a synthetic problem may be asked to have.
+MAX_SYNTHETIC_STEPS = 30
+
+
 @cache
-def synthetic_problem(seed: int, index: int) -> Problem:
-    """Synthetic problem number ``index`` of the set drawn with ``seed``."""
-    r = rng_for("synthetic", seed, index)
+def synthetic_problem(seed: int, index: int, steps: int | None = None) -> Problem:
+    """Synthetic problem number ``index`` of the set drawn with ``seed``: 2-6 steps, or exactly
+    ``steps`` (1 to :data:`MAX_SYNTHETIC_STEPS`) when given."""
+    if steps is None:
+        r = rng_for("synthetic", seed, index)
+        pid = f"S-{seed}-{index}"
+    else:
+        if not 1 <= steps <= MAX_SYNTHETIC_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_SYNTHETIC_STEPS}, got {steps}")
+        r = rng_for("synthetic", seed, index, "steps", steps)
+        pid = f"S{steps}-{seed}-{index}"
     name, item = r.choice(_NAMES), r.choice(_ITEMS)
     pronoun = r.choice(("She", "He"))
     start = value = r.randint(5, 60)
     facts: list[str] = []
-    steps: list[str] = []
-    for _ in range(r.randint(2, 6)):
+    solution: list[str] = []
+    for _ in range(r.randint(2, 6) if steps is None else steps):
         kinds = ["buy", "find", "double"]
         if value > 3:
             kinds.append("give")
@@ -126,7 +139,7 @@ def synthetic_problem(seed: int, index: int) -> Problem:
             bags, each = r.randint(2, 9), r.randint(2, 12)
             total = bags * each
             facts.append(f"{pronoun} buys {bags} bags with {each} {item} in each.")
-            steps.append(
+            solution.append(
                 f"Buying {bags} bags of {each} {item} adds {bags} * {each} = {total} {item}, "
                 f"so {name} has {value} + {total} = {value + total} {item}."
             )
@@ -134,32 +147,35 @@ def synthetic_problem(seed: int, index: int) -> Problem:
         elif kind == "find":
             found = r.randint(2, 40)
             facts.append(f"{pronoun} finds {found} more {item}.")
-            steps.append(f"Finding {found} more gives {value} + {found} = {value + found} {item}.")
+            solution.append(
+                f"Finding {found} more gives {value} + {found} = {value + found} {item}."
+            )
             value += found
         elif kind == "double":
             facts.append(f"Then the number of {item} {name} has doubles.")
-            steps.append(f"Doubling gives {value} * 2 = {value * 2} {item}.")
+            solution.append(f"Doubling gives {value} * 2 = {value * 2} {item}.")
             value *= 2
         elif kind == "give":
             gone = r.randint(1, value - 1)
             facts.append(f"{pronoun} gives away {gone} {item}.")
-            steps.append(f"Giving away {gone} leaves {value} - {gone} = {value - gone} {item}.")
+            solution.append(f"Giving away {gone} leaves {value} - {gone} = {value - gone} {item}.")
             value -= gone
         else:
             facts.append(f"Then {name} gives half of the {item} to a friend.")
-            steps.append(f"Giving half away leaves {value} / 2 = {value // 2} {item}.")
+            solution.append(f"Giving half away leaves {value} / 2 = {value // 2} {item}.")
             value //= 2
     question = (
-        f"Problem S-{seed}-{index}: {name} has {start} {item}. "
+        f"Problem {pid}: {name} has {start} {item}. "
         + " ".join(facts)
         + f" How many {item} does {name} have at the end?"
     )
-    return Problem(f"S-{seed}-{index}", "synthetic", question, str(value), steps)
+    return Problem(pid, "synthetic", question, str(value), solution)
 
 
-def synthetic_problems(count: int, seed: int = 0) -> list[Problem]:
-    """``count`` distinct synthetic word problems (ids ``S-<seed>-0`` ...)."""
-    return [synthetic_problem(seed, i) for i in range(count)]
+def synthetic_problems(count: int, seed: int = 0, steps: int | None = None) -> list[Problem]:
+    """``count`` distinct synthetic word problems (ids ``S-<seed>-0`` ...), each with 2-6 steps,
+    or exactly ``steps`` steps when given (ids ``S<steps>-<seed>-0`` ...)."""
+    return [synthetic_problem(seed, i, steps) for i in range(count)]
 
 
 # ---------------------------------------------------------------------------- choice
@@ -271,7 +287,7 @@ def generic_problem(text: str) -> Problem:
 
 # ---------------------------------------------------------------------------- index
 
-_ID = re.compile(r"Problem ([SC])-(-?\d+)-(\d+):")
+_ID = re.compile(r"Problem (S|C)(\d*)-(-?\d+)-(\d+):")
 _G_ID = re.compile(r"Problem G-(\d+(?:-\d+){0,3}):")
 _TOT_INPUT = re.compile(r"(?m)^\s*Input:\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 
@@ -331,9 +347,16 @@ class ProblemIndex:
         ids = list(_ID.finditer(text))
         if ids:
             m = ids[-1]
-            kind, seed, index = m.group(1), int(m.group(2)), int(m.group(3))
-            p = synthetic_problem(seed, index) if kind == "S" else choice_problem(seed, index)
-            best, best_pos = (p, self._end_of(text, p, m.start())), m.start()
+            kind, size, seed, index = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+            p: Problem | None = None
+            if kind == "C" and not size:
+                p = choice_problem(seed, index)
+            elif kind == "S" and not size:
+                p = synthetic_problem(seed, index)
+            elif kind == "S" and 1 <= int(size) <= MAX_SYNTHETIC_STEPS:
+                p = synthetic_problem(seed, index, int(size))
+            if p is not None:
+                best, best_pos = (p, self._end_of(text, p, m.start())), m.start()
         gids = list(_G_ID.finditer(text))
         if gids and gids[-1].start() > best_pos:
             m = gids[-1]

@@ -8,7 +8,10 @@ expansions. Redis should run with ``maxmemory-policy noeviction`` (see deploy/).
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
 from ttc_core.settings import get_settings
@@ -35,3 +38,11 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
 )
+
+
+@worker_process_init.connect
+def _warm_worker_process(**_: Any) -> None:
+    """Build the per-process engine context (HTTP pool, limiter, math parser) at start."""
+    from ttc_worker import runtime
+
+    runtime.context()

@@ -12,6 +12,7 @@ from ttc_core.db import Database
 from ttc_core.inference import RedisLimiter
 from ttc_core.runtime import EngineContext, make_http_client
 from ttc_core.settings import get_settings
+from ttc_core.verifiers import warm_up
 
 T = TypeVar("T")
 
@@ -33,6 +34,8 @@ def _ensure() -> tuple[asyncio.AbstractEventLoop, EngineContext]:
             )
 
         _state.update(pid=os.getpid(), loop=loop, ctx=loop.run_until_complete(build()))
+        # Import math-verify's parser now (about a second), not inside the first job.
+        warm_up()
     return _state["loop"], _state["ctx"]
 
 

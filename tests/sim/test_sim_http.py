@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -217,6 +218,10 @@ def test_usage_equals_metrics() -> None:
                 choices += len(r.json()["choices"])
             for k in totals:
                 totals[k] += use[k]
+        # a stream's last bytes can reach the client just before the server books the request
+        deadline = time.monotonic() + 2
+        while sim.metrics["requests_total"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
         m = c.get(sim.url + "/metrics").json()
         assert m["prompt_tokens_total"] == totals["prompt_tokens"]
         assert m["completion_tokens_total"] == totals["completion_tokens"]

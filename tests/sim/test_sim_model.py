@@ -6,9 +6,9 @@ import pytest
 
 from ttc_sim.answers import extract_answer
 from ttc_sim.config import SimConfig
-from ttc_sim.game24 import check_expression
+from ttc_sim.game24 import TARGET, check_expression, split_moves, start_items
 from ttc_sim.model import distractor_answers, generate
-from ttc_sim.steps import STEP_DELIMITER, final_step, is_correct
+from ttc_sim.steps import STEP_DELIMITER, final_step, is_correct, strip_lead_in
 from ttc_sim.tasks import choice_problems, game24_problems, gsm8k_problems, synthetic_problems
 
 CFG = SimConfig()
@@ -43,7 +43,7 @@ def test_wrong_steps_are_visible_and_make_the_answer_wrong() -> None:
         assert s.correct == all(s.steps_correct)
         assert s.correct == (s.answer == p.answer)
         for step, ref, ok in zip(s.steps, p.steps, s.steps_correct, strict=True):
-            assert (step == ref) == ok
+            assert (strip_lead_in(step) == ref) == ok
             if not ok:
                 seen_wrong += 1
     assert seen_wrong > 50
@@ -94,20 +94,43 @@ def test_choice_answers_are_letters() -> None:
     assert answers <= set("ABCDE") and len(answers) == 5
 
 
+def _solve_rate(board: tuple, skill: float) -> float:
+    """Exact probability that a sample from ``board`` solves the puzzle with ``skill``."""
+    if len(board) == 1:
+        return float(board[0][0] == TARGET)
+    good, bad = split_moves(board)
+    every = good + bad
+    p_good = skill if good else 0.0
+    out = (1 - p_good) * sum(_solve_rate(m.items, skill) for m in every) / len(every)
+    if good:
+        out += p_good * sum(_solve_rate(m.items, skill) for m in good) / len(good)
+    return out
+
+
 def test_game24_samples() -> None:
     p = game24_problems(901, 902)[0]
-    cfg = SimConfig(step_accuracy=0.8)
-    outcomes = []
-    for seed in range(300):
-        s = generate(p, seed, cfg)
-        assert len(s.steps) == 3
-        assert s.correct == check_expression(s.answer or "", p.numbers)
-        assert s.correct == all(s.steps_correct)
-        outcomes.append(s.correct)
-    assert abs(sum(outcomes) / 300 - 0.8**3) < 0.1
+    for skill in (0.0, 0.5, 0.8):
+        cfg = SimConfig(game24_skill=skill, step_accuracy=0.1)
+        outcomes = []
+        for seed in range(400):
+            s = generate(p, seed, cfg)
+            assert len(s.steps) == 3
+            assert s.correct == check_expression(s.answer or "", p.numbers)
+            assert s.correct == all(s.steps_correct)
+            assert s.answer and not s.answer.isdigit()  # an expression, right or wrong
+            outcomes.append(s.correct)
+        expected = _solve_rate(start_items(p.numbers), skill)
+        assert abs(sum(outcomes) / 400 - expected) < 0.08, (skill, expected)
     exact = SimConfig(sample_accuracy=0.25)
     rate = sum(generate(p, seed, exact).correct for seed in range(1000)) / 1000
     assert abs(rate - 0.25) < 0.05
+
+
+def test_game24_full_skill_greedy_always_solves() -> None:
+    cfg = SimConfig(game24_skill=1.0)
+    for p in game24_problems(901, 1001):
+        s = generate(p, 0, cfg)
+        assert s.correct and check_expression(s.answer or "", p.numbers)
 
 
 def _continue_stepwise(problem_question: str, problem, seed: int) -> str:
@@ -136,7 +159,7 @@ def test_continuation_rebuilds_the_sample(family: str) -> None:
 
 def test_continuation_after_a_wrong_step_is_wrong() -> None:
     p = gsm8k_problems()[2]
-    cfg = SimConfig(step_accuracy=1.0)
+    cfg = SimConfig(step_accuracy=1.0, step_variety=0)
     bad = p.steps[0].replace("130,000", "130,001")
     s = generate(p, 1, cfg, "\n\n" + bad + "\n\n")
     assert not s.correct and s.answer != p.answer

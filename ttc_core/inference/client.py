@@ -41,6 +41,8 @@ class GenerationRequest:
     top_p: float = 1.0
     max_tokens: int = 512
     stop: Sequence[str] | None = None
+    #: Extra fields for chat requests (e.g. vLLM's ``continue_final_message``).
+    extra_body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,8 @@ class InferenceClient:
             body["stop"] = list(req.stop)
         if self.endpoint.api == "chat":
             body["messages"] = list(req.messages or [{"role": "user", "content": req.prompt}])
+            if req.extra_body:
+                body.update(req.extra_body)
             return "/chat/completions", body
         body["prompt"] = req.prompt if req.prompt is not None else render_messages(req.messages)
         return "/completions", body

@@ -11,10 +11,28 @@ from ttc_core.strategies.base import (
     Selection,
     Strategy,
 )
+from ttc_core.strategies.beam_search import BeamSearch, BeamSearchParams
 from ttc_core.strategies.best_of_n import BestOfN, BestOfNParams
+from ttc_core.strategies.dvts import Dvts, DvtsParams
+from ttc_core.strategies.mcts import Mcts, MctsParams
+from ttc_core.strategies.refine import Refine, RefineParams
 from ttc_core.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
+from ttc_core.strategies.tot_bfs import TotBfs, TotBfsParams
+from ttc_core.strategies.tot_dfs import TotDfs, TotDfsParams
 
-STRATEGIES: dict[str, Strategy[Any]] = {s.name: s for s in (BestOfN(), SelfConsistency())}
+STRATEGIES: dict[str, Strategy[Any]] = {
+    s.name: s
+    for s in (
+        BestOfN(),
+        SelfConsistency(),
+        BeamSearch(),
+        Dvts(),
+        TotBfs(),
+        TotDfs(),
+        Mcts(),
+        Refine(),
+    )
+}
 
 
 def get_strategy(name: str) -> Strategy[Any]:
@@ -26,14 +44,26 @@ def get_strategy(name: str) -> Strategy[Any]:
 
 __all__ = [
     "STRATEGIES",
+    "BeamSearch",
+    "BeamSearchParams",
     "BestOfN",
     "BestOfNParams",
+    "Dvts",
+    "DvtsParams",
     "Expand",
+    "Mcts",
+    "MctsParams",
     "Plan",
+    "Refine",
+    "RefineParams",
     "SamplingParams",
     "Selection",
     "SelfConsistency",
     "SelfConsistencyParams",
     "Strategy",
+    "TotBfs",
+    "TotBfsParams",
+    "TotDfs",
+    "TotDfsParams",
     "get_strategy",
 ]

@@ -48,12 +48,23 @@ class SamplingParams(BaseModel):
 P = TypeVar("P", bound=SamplingParams)
 
 
+#: What an expansion generates, and so how its prompt is built:
+#: ``sample`` a whole answer to the question; ``step`` one reasoning step continuing the
+#: parent's path (stops at the step delimiter); ``lookahead`` a step generated only to
+#: score its parent (beam-search lookahead); ``critique`` a review of the parent answer;
+#: ``revise`` a new answer from the grandparent answer and the parent critique.
+ROLES = ("sample", "step", "lookahead", "critique", "revise")
+
+
 @dataclass(frozen=True, slots=True)
 class Expand:
     """Generate ``k`` more children of ``parent_id``."""
 
     parent_id: str
     k: int
+    role: str = "sample"
+    #: Overrides the job's sampling temperature (e.g. greedy lookahead).
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class Plan:
     expansions: list[Expand] = field(default_factory=list)
     finish: Selection | None = None
     state: dict[str, Any] | None = None  # None: leave the persisted state unchanged
+    #: Values to merge into nodes' ``meta`` (e.g. MCTS visit counts), keyed by node id.
+    node_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Strategy(ABC, Generic[P]):
@@ -88,6 +101,8 @@ class Strategy(ABC, Generic[P]):
     params_model: ClassVar[type[SamplingParams]]
     #: Whether selection needs a score per node (a reference check or a reward model).
     needs_scores: ClassVar[bool] = False
+    #: Whether the job must name a step scorer (``prm``): step-level search ranks by it.
+    needs_step_scorer: ClassVar[bool] = False
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.params_model.model_validate(dict(raw))  # type: ignore[return-value]

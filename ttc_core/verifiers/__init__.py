@@ -7,14 +7,18 @@
 
 from ttc_core.verifiers.answers import extract_answer, last_boxed, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, Verifier, VerifierError
+from ttc_core.verifiers.code import CodeVerifier
 from ttc_core.verifiers.exact import ExactVerifier
+from ttc_core.verifiers.game24 import Game24Verifier
 from ttc_core.verifiers.math_equiv import MathVerifier, math_equivalent, warm_up
 from ttc_core.verifiers.regex import RegexVerifier
 from ttc_core.verifiers.registry import VERIFIER_KINDS, build_verifier, check_spec
 from ttc_core.verifiers.reward_model import RewardModelVerifier
 from ttc_core.verifiers.spec import (
     DEFAULT_VERIFIER_SPEC,
+    CodeSpec,
     ExactSpec,
+    Game24Spec,
     MathSpec,
     RegexSpec,
     RewardModelSpec,
@@ -27,8 +31,12 @@ __all__ = [
     "DEFAULT_VERIFIER_SPEC",
     "VERIFIER_KINDS",
     "Candidate",
+    "CodeSpec",
+    "CodeVerifier",
     "ExactSpec",
     "ExactVerifier",
+    "Game24Spec",
+    "Game24Verifier",
     "MathSpec",
     "MathVerifier",
     "RegexSpec",

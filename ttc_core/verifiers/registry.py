@@ -13,12 +13,16 @@ import httpx
 
 from ttc_core.settings import EndpointConfig
 from ttc_core.verifiers.base import Verifier
+from ttc_core.verifiers.code import CodeVerifier
 from ttc_core.verifiers.exact import ExactVerifier
+from ttc_core.verifiers.game24 import Game24Verifier
 from ttc_core.verifiers.math_equiv import MathVerifier
 from ttc_core.verifiers.regex import RegexVerifier
 from ttc_core.verifiers.reward_model import RewardModelVerifier
 from ttc_core.verifiers.spec import (
+    CodeSpec,
     ExactSpec,
+    Game24Spec,
     MathSpec,
     RegexSpec,
     RewardModelSpec,
@@ -73,12 +77,22 @@ def _build_reward_model(spec: RewardModelSpec, ctx: _Context) -> Verifier:
     )
 
 
+def _build_game24(spec: Game24Spec, ctx: _Context) -> Verifier:
+    return Game24Verifier(ctx.reference)
+
+
+def _build_code(spec: CodeSpec, ctx: _Context) -> Verifier:
+    return CodeVerifier(spec.tests, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb)
+
+
 # Builders take their own spec model; the dict is keyed by that model's ``kind``.
 _BUILDERS: dict[str, Callable[[Any, _Context], Verifier]] = {
     "exact": _build_exact,
     "regex": _build_regex,
     "math": _build_math,
     "reward_model": _build_reward_model,
+    "game24": _build_game24,
+    "code": _build_code,
 }
 
 #: The verifier kinds this build knows.

@@ -103,7 +103,7 @@ def test_build_each_kind() -> None:
     assert isinstance(build({"kind": "regex", "pattern": r"A: (\d+)"}), RegexVerifier)
     assert isinstance(build({"kind": "math"}), MathVerifier)
     assert isinstance(build(None), MathVerifier)
-    assert {"exact", "regex", "math", "reward_model"} == VERIFIER_KINDS
+    assert {"exact", "regex", "math", "reward_model", "game24", "code"} == VERIFIER_KINDS
 
     async def go() -> Verifier:
         async with httpx.AsyncClient() as client:

@@ -1,0 +1,285 @@
+"""One expansion batch's work: build each request from the node's role and its path,
+generate, decide terminality, score (verifier and step scorer), and return the rows.
+
+Roles (``ttc_core.strategies.base.ROLES``):
+
+- ``sample``: a whole answer to the question.
+- ``step`` / ``lookahead``: one reasoning step continuing the parent's path. Chat
+  endpoints get the path as a final assistant message with vLLM's
+  ``continue_final_message`` (``add_generation_prompt: false``); completions endpoints get
+  question and path as one prompt. Generation stops at the step delimiter.
+- ``critique``: a review of the parent attempt (with the verifier's feedback if asked).
+- ``revise``: a new attempt from the grandparent attempt and the parent critique.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttc_core import prompts
+from ttc_core.errors import InferenceError
+from ttc_core.inference import Choice, Generation, GenerationRequest
+from ttc_core.inference.client import render_messages
+from ttc_core.models import Job, Node, NodeStatus, utcnow
+from ttc_core.runtime import EngineContext
+from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
+from ttc_core.strategies import SamplingParams, get_strategy
+from ttc_core.tree import node_id_for
+from ttc_core.verifiers import Candidate, build_verifier, parse_verifier_spec
+
+log = logging.getLogger(__name__)
+
+STEP_ROLES = ("step", "lookahead")
+ATTEMPT_ROLES = ("sample", "revise")
+_FINAL_ANSWER = re.compile(r"\\boxed\{|ANSWER:|[Tt]he final answer is")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Contiguous missing children of one parent: one generation request (with n)."""
+
+    parent_id: str
+    parent_depth: int
+    first_index: int
+    k: int
+    role: str = "sample"
+    temperature: float | None = None
+
+
+@dataclass
+class ParentContext:
+    """What a child's prompt needs from its parent and the path above it."""
+
+    steps: list[str] = field(default_factory=list)  # step texts from the root down
+    attempt: str | None = None  # the attempt to critique or revise
+    critique: str | None = None
+    feedback: str | None = None
+
+
+def parent_context(path: list[Node]) -> ParentContext:
+    """What children of ``path[-1]`` need from the path above them."""
+    parent = path[-1]
+    ctx = ParentContext(steps=[n.text for n in path if n.role in STEP_ROLES])
+    if parent.role in ATTEMPT_ROLES:
+        ctx.attempt = parent.text
+        ctx.feedback = (parent.meta or {}).get("feedback")
+    elif parent.role == "critique" and len(path) >= 2:
+        ctx.attempt = path[-2].text
+        ctx.critique = parent.text
+    return ctx
+
+
+def child_seed(job: Job, parent_id: str, child_index: int) -> int:
+    return (job.seed + zlib.crc32(parent_id.encode())) % (2**31) + child_index
+
+
+def question_of(job: Job) -> str:
+    return job.prompt if job.prompt is not None else render_messages(job.messages)
+
+
+def base_messages(job: Job) -> list[dict[str, Any]]:
+    return list(job.messages or [{"role": "user", "content": job.prompt or ""}])
+
+
+def build_request(
+    job: Job, params: SamplingParams, run: Run, parent: ParentContext, seed: int
+) -> GenerationRequest:
+    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
+    common: dict[str, Any] = {
+        "n": run.k,
+        "seed": seed,
+        "temperature": params.temperature if run.temperature is None else run.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+    }
+    question = question_of(job)
+    if run.role in STEP_ROLES:
+        messages = base_messages(job)
+        prefix = "".join(step + delimiter for step in parent.steps)
+        extra: dict[str, Any] | None = None
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+            extra = {"continue_final_message": True, "add_generation_prompt": False}
+        return GenerationRequest(
+            messages=messages,
+            prompt=question + delimiter + prefix,
+            stop=[delimiter, *(params.stop or [])],
+            extra_body=extra,
+            **common,
+        )
+    if run.role == "critique":
+        text = prompts.critique_prompt(
+            question,
+            parent.attempt or "",
+            parent.feedback if getattr(params, "use_feedback", True) else None,
+        )
+        return GenerationRequest(
+            messages=[{"role": "user", "content": text}], prompt=text, **common
+        )
+    if run.role == "revise":
+        text = prompts.revise_prompt(question, parent.attempt or "", parent.critique or "")
+        return GenerationRequest(
+            messages=[{"role": "user", "content": text}], prompt=text, **common
+        )
+    return GenerationRequest(
+        messages=base_messages(job), prompt=job.prompt, stop=params.stop, **common
+    )
+
+
+@dataclass
+class NewNode:
+    run: Run
+    choice: Choice
+    parent: ParentContext
+    row: dict[str, Any]
+
+    @property
+    def full_text(self) -> str:
+        """The answer this node stands for: its path of steps, or its own text."""
+        if self.run.role in STEP_ROLES:
+            return prompts.STEP_DELIMITER.join([*self.parent.steps, self.choice.text])
+        return self.choice.text
+
+
+async def generate_rows(
+    ctx: EngineContext,
+    job: Job,
+    batch_id: str,
+    runs: list[Run],
+    parents: dict[str, ParentContext],
+) -> tuple[list[dict[str, Any]], int]:
+    """Generate, score and shape the rows of a batch; returns (rows, requests made)."""
+    strategy = get_strategy(job.strategy)
+    params = strategy.parse_params(job.params)
+    client = ctx.inference(job.endpoint)
+
+    async def run_one(run: Run) -> Generation:
+        seed = child_seed(job, run.parent_id, run.first_index)
+        return await client.generate(build_request(job, params, run, parents[run.parent_id], seed))
+
+    outcomes = await asyncio.gather(*(run_one(r) for r in runs), return_exceptions=True)
+    rows: list[dict[str, Any]] = []
+    fresh: list[NewNode] = []
+    requests = 0
+    for run, outcome in zip(runs, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, InferenceError):
+                raise outcome
+            log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, outcome)
+            rows.extend(failed_rows(job, batch_id, run, str(outcome)))
+            continue
+        requests += outcome.requests
+        for choice in outcome.choices:
+            node = NewNode(
+                run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice)
+            )
+            fresh.append(node)
+            rows.append(node.row)
+    await score(ctx, job, params, fresh)
+    return rows, requests
+
+
+def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any]:
+    child_index = run.first_index + choice.index
+    return {
+        "id": node_id_for(job.id, run.parent_id, child_index),
+        "job_id": job.id,
+        "parent_id": run.parent_id,
+        "batch_id": batch_id,
+        "depth": run.parent_depth + 1,
+        "child_index": child_index,
+        "role": run.role,
+        "text": choice.text,
+        "status": NodeStatus.done,
+        "is_terminal": run.role in ATTEMPT_ROLES,
+        "answer": None,
+        "score": None,
+        "step_score": None,
+        "correct": None,
+        "prompt_tokens": choice.prompt_tokens,
+        "completion_tokens": choice.completion_tokens,
+        "finish_reason": choice.finish_reason,
+        "latency_ms": choice.latency_ms,
+        "seed": choice.seed,
+        "meta": {},
+        "created_at": utcnow(),
+    }
+
+
+def is_final_step(text: str, pattern: re.Pattern[str] | None) -> bool:
+    if not text.strip():
+        return True  # the model ended the solution: nothing left to continue
+    if pattern is not None and pattern.search(text):
+        return True
+    return bool(_FINAL_ANSWER.search(text))
+
+
+async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: list[NewNode]) -> None:
+    """Terminality, verifier verdicts and step scores, written into each row."""
+    spec = parse_verifier_spec(job.verifier)
+    raw_pattern: str | None = getattr(spec, "pattern", None)
+    pattern = re.compile(raw_pattern) if raw_pattern else None
+    max_depth = getattr(params, "max_depth", None)
+    for node in fresh:
+        if node.run.role in STEP_ROLES:
+            node.row["is_terminal"] = is_final_step(node.choice.text, pattern) or (
+                max_depth is not None and node.row["depth"] >= max_depth
+            )
+    to_verify = [n for n in fresh if n.row["is_terminal"]]
+    if to_verify:
+        verifier = build_verifier(
+            spec, reference=job.reference, endpoints=ctx.settings.endpoints, http_client=ctx.http
+        )
+        question = question_of(job)
+        verdicts = await verifier.verify([Candidate(question, n.full_text) for n in to_verify])
+        for node, verdict in zip(to_verify, verdicts, strict=True):
+            node.row.update(answer=verdict.answer, score=verdict.score, correct=verdict.correct)
+            if verdict.feedback:
+                node.row["meta"]["feedback"] = verdict.feedback
+            node.row["meta"]["verifier_score"] = verdict.score
+    if job.prm:
+        await _step_scores(ctx, job, params, [n for n in fresh if n.run.role != "critique"])
+
+
+async def _step_scores(
+    ctx: EngineContext, job: Job, params: SamplingParams, nodes: list[NewNode]
+) -> None:
+    if not nodes:
+        return
+    spec = parse_scorer_spec(job.prm)
+    scorer = build_scorer(
+        spec, endpoints=ctx.settings.endpoints, http_client=ctx.http, inference=ctx.inference
+    )
+    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
+    question = question_of(job)
+    items = []
+    for node in nodes:
+        if node.run.role in STEP_ROLES:
+            steps = [*node.parent.steps, node.choice.text]
+        else:
+            steps = [s for s in node.choice.text.split(delimiter) if s.strip()] or [""]
+        items.append(PartialSolution(question, tuple(steps)))
+    results = await scorer.score(items)
+    for node, result in zip(nodes, results, strict=True):
+        node.row["step_score"] = result.last
+        node.row["score"] = result.aggregate(spec.aggregation)
+
+
+def failed_rows(job: Job, batch_id: str, run: Run, error: str) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(run.k):
+        placeholder = Choice(i, "", None, 0, 0, 0.0, None)
+        row = base_row(job, batch_id, run, placeholder)
+        row.update(
+            status=NodeStatus.failed,
+            is_terminal=False,
+            latency_ms=None,
+            meta={"error": error[:500]},
+        )
+        rows.append(row)
+    return rows

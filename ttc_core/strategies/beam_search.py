@@ -1,0 +1,54 @@
+"""Step-level beam search with a process reward model (search-and-learn's definition).
+
+The root is expanded ``n`` times by one step; at each depth the best ``n / beam_width``
+paths by aggregated step score are kept and each is expanded ``beam_width`` times. A
+path stops at a final answer or at ``max_depth``; the answer is the best finished path
+(or a vote over them). With ``lookahead`` L > 0 a candidate is ranked by the score of
+L further greedy steps (temperature 0), generated as ``lookahead`` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from ttc_core.strategies.base import Plan, Selection, Strategy
+from ttc_core.strategies.level_search import plan_levels
+from ttc_core.strategies.stepwise import StepSearchParams, select_terminal
+from ttc_core.tree import TreeView
+
+
+class BeamSearchParams(StepSearchParams):
+    n: int = Field(default=16, ge=1, le=4096, description="candidates per depth (N)")
+    beam_width: int = Field(default=4, ge=1, le=4096, description="expansions per beam (M)")
+    lookahead: int = Field(default=0, ge=0, le=8, description="greedy steps to rank by")
+
+    @model_validator(mode="after")
+    def _divides(self) -> BeamSearchParams:
+        if self.n % self.beam_width:
+            raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
+        return self
+
+
+class BeamSearch(Strategy[BeamSearchParams]):
+    name = "beam_search"
+    params_model = BeamSearchParams
+    needs_step_scorer = True
+
+    def planned_samples(self, params: BeamSearchParams) -> int:
+        return params.n * params.max_depth * (1 + params.lookahead)
+
+    def plan(self, tree: TreeView, params: BeamSearchParams, state: Mapping[str, Any]) -> Plan:
+        return plan_levels(
+            tree,
+            params,
+            root_k=params.n,
+            keep=params.n // params.beam_width,
+            k=params.beam_width,
+            lookahead=params.lookahead,
+        )
+
+    def select(self, tree: TreeView, params: BeamSearchParams) -> Selection:
+        return select_terminal(tree, params.select)
