@@ -158,13 +158,21 @@ async def generate_rows(
     params = strategy.parse_params(job.params)
     client = ctx.inference(job.endpoint)
 
-    async def run_one(run: Run) -> Generation:
+    async def run_one(run: Run) -> tuple[Generation, list[NewNode]]:
+        # Each request's samples are scored as soon as they arrive, while the batch's
+        # other requests are still generating.
         seed = child_seed(job, run.parent_id, run.first_index)
-        return await client.generate(build_request(job, params, run, parents[run.parent_id], seed))
+        request = build_request(job, params, run, parents[run.parent_id], seed)
+        generation = await client.generate(request)
+        fresh = [
+            NewNode(run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice))
+            for choice in generation.choices
+        ]
+        await score(ctx, job, params, fresh)
+        return generation, fresh
 
     outcomes = await asyncio.gather(*(run_one(r) for r in runs), return_exceptions=True)
     rows: list[dict[str, Any]] = []
-    fresh: list[NewNode] = []
     requests = 0
     for run, outcome in zip(runs, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -173,14 +181,9 @@ async def generate_rows(
             log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, outcome)
             rows.extend(failed_rows(job, batch_id, run, str(outcome)))
             continue
-        requests += outcome.requests
-        for choice in outcome.choices:
-            node = NewNode(
-                run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice)
-            )
-            fresh.append(node)
-            rows.append(node.row)
-    await score(ctx, job, params, fresh)
+        generation, fresh = outcome
+        requests += generation.requests
+        rows.extend(node.row for node in fresh)
     return rows, requests
 
 

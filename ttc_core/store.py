@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Insert, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ttc_core.models import Job, JobEvent, Node
 from ttc_core.tree import NodeView, TreeView
@@ -60,14 +60,18 @@ def append_event(session: Session, job_id: str, kind: str, **data: Any) -> None:
 
 
 def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Node]]:
-    """Root-to-node paths of several nodes, loading ancestors one level per query."""
-    known: dict[str, Node] = {}
-    wanted = set(node_ids)
-    while wanted:
-        rows = session.scalars(select(Node).where(Node.id.in_(list(wanted)))).all()
-        for node in rows:
-            known[node.id] = node
-        wanted = {n.parent_id for n in rows if n.parent_id and n.parent_id not in known}
+    """Root-to-node paths of several nodes, in one recursive query."""
+    if not node_ids:
+        return {}
+    seed = select(Node.id, Node.parent_id).where(Node.id.in_(list(node_ids))).cte(
+        "ancestors", recursive=True
+    )
+    parent = aliased(Node)
+    ancestors = seed.union(
+        select(parent.id, parent.parent_id).join(seed, parent.id == seed.c.parent_id)
+    )
+    rows = session.scalars(select(Node).where(Node.id.in_(select(ancestors.c.id)))).all()
+    known = {node.id: node for node in rows}
     paths: dict[str, list[Node]] = {}
     for node_id in node_ids:
         path: list[Node] = []

@@ -59,7 +59,16 @@ def stack(sim: SimServer, pg_url: str, tmp_path_factory: pytest.TempPathFactory)
             sim_url=sim.url,
             endpoint_overrides={"max_concurrency": 32},
             # One request per sample, at most 3 in flight across every worker process.
-            extra_endpoints={"sim-narrow": {"max_concurrency": 3, "max_n_per_request": 1}},
+            extra_endpoints={
+                "sim-narrow": {"max_concurrency": 3, "max_n_per_request": 1},
+                # A PRM that answers 200 with a body that is not JSON, every time.
+                "garbage-prm": {
+                    "base_url": sim.url,
+                    "model": "sim-prm;malformed_rate=1",
+                    "kind": "reward",
+                    "max_retries": 1,
+                },
+            },
             extra_env={"TTC_EXPAND_BATCH_SAMPLES": "8"},
         ) as running,
         httpx.Client(base_url=running.api_url, timeout=30) as client,

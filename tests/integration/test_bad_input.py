@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.helpers import wait_until
 from tests.integration.conftest import Stack
 from ttc_core.db import Database
 from ttc_core.models import Job, JobEvent, Node
@@ -113,3 +114,72 @@ def test_openapi_is_served(stack: Stack) -> None:
         "/v1/jobs/{job_id}/cancel",
     ):
         assert path in spec["paths"]
+
+
+PRM = {"kind": "prm", "endpoint": "sim-prm"}
+TREE_CASES = [
+    (
+        "beam width not dividing n",
+        _with(strategy="beam_search", params={"n": 6, "beam_width": 4}, prm=PRM),
+        "params",
+    ),
+    (
+        "depth 0",
+        _with(strategy="beam_search", params={"max_depth": 0}, prm=PRM),
+        "params.max_depth",
+    ),
+    ("dvts depth 0", _with(strategy="dvts", params={"max_depth": 0}, prm=PRM), "params.max_depth"),
+    (
+        "unknown aggregation",
+        _with(strategy="beam_search", prm={**PRM, "aggregation": "median"}),
+        "prm",
+    ),
+    ("tree search without a step scorer", _with(strategy="mcts", params={}), "prm"),
+    (
+        "generate endpoint as PRM",
+        _with(strategy="beam_search", prm={"kind": "prm", "endpoint": "sim"}),
+        "prm.endpoint",
+    ),
+    ("unknown scorer kind", _with(strategy="tot_bfs", params={}, prm={"kind": "oracle"}), "prm"),
+    ("mcts c negative", _with(strategy="mcts", params={"c": -1}, prm=PRM), "params.c"),
+    ("refine rounds 0", _with(strategy="refine", params={"rounds": 0}), "params.rounds"),
+    (
+        "code verifier without tests",
+        _with(strategy="refine", params={}, verifier={"kind": "code"}),
+        "verifier",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "field"), TREE_CASES, ids=[c[0] for c in TREE_CASES])
+def test_bad_tree_search_is_refused_by_name(
+    stack: Stack, name: str, body: dict[str, Any], field: str
+) -> None:
+    before = _counts(stack)
+    resp = stack.api.post("/v1/jobs", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["field"].startswith(field), resp.json()
+    assert _counts(stack) == before
+
+
+def test_prm_answering_garbage_fails_the_job_saying_why(stack: Stack) -> None:
+    resp = stack.api.post(
+        "/v1/jobs",
+        json=_with(
+            strategy="beam_search",
+            params={"n": 4, "beam_width": 2},
+            prm={"kind": "prm", "endpoint": "garbage-prm", "protocol": "json"},
+        ),
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    job = wait_until(
+        lambda: (
+            (j := stack.api.get(f"/v1/jobs/{job_id}").json())["status"] in ("failed", "succeeded")
+            and j
+        ),
+        timeout=60,
+    )
+    assert job["status"] == "failed"
+    assert "PRM" in job["error"] and "garbage-prm" in job["error"], job["error"]

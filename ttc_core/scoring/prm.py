@@ -18,7 +18,7 @@ Two protocols (the ``prm`` spec's ``protocol``):
     so the number of tags always equals the number of steps.
 ``json`` (:class:`JsonPrmScorer`)
     A generic JSON server: ``POST {base_url}/v1/prm`` with
-    ``{"items": [{"prompt": question, "steps": [...]}, ...]}`` (up to ``batch_size`` items
+    ``{"model": ..., "items": [{"prompt": question, "steps": [...]}, ...]}`` (up to ``batch_size`` items
     per request) answered by ``{"results": [{"step_scores": [...]}, ...]}``.
 
 ``base_url`` conventionally has no ``/v1`` suffix; a trailing ``/v1`` is tolerated and not
@@ -230,7 +230,10 @@ class JsonPrmScorer(_HttpPrm):
         ]
 
         async def one(batch: list[PartialSolution]) -> list[list[float]]:
-            body = {"items": [{"prompt": it.question, "steps": list(it.steps)} for it in batch]}
+            body = {
+                "model": self.endpoint.model,
+                "items": [{"prompt": it.question, "steps": list(it.steps)} for it in batch],
+            }
             return self._parse(await self._post(body), batch)
 
         results = await _bounded(self.max_parallel, [partial(one, batch) for batch in batches])

@@ -326,6 +326,7 @@ def test_json_request_shape(base_url: str) -> None:
     (request,) = server.requests
     assert str(request.url) == "http://prm.test:8200/v1/prm"
     assert server.bodies[0] == {
+        "model": endpoint.model,
         "items": [
             {"prompt": "What is 2 + 3?", "steps": ["ab", "abcd"]},
             {"prompt": "Q2", "steps": ["abc"]},
