@@ -2,8 +2,9 @@
 
 SQLite + the local in-process executor + the simulated endpoint on a local port: the same
 step loop, inference client, verifiers and store as the service, with nothing to install
-beyond the package. Runs best-of-N (ranked by the simulated reward model) and
-self-consistency (majority vote) on GSM8K problems and prints each answer, its score, the
+beyond the package. Runs best-of-N (ranked by the simulated reward model),
+self-consistency (majority vote) and step-level beam search (ranked by the simulated
+process reward model) on GSM8K problems and prints each answer, its score, the
 tokens used and a compact view of the tree.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 from ttc_cli.inspect import tree_rows
 from ttc_cli.migrate import upgrade
@@ -25,13 +27,20 @@ from ttc_core.submission import JobSpec, create_job
 
 INSTRUCTION = "\n\nSolve step by step. End with a line 'ANSWER: <number>'."
 
-STRATEGIES = (
-    ("best_of_n", {"kind": "reward_model", "endpoint": "sim-rm"}),
-    ("self_consistency", {"kind": "math"}),
+#: (strategy, params beyond n, verifier, step scorer)
+STRATEGIES: tuple[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any] | None], ...] = (
+    ("best_of_n", {}, {"kind": "reward_model", "endpoint": "sim-rm"}, None),
+    ("self_consistency", {}, {"kind": "math"}, None),
+    (
+        "beam_search",
+        {"beam_width": 4, "max_depth": 10, "max_tokens": 128},
+        {"kind": "math"},
+        {"kind": "prm", "endpoint": "sim-prm", "protocol": "json", "aggregation": "min"},
+    ),
 )
 
 
-async def _watch(db: Database, job_ids: list[str], total: int) -> None:
+async def _watch(db: Database, job_ids: list[str], total: int | None) -> None:
     while True:
         with db.session() as session:
             jobs = [session.get(Job, j) for j in job_ids]
@@ -45,7 +54,7 @@ async def _watch(db: Database, job_ids: list[str], total: int) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _run_all(ctx: EngineContext, job_ids: list[str], total: int) -> None:
+async def _run_all(ctx: EngineContext, job_ids: list[str], total: int | None) -> None:
     try:
         await asyncio.gather(_watch(ctx.db, job_ids, total), *(run_job(ctx, j) for j in job_ids))
     finally:
@@ -65,6 +74,7 @@ def run_demo(ns: argparse.Namespace) -> int:
             endpoints={
                 "sim": EndpointConfig(base_url=sim.base_url, model="sim-gsm8k"),
                 "sim-rm": EndpointConfig(base_url=sim.url, model="sim-rm", kind="reward"),
+                "sim-prm": EndpointConfig(base_url=sim.url, model="sim-prm", kind="reward"),
             },
         )
         upgrade(settings.database_url)
@@ -74,21 +84,22 @@ def run_demo(ns: argparse.Namespace) -> int:
         problems = gsm8k_problems()[: ns.problems]
         with db.transaction() as session:
             for i, problem in enumerate(problems):
-                for strategy, verifier in STRATEGIES:
+                for strategy, params, verifier, prm in STRATEGIES:
                     spec = JobSpec.model_validate(
                         {
                             "strategy": strategy,
                             "endpoint": "sim",
                             "prompt": problem.question + INSTRUCTION,
-                            "params": {"n": ns.n, "temperature": 0.8, "max_tokens": 512},
+                            "params": {"n": ns.n, "temperature": 0.8, "max_tokens": 512, **params},
                             "verifier": verifier,
+                            "prm": prm,
                             "reference": problem.answer,
                             "seed": 1000 + i,
                         }
                     )
                     job_ids.append(create_job(session, spec, settings, tenant="default").id)
         ctx = EngineContext(settings=settings, db=db, http=make_http_client())
-        asyncio.run(_run_all(ctx, job_ids, total=len(job_ids) * ns.n))
+        asyncio.run(_run_all(ctx, job_ids, total=None))
 
         with db.session() as session:
             for job_id in job_ids:
@@ -107,7 +118,7 @@ def run_demo(ns: argparse.Namespace) -> int:
                 )
                 if votes := (result.get("details") or {}).get("votes"):
                     print(f"   votes {votes}")
-                print(compact_tree(tree_rows(session, job), max_rows=8))
+                print(compact_tree(tree_rows(session, job), max_rows=10))
         print(
             f"\ndone in {time.perf_counter() - began:.1f}s. Inspect a tree: ttc tree JOB_ID "
             f"--database-url {settings.database_url}"

@@ -21,7 +21,10 @@ def make_engine(url: str) -> Engine:
         # Embedded mode: the API thread and the executor thread share one file.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # No pre-ping: it costs a round trip per transaction on the hot path. A connection
+        # that died with its server fails its statement, SQLAlchemy invalidates the pool,
+        # and the task's retry runs on fresh connections.
+        kwargs.update(pool_size=5, max_overflow=10, pool_recycle=1800)
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     engine = create_engine(url, **kwargs)

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     lease_seconds: float = 60.0
     task_time_limit_s: int = 900
     queue_prefix: str = "ttc"
+    #: Send Celery task events from the start (Flower enables them itself when it runs).
+    celery_events: bool = False
 
     @field_validator("endpoints", mode="before")
     @classmethod

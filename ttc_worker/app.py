@@ -35,8 +35,10 @@ app.conf.update(
     task_queues=[Queue(DRIVER_QUEUE), Queue(EXPAND_QUEUE)],
     task_routes={ADVANCE_TASK: {"queue": DRIVER_QUEUE}, EXPAND_TASK: {"queue": EXPAND_QUEUE}},
     worker_hijack_root_logger=False,
-    worker_send_task_events=True,
-    task_send_sent_event=True,
+    # Task events cost a Redis publish per task state on the critical path of every tree
+    # depth; Flower switches them on at run time (``enable_events``) when it is running.
+    worker_send_task_events=settings.celery_events,
+    task_send_sent_event=settings.celery_events,
 )
 
 
