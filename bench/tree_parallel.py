@@ -81,7 +81,7 @@ def main() -> None:
         run_stack(
             database_url=db_url,
             broker_url=ns.broker,
-            log_dir=Path("/tmp/benchlogs"),
+            log_dir=Path(logs),
             sim_args=SIM_ARGS,
             endpoint_overrides={"max_concurrency": 256},
         ) as stack,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
@@ -10,12 +10,15 @@ from sqlalchemy.orm import Session
 
 from ttc_core.db import Database
 from ttc_core.settings import Settings
+from ttc_core.steps import FollowUp
 
 
 class Dispatcher(Protocol):
     """Starts a committed job: the Celery queue or the in-process executor."""
 
     def submit(self, job_id: str) -> object: ...
+
+    def dispatch(self, followups: Iterable[FollowUp]) -> object: ...
 
     def close(self) -> None: ...
 

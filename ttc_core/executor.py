@@ -68,6 +68,11 @@ class BackgroundExecutor:
     def submit(self, job_id: str) -> Future[None]:
         return asyncio.run_coroutine_threadsafe(run_job(self._ctx, job_id), self._loop)
 
+    def dispatch(self, followups: Iterable[FollowUp]) -> Future[None]:
+        return asyncio.run_coroutine_threadsafe(
+            run_followups(self._ctx, list(followups)), self._loop
+        )
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._ctx.aclose(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)

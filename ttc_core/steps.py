@@ -287,7 +287,24 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
 
     with ctx.db.transaction() as session:
         insert_nodes(session, rows)
+        if rows:
+            _prune_landed_under_pruned(session, job.id, batch_id)
         return _complete_batch(ctx, session, job, batch_id, requests)
+
+
+def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> None:
+    """Results that were in flight when their parent was pruned are kept, marked pruned."""
+    pruned_parents = select(Node.id).where(Node.job_id == job_id, Node.status == NodeStatus.pruned)
+    session.execute(
+        update(Node)
+        .where(
+            Node.batch_id == batch_id,
+            Node.status == NodeStatus.done,
+            Node.parent_id.in_(pruned_parents),
+        )
+        .values(status=NodeStatus.pruned)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _complete_batch(

@@ -63,8 +63,10 @@ def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Node
     """Root-to-node paths of several nodes, in one recursive query."""
     if not node_ids:
         return {}
-    seed = select(Node.id, Node.parent_id).where(Node.id.in_(list(node_ids))).cte(
-        "ancestors", recursive=True
+    seed = (
+        select(Node.id, Node.parent_id)
+        .where(Node.id.in_(list(node_ids)))
+        .cte("ancestors", recursive=True)
     )
     parent = aliased(Node)
     ancestors = seed.union(

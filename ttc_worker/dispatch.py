@@ -23,5 +23,8 @@ class CeleryDispatcher:
     def submit(self, job_id: str) -> None:
         enqueue([FollowUp("advance", job_id)])
 
+    def dispatch(self, followups: Iterable[FollowUp]) -> None:
+        enqueue(followups)
+
     def close(self) -> None:
         return None

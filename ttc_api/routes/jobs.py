@@ -17,7 +17,7 @@ from ttc_api.deps import (
 from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_api.schemas import EventsPublic, JobAccepted, JobPublic, JobsPublic
 from ttc_api.services import get_job, job_public, list_events, list_jobs
-from ttc_core.control import cancel_job
+from ttc_core.control import cancel_job, pause_job, resume_job
 from ttc_core.models import JobStatus
 from ttc_core.submission import JobSpec, create_job
 
@@ -67,6 +67,23 @@ def cancel(job_id: str, db: DatabaseDep, tenant: TenantDep) -> JobPublic:
     with db.transaction() as session:
         job = cancel_job(session, job_id, tenant=tenant)
         return job_public(job)
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic)
+def pause(job_id: str, db: DatabaseDep, tenant: TenantDep) -> JobPublic:
+    """Pause a job: in-flight expansions finish, nothing new starts. Idempotent."""
+    with db.transaction() as session:
+        return job_public(pause_job(session, job_id, tenant=tenant))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic)
+def resume(job_id: str, db: DatabaseDep, tenant: TenantDep, dispatcher: DispatcherDep) -> JobPublic:
+    """Resume a paused job from its persisted tree. Idempotent."""
+    with db.transaction() as session:
+        job, followups = resume_job(session, job_id, tenant=tenant)
+        public = job_public(job)
+    dispatcher.dispatch(followups)
+    return public
 
 
 @router.get("/{job_id}/events", response_model=EventsPublic)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
-from ttc_api.deps import SessionDep, TenantDep
+from ttc_api.deps import DatabaseDep, DispatcherDep, SessionDep, TenantDep
 from ttc_api.problems import PROBLEM_RESPONSES
-from ttc_api.schemas import NodeDetail, NodesPublic
-from ttc_api.services import get_job, list_nodes, node_detail
+from ttc_api.schemas import JobPublic, NodeDetail, NodesPublic
+from ttc_api.services import get_job, job_public, list_nodes, node_detail
+from ttc_core.control import expand_node, prune_node
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/nodes", tags=["nodes"], responses=PROBLEM_RESPONSES)
 
@@ -33,3 +35,37 @@ def read_node(job_id: str, node_id: str, session: SessionDep, tenant: TenantDep)
     """One node with its path from the root and the full path text."""
     job = get_job(session, job_id, tenant=tenant)
     return node_detail(session, job, node_id)
+
+
+class ExpandRequest(BaseModel):
+    k: int = Field(default=4, ge=1, le=256, description="children to generate")
+
+
+class PruneResult(BaseModel):
+    job: JobPublic
+    pruned: int = Field(description="nodes marked pruned (the node and its subtree)")
+
+
+@router.post("/{node_id}/prune", response_model=PruneResult)
+def prune(job_id: str, node_id: str, db: DatabaseDep, tenant: TenantDep) -> PruneResult:
+    """Cut a subtree: never expanded again; in-flight results under it land pruned."""
+    with db.transaction() as session:
+        job, count = prune_node(session, job_id, node_id, tenant=tenant)
+        return PruneResult(job=job_public(job), pruned=count)
+
+
+@router.post("/{node_id}/expand", response_model=JobPublic, status_code=202)
+def expand(
+    job_id: str,
+    node_id: str,
+    body: ExpandRequest,
+    db: DatabaseDep,
+    tenant: TenantDep,
+    dispatcher: DispatcherDep,
+) -> JobPublic:
+    """Generate k more children of a node now (re-opens a pruned node)."""
+    with db.transaction() as session:
+        job, followups = expand_node(session, job_id, node_id, body.k, tenant=tenant)
+        public = job_public(job)
+    dispatcher.dispatch(followups)
+    return public

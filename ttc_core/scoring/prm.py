@@ -18,8 +18,8 @@ Two protocols (the ``prm`` spec's ``protocol``):
     so the number of tags always equals the number of steps.
 ``json`` (:class:`JsonPrmScorer`)
     A generic JSON server: ``POST {base_url}/v1/prm`` with
-    ``{"model": ..., "items": [{"prompt": question, "steps": [...]}, ...]}`` (up to ``batch_size`` items
-    per request) answered by ``{"results": [{"step_scores": [...]}, ...]}``.
+    ``{"model": ..., "items": [{"prompt": question, "steps": [...]}, ...]}`` (up to
+    ``batch_size`` items per request) answered by ``{"results": [{"step_scores": [...]}, ...]}``.
 
 ``base_url`` conventionally has no ``/v1`` suffix; a trailing ``/v1`` is tolerated and not
 doubled. Requests carry ``Authorization: Bearer <key>`` when the endpoint has a key, use the
