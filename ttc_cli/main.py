@@ -37,9 +37,10 @@ def _celery_main(argv: list[str]) -> int:
 
 
 def _cmd_worker(ns: argparse.Namespace, extra: list[str]) -> int:
-    from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE
+    from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE, MAINTENANCE_QUEUE
 
-    argv = ["worker", "-Q", f"{DRIVER_QUEUE},{EXPAND_QUEUE}", "--loglevel", "INFO", *extra]
+    queues = f"{DRIVER_QUEUE},{EXPAND_QUEUE},{MAINTENANCE_QUEUE}"
+    argv = ["worker", "-Q", queues, "--loglevel", "INFO", *extra]
     return _celery_main(argv)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -70,6 +71,17 @@ class Proc:
                 self.popen.wait(timeout=timeout)
         self._log.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._log.closed
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (a Celery worker and its pool children)."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=15)
+        self._log.close()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -94,8 +106,10 @@ def run_stack(
     endpoint_overrides: dict[str, object] | None = None,
     extra_endpoints: dict[str, dict[str, object]] | None = None,
     extra_env: dict[str, str] | None = None,
+    beat: bool = False,
 ) -> Iterator[Stack]:
-    """Start sim (unless ``sim_url`` is given), one Celery worker and the API."""
+    """Start sim (unless ``sim_url`` is given), one Celery worker, the API and, with
+    ``beat``, Celery beat (the reaper's schedule)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     try:
@@ -125,6 +139,9 @@ def run_stack(
         }
         worker = Proc(["worker", *worker_args], env, log_dir / "worker.log")
         procs.append(worker)
+        if beat:
+            schedule = str(log_dir / "celerybeat-schedule")
+            procs.append(Proc(["beat", "--schedule", schedule], env, log_dir / "beat.log"))
         api_port = free_port()
         api = Proc(
             ["serve", "--port", str(api_port), "--log-level", "warning"], env, log_dir / "api.log"
@@ -135,7 +152,8 @@ def run_stack(
         yield Stack(api_url=api_url, sim_url=sim_url, env=env, procs=procs)
     finally:
         for proc in reversed(procs):
-            proc.stop()
+            if not proc.closed:
+                proc.stop()
 
 
 @contextlib.contextmanager

@@ -89,7 +89,10 @@ def prune_node(
     below = below.union_all(select(child.id).join(below, child.parent_id == below.c.id))
     result = session.execute(
         update(Node)
-        .where(Node.id.in_(select(below.c.id)), Node.status == NodeStatus.done)
+        .where(
+            Node.id.in_(select(below.c.id)),
+            Node.status.in_([NodeStatus.done, NodeStatus.generated]),
+        )
         .values(status=NodeStatus.pruned)
         .execution_options(synchronize_session=False)
     )

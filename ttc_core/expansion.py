@@ -14,17 +14,17 @@ Roles (``ttc_core.strategies.base.ROLES``):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ttc_core import prompts
 from ttc_core.errors import InferenceError
-from ttc_core.inference import Choice, Generation, GenerationRequest
-from ttc_core.inference.client import render_messages
+from ttc_core.inference import Choice, GenerationRequest
+from ttc_core.inference.client import gather_or_cancel, render_messages
 from ttc_core.models import Job, Node, NodeStatus, utcnow
 from ttc_core.runtime import EngineContext
 from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
@@ -146,45 +146,64 @@ class NewNode:
         return self.choice.text
 
 
+def split_runs(runs: list[Run], per_request: int) -> list[Run]:
+    """One run per request: each request's samples are saved as soon as they are scored,
+    so a worker killed mid-batch loses only what was still in flight."""
+    out: list[Run] = []
+    for run in runs:
+        for start in range(0, run.k, per_request):
+            k = min(per_request, run.k - start)
+            out.append(
+                Run(
+                    run.parent_id,
+                    run.parent_depth,
+                    run.first_index + start,
+                    k,
+                    run.role,
+                    run.temperature,
+                )
+            )
+    return out
+
+
 async def generate_rows(
     ctx: EngineContext,
     job: Job,
     batch_id: str,
     runs: list[Run],
     parents: dict[str, ParentContext],
-) -> tuple[list[dict[str, Any]], int]:
-    """Generate, score and shape the rows of a batch; returns (rows, requests made)."""
+    save: Callable[[list[dict[str, Any]]], None],
+    save_scores: Callable[[list[dict[str, Any]]], None],
+) -> int:
+    """Generate and score a batch's children: each request's rows go to ``save`` as soon
+    as they are generated and to ``save_scores`` once scored; returns the requests made."""
     strategy = get_strategy(job.strategy)
     params = strategy.parse_params(job.params)
     client = ctx.inference(job.endpoint)
+    per_request = client.endpoint.max_n_per_request if client.endpoint.supports_n else 1
 
-    async def run_one(run: Run) -> tuple[Generation, list[NewNode]]:
-        # Each request's samples are scored as soon as they arrive, while the batch's
-        # other requests are still generating.
+    async def run_one(run: Run) -> int:
+        # Each request's samples are saved the moment they arrive (so a crash never pays
+        # for them twice), then scored while the batch's other requests still generate.
         seed = child_seed(job, run.parent_id, run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
-        generation = await client.generate(request)
+        try:
+            generation = await client.generate(request)
+        except InferenceError as exc:
+            log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, exc)
+            save(failed_rows(job, batch_id, run, str(exc)))
+            return 0
         fresh = [
             NewNode(run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice))
             for choice in generation.choices
         ]
+        save([node.row for node in fresh])
         await score(ctx, job, params, fresh)
-        return generation, fresh
+        save_scores([node.row for node in fresh])
+        return generation.requests
 
-    outcomes = await asyncio.gather(*(run_one(r) for r in runs), return_exceptions=True)
-    rows: list[dict[str, Any]] = []
-    requests = 0
-    for run, outcome in zip(runs, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, InferenceError):
-                raise outcome
-            log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, outcome)
-            rows.extend(failed_rows(job, batch_id, run, str(outcome)))
-            continue
-        generation, fresh = outcome
-        requests += generation.requests
-        rows.extend(node.row for node in fresh)
-    return rows, requests
+    counts = await gather_or_cancel([run_one(r) for r in split_runs(runs, per_request)])
+    return sum(counts)
 
 
 def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any]:
@@ -198,7 +217,7 @@ def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any
         "child_index": child_index,
         "role": run.role,
         "text": choice.text,
-        "status": NodeStatus.done,
+        "status": NodeStatus.generated,
         "is_terminal": run.role in ATTEMPT_ROLES,
         "answer": None,
         "score": None,
@@ -223,7 +242,10 @@ def is_final_step(text: str, pattern: re.Pattern[str] | None) -> bool:
 
 
 async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: list[NewNode]) -> None:
-    """Terminality, verifier verdicts and step scores, written into each row."""
+    """Terminality, verifier verdicts and step scores, written into each row (which
+    becomes ``done``)."""
+    for node in fresh:
+        node.row["status"] = NodeStatus.done
     spec = parse_verifier_spec(job.verifier)
     raw_pattern: str | None = getattr(spec, "pattern", None)
     pattern = re.compile(raw_pattern) if raw_pattern else None
@@ -286,3 +308,26 @@ def failed_rows(job: Job, batch_id: str, run: Run, error: str) -> list[dict[str,
         )
         rows.append(row)
     return rows
+
+
+SCORE_COLUMNS = ("status", "is_terminal", "answer", "score", "step_score", "correct", "meta")
+
+
+async def rescore(
+    ctx: EngineContext,
+    job: Job,
+    nodes: list[Node],
+    parents: dict[str, ParentContext],
+    save_scores: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """Score nodes that were saved but not scored when their worker died."""
+    params = get_strategy(job.strategy).parse_params(job.params)
+    fresh = []
+    for node in nodes:
+        run = Run(node.parent_id or "", node.depth - 1, node.child_index, 1, node.role)
+        choice = Choice(0, node.text, node.finish_reason, 0, 0, node.latency_ms or 0.0, node.seed)
+        row = {"id": node.id, "depth": node.depth, "meta": dict(node.meta or {})}
+        row.update({c: getattr(node, c) for c in SCORE_COLUMNS if c != "meta"})
+        fresh.append(NewNode(run, choice, parents[run.parent_id], row))
+    await score(ctx, job, params, fresh)
+    save_scores([node.row for node in fresh])

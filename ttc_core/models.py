@@ -57,6 +57,9 @@ TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.
 
 
 class NodeStatus(enum.StrEnum):
+    #: Saved as soon as generated, not scored yet (scoring is redone after a crash;
+    #: generation, the part that costs GPU time, never is).
+    generated = "generated"
     #: Generated and scored.
     done = "done"
     #: Generation failed after its retries; ``meta.error`` says why.
@@ -161,9 +164,14 @@ class ExpansionBatch(Base):
     step: Mapped[int] = mapped_column(Integer)
     #: ``[{"parent_id", "first_index", "k"}, ...]``
     spec: Mapped[list[Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.pending)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.pending, index=True)
     #: Attempts counted in the database: brokers keep no reliable count.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Who is generating this batch now, and until when (renewed by a heartbeat). A second
+    #: delivery of the batch's message leaves it alone while the claim is live; the reaper
+    #: re-enqueues it once the claim has expired (a killed worker).
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     requests: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=200_000, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     lease_seconds: float = 60.0
+    #: How long a batch claim lasts without a heartbeat (a killed worker's batch is
+    #: re-enqueued after this).
+    batch_lease_s: float = Field(default=30.0, gt=0)
+    #: Attempts of an expansion batch before its missing nodes are marked failed.
+    max_batch_attempts: int = Field(default=3, ge=1)
+    #: The reaper re-enqueues driver steps and batches that made no progress this long.
+    stall_s: float = Field(default=30.0, gt=0)
+    reaper_interval_s: float = Field(default=5.0, gt=0)
     task_time_limit_s: int = 900
     queue_prefix: str = "ttc"
     #: Send Celery task events from the start (Flower enables them itself when it runs).

@@ -14,16 +14,27 @@ batch.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from ttc_core.expansion import STEP_ROLES, ParentContext, Run, generate_rows, parent_context
+from ttc_core.expansion import (
+    SCORE_COLUMNS,
+    STEP_ROLES,
+    ParentContext,
+    Run,
+    failed_rows,
+    generate_rows,
+    parent_context,
+    rescore,
+)
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -267,29 +278,120 @@ def _missing_runs(
     return runs, parents
 
 
+def aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     """Generate, score and store a batch's children; returns the next driver step when
-    this was the step's last batch."""
+    this was the step's last batch.
+
+    The batch is claimed first (a token and an expiry, renewed by a heartbeat while
+    generating): a second delivery of the same message leaves a live claim alone, and a
+    claim that expired (its worker was killed) is taken over. Attempts are counted in the
+    database; after ``max_batch_attempts`` the batch's missing nodes are saved as failed
+    and the strategy decides whether the job can go on.
+    """
+    token = uuid.uuid4().hex
+    now = utcnow()
     with ctx.db.transaction() as session:
-        batch = session.get(ExpansionBatch, batch_id)
+        batch = session.get(ExpansionBatch, batch_id, with_for_update=True)
         if batch is None or batch.status != BatchStatus.pending:
+            return []
+        claimed_until = aware(batch.claimed_until)
+        if claimed_until is not None and claimed_until > now:
+            log.info("batch %s is claimed until %s; leaving it", batch_id, claimed_until)
             return []
         job = session.get(Job, batch.job_id)
         if job is None:
             return []
+        give_up = batch.attempts >= ctx.settings.max_batch_attempts
         batch.attempts += 1
+        batch.claim_token = token
+        batch.claimed_until = now + dt.timedelta(seconds=ctx.settings.batch_lease_s)
         runs, parents = (
             ([], {}) if job.status in TERMINAL_STATUSES else _missing_runs(session, job, batch.spec)
         )
-        session.expunge(job)
+        unscored = list(
+            session.scalars(
+                select(Node).where(Node.batch_id == batch_id, Node.status == NodeStatus.generated)
+            )
+        )
+        if unscored and job.status not in TERMINAL_STATUSES:
+            parent_ids = list({n.parent_id for n in unscored if n.parent_id})
+            for path in load_paths(session, parent_ids).values():
+                parents.setdefault(path[-1].id, parent_context(path))
+        else:
+            unscored = []
+        attempts = batch.attempts
+        session.expunge_all()
 
-    rows, requests = await generate_rows(ctx, job, batch_id, runs, parents) if runs else ([], 0)
+    def save(rows: list[dict[str, Any]]) -> None:
+        with ctx.db.transaction() as session:
+            insert_nodes(session, rows)
+
+    def save_scores(rows: list[dict[str, Any]]) -> None:
+        # Only rows still waiting for their scores: a prune that landed meanwhile stays.
+        statement = (
+            update(Node.__table__)  # type: ignore[arg-type]
+            .where(Node.id == bindparam("node_id"), Node.status == NodeStatus.generated)
+            .values({c: bindparam(c) for c in SCORE_COLUMNS})
+        )
+        with ctx.db.transaction() as session:
+            session.execute(
+                statement, [{"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}} for r in rows]
+            )
+
+    requests = 0
+    if give_up and runs:
+        error = f"gave up after {attempts - 1} attempts (the worker died or the batch failed)"
+        save([row for run in runs for row in failed_rows(job, batch_id, run, error)])
+        runs = []
+    if runs or unscored:
+        heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
+        try:
+            if unscored:
+                await rescore(ctx, job, unscored, parents, save_scores)
+            if runs:
+                requests = await generate_rows(ctx, job, batch_id, runs, parents, save, save_scores)
+        except BaseException:
+            _release_claim(ctx, batch_id, token)  # so that a retry can start at once
+            raise
+        finally:
+            heartbeat.cancel()
 
     with ctx.db.transaction() as session:
-        insert_nodes(session, rows)
-        if rows:
+        if runs or unscored:
             _prune_landed_under_pruned(session, job.id, batch_id)
         return _complete_batch(ctx, session, job, batch_id, requests)
+
+
+def _release_claim(ctx: EngineContext, batch_id: str, token: str) -> None:
+    try:
+        with ctx.db.transaction() as session:
+            session.execute(
+                update(ExpansionBatch)
+                .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
+                .values(claimed_until=None)
+            )
+    except Exception:  # the lease runs out by itself
+        log.warning("batch %s: could not release its claim", batch_id, exc_info=True)
+
+
+async def _heartbeat(ctx: EngineContext, batch_id: str, token: str) -> None:
+    """Keep a batch's claim alive while its requests are in flight."""
+    lease = ctx.settings.batch_lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        with ctx.db.transaction() as session:
+            session.execute(
+                update(ExpansionBatch)
+                .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
+                .values(claimed_until=utcnow() + dt.timedelta(seconds=lease))
+            )
 
 
 def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> None:
@@ -313,7 +415,9 @@ def _complete_batch(
     claimed = session.execute(
         update(ExpansionBatch)
         .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending)
-        .values(status=BatchStatus.done, requests=requests, finished_at=utcnow())
+        .values(
+            status=BatchStatus.done, requests=requests, finished_at=utcnow(), claimed_until=None
+        )
     )
     if getattr(claimed, "rowcount", 0) != 1:
         return []  # another run of this batch completed it first; its usage is counted

@@ -15,7 +15,14 @@ from celery.signals import worker_process_init
 from kombu import Queue
 
 from ttc_core.settings import get_settings
-from ttc_worker.queues import ADVANCE_TASK, DRIVER_QUEUE, EXPAND_QUEUE, EXPAND_TASK
+from ttc_worker.queues import (
+    ADVANCE_TASK,
+    DRIVER_QUEUE,
+    EXPAND_QUEUE,
+    EXPAND_TASK,
+    MAINTENANCE_QUEUE,
+    REAP_TASK,
+)
 
 settings = get_settings()
 
@@ -32,8 +39,19 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_default_queue=DRIVER_QUEUE,
-    task_queues=[Queue(DRIVER_QUEUE), Queue(EXPAND_QUEUE)],
-    task_routes={ADVANCE_TASK: {"queue": DRIVER_QUEUE}, EXPAND_TASK: {"queue": EXPAND_QUEUE}},
+    task_queues=[Queue(DRIVER_QUEUE), Queue(EXPAND_QUEUE), Queue(MAINTENANCE_QUEUE)],
+    task_routes={
+        ADVANCE_TASK: {"queue": DRIVER_QUEUE},
+        EXPAND_TASK: {"queue": EXPAND_QUEUE},
+        REAP_TASK: {"queue": MAINTENANCE_QUEUE},
+    },
+    beat_schedule={
+        "reap-stalled-work": {
+            "task": REAP_TASK,
+            "schedule": settings.reaper_interval_s,
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.reaper_interval_s},
+        }
+    },
     worker_hijack_root_logger=False,
     # Task events cost a Redis publish per task state on the critical path of every tree
     # depth; Flower switches them on at run time (``enable_events``) when it is running.

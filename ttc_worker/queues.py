@@ -7,8 +7,9 @@ DRIVER_QUEUE = "ttc.driver"
 #: Expansion batches: hold many inference requests in flight at once.
 EXPAND_QUEUE = "ttc.expand"
 
-ADVANCE_TASK = "ttc.advance"
-EXPAND_TASK = "ttc.expand"
+#: Housekeeping: the reaper.
+MAINTENANCE_QUEUE = "ttc.maintenance"
 
-#: Attempts of an expansion batch (kept in Postgres) before its job fails.
-MAX_BATCH_ATTEMPTS = 3
+ADVANCE_TASK = "ttc.advance"
+REAP_TASK = "ttc.reap"
+EXPAND_TASK = "ttc.expand"

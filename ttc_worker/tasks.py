@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from ttc_core.errors import InputError
 from ttc_core.models import ExpansionBatch
+from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, expand, fail_job, job_of_batch, run_driver_steps
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime
 from ttc_worker.app import app
 from ttc_worker.dispatch import enqueue
-from ttc_worker.queues import ADVANCE_TASK, EXPAND_TASK, MAX_BATCH_ATTEMPTS
+from ttc_worker.queues import ADVANCE_TASK, EXPAND_TASK, REAP_TASK
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,13 @@ def advance_task(self: Any, job_id: str) -> None:
     enqueue(followups)
 
 
-@app.task(name=EXPAND_TASK, bind=True, max_retries=MAX_BATCH_ATTEMPTS)
+@app.task(name=REAP_TASK, ignore_result=True)
+def reap_task() -> None:
+    ctx = runtime.context()
+    enqueue(find_stalled(ctx.db, stall_s=ctx.settings.stall_s))
+
+
+@app.task(name=EXPAND_TASK, bind=True, max_retries=10)
 def expand_task(self: Any, batch_id: str) -> None:
     try:
         followups = runtime.run(lambda ctx: expand(ctx, batch_id))
@@ -53,7 +60,7 @@ def expand_task(self: Any, batch_id: str) -> None:
             attempts = session.scalar(
                 select(ExpansionBatch.attempts).where(ExpansionBatch.id == batch_id)
             )
-        if (attempts or 0) >= MAX_BATCH_ATTEMPTS:
+        if (attempts or 0) >= ctx.settings.max_batch_attempts:
             job_id = job_of_batch(ctx, batch_id)
             log.error("batch %s failed %s times: %r", batch_id, attempts, exc)
             if job_id is not None:

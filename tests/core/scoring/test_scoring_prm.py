@@ -330,7 +330,7 @@ def test_json_request_shape(base_url: str) -> None:
         "items": [
             {"prompt": "What is 2 + 3?", "steps": ["ab", "abcd"]},
             {"prompt": "Q2", "steps": ["abc"]},
-        ]
+        ],
     }
 
 
