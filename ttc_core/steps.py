@@ -329,9 +329,10 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
         attempts = batch.attempts
         session.expunge_all()
 
+    # Hot path (twice per request): plain Core connections, no ORM session.
     def save(rows: list[dict[str, Any]]) -> None:
-        with ctx.db.transaction() as session:
-            insert_nodes(session, rows)
+        with ctx.db.engine.begin() as conn:
+            insert_nodes(conn, rows)
 
     def save_scores(rows: list[dict[str, Any]]) -> None:
         # Only rows still waiting for their scores: a prune that landed meanwhile stays.
@@ -340,8 +341,8 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
             .where(Node.id == bindparam("node_id"), Node.status == NodeStatus.generated)
             .values({c: bindparam(c) for c in SCORE_COLUMNS})
         )
-        with ctx.db.transaction() as session:
-            session.execute(
+        with ctx.db.engine.begin() as conn:
+            conn.execute(
                 statement, [{"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}} for r in rows]
             )
 

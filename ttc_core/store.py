@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Insert, insert, select
+from sqlalchemy import Connection, Insert, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -40,8 +40,7 @@ def lock_job(session: Session, job_id: str) -> Job | None:
     ).scalar_one_or_none()
 
 
-def _insert_ignoring_duplicates(session: Session) -> Insert:
-    dialect = session.get_bind().dialect.name
+def _insert_ignoring_duplicates(dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(Node).on_conflict_do_nothing()
     if dialect == "sqlite":
@@ -49,10 +48,12 @@ def _insert_ignoring_duplicates(session: Session) -> Insert:
     return insert(Node).prefix_with("IGNORE")
 
 
-def insert_nodes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Bulk insert (one executemany); rows that already exist are left as they are."""
+def insert_nodes(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert (one executemany); rows that already exist are left as they are.
+    Takes a Session or, on hot paths, a plain Core connection (less overhead)."""
     if rows:
-        session.execute(_insert_ignoring_duplicates(session), list(rows))
+        bind = conn.get_bind() if isinstance(conn, Session) else conn
+        conn.execute(_insert_ignoring_duplicates(bind.dialect.name), list(rows))
 
 
 def append_event(session: Session, job_id: str, kind: str, **data: Any) -> None:
