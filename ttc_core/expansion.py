@@ -56,6 +56,9 @@ class ParentContext:
     """What a child's prompt needs from its parent and the path above it."""
 
     steps: list[str] = field(default_factory=list)  # step texts from the root down
+    #: The parent's position in the tree (child indices from the root): seeds derive from
+    #: it and the job's seed, so the same seed grows the same tree in any job.
+    address: str = ""
     attempt: str | None = None  # the attempt to critique or revise
     critique: str | None = None
     feedback: str | None = None
@@ -64,7 +67,10 @@ class ParentContext:
 def parent_context(path: list[Node]) -> ParentContext:
     """What children of ``path[-1]`` need from the path above them."""
     parent = path[-1]
-    ctx = ParentContext(steps=[n.text for n in path if n.role in STEP_ROLES])
+    ctx = ParentContext(
+        address="/".join(str(n.child_index) for n in path[1:]),
+        steps=[n.text for n in path if n.role in STEP_ROLES],
+    )
     if parent.role in ATTEMPT_ROLES:
         ctx.attempt = parent.text
         ctx.feedback = (parent.meta or {}).get("feedback")
@@ -74,8 +80,8 @@ def parent_context(path: list[Node]) -> ParentContext:
     return ctx
 
 
-def child_seed(job: Job, parent_id: str, child_index: int) -> int:
-    return (job.seed + zlib.crc32(parent_id.encode())) % (2**31) + child_index
+def child_seed(job: Job, parent: ParentContext, child_index: int) -> int:
+    return (job.seed + zlib.crc32(parent.address.encode())) % (2**31) + child_index
 
 
 def question_of(job: Job) -> str:
@@ -185,7 +191,7 @@ async def generate_rows(
     async def run_one(run: Run) -> int:
         # Each request's samples are saved the moment they arrive (so a crash never pays
         # for them twice), then scored while the batch's other requests still generate.
-        seed = child_seed(job, run.parent_id, run.first_index)
+        seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
         try:
             generation = await client.generate(request)
@@ -278,7 +284,11 @@ async def _step_scores(
         return
     spec = parse_scorer_spec(job.prm)
     scorer = build_scorer(
-        spec, endpoints=ctx.settings.endpoints, http_client=ctx.http, inference=ctx.inference
+        spec,
+        endpoints=ctx.settings.endpoints,
+        http_client=ctx.http,
+        inference=ctx.inference,
+        seed=job.seed,
     )
     delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
     question = question_of(job)

@@ -15,6 +15,7 @@ Identical items in one batch are judged once.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -68,11 +69,13 @@ class LlmJudgeScorer:
     def request(self, item: PartialSolution) -> GenerationRequest:
         """The judge request for one partial solution."""
         prompt = value_prompt(item.question, list(item.steps))
+        # A job's seed makes its judgements reproducible; each state gets its own votes.
+        seed = None if self.seed is None else (self.seed + zlib.crc32(prompt.encode())) % 2**31
         return GenerationRequest(
             n=self.samples,
             messages=[{"role": "user", "content": prompt}],
             prompt=prompt,
-            seed=self.seed,
+            seed=seed,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
         )

@@ -33,6 +33,7 @@ class _Context:
     endpoints: Mapping[str, EndpointConfig]
     http_client: httpx.AsyncClient | None
     inference: Callable[[str], InferenceClient] | None
+    seed: int | None = None
 
 
 def _endpoint(spec: ScorerSpecModel, endpoints: Mapping[str, EndpointConfig]) -> EndpointConfig:
@@ -63,7 +64,10 @@ def _build_llm_judge(spec: LlmJudgeSpec, ctx: _Context) -> StepScorer:
     if ctx.inference is None:
         raise ValueError(f"{FIELD}.endpoint: {spec.endpoint!r} needs an inference client")
     return LlmJudgeScorer(
-        ctx.inference(spec.endpoint), samples=spec.samples, temperature=spec.temperature
+        ctx.inference(spec.endpoint),
+        samples=spec.samples,
+        temperature=spec.temperature,
+        seed=ctx.seed,
     )
 
 
@@ -83,6 +87,7 @@ def build_scorer(
     endpoints: Mapping[str, EndpointConfig],
     http_client: httpx.AsyncClient | None,
     inference: Callable[[str], InferenceClient] | None,
+    seed: int | None = None,
 ) -> StepScorer:
     """The step scorer for ``spec`` (a spec model or its JSON as a dict).
 
@@ -94,7 +99,7 @@ def build_scorer(
     builder = _BUILDERS.get(model.kind)
     if builder is None:  # a spec model without a builder: a programming error
         raise ValueError(f"{FIELD}.kind: no builder for {model.kind!r}")
-    return builder(model, _Context(endpoints, http_client, inference))
+    return builder(model, _Context(endpoints, http_client, inference, seed))
 
 
 def check_scorer_spec(

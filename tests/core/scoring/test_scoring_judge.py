@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -76,7 +77,9 @@ def test_custom_parameters() -> None:
     client = FakeClient(lambda req: ["likely"] * req.n)
     score(client, [ITEM], samples=5, temperature=0.2, max_tokens=4, seed=11)
     (req,) = client.requests
-    assert (req.n, req.temperature, req.max_tokens, req.seed) == (5, 0.2, 4, 11)
+    assert (req.n, req.temperature, req.max_tokens) == (5, 0.2, 4)
+    # The seed is the job's, offset per judged state (reproducible, independent votes).
+    assert req.seed == (11 + zlib.crc32(req.prompt.encode())) % 2**31
 
 
 @pytest.mark.parametrize(
