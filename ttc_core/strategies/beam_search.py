@@ -12,24 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ttc_core.strategies.base import Plan, Selection, Strategy
 from ttc_core.strategies.level_search import plan_levels
-from ttc_core.strategies.stepwise import StepSearchParams, select_terminal
+from ttc_core.strategies.stepwise import BeamParams, select_terminal
 from ttc_core.tree import TreeView
 
 
-class BeamSearchParams(StepSearchParams):
-    n: int = Field(default=16, ge=1, le=4096, description="candidates per depth (N)")
-    beam_width: int = Field(default=4, ge=1, le=4096, description="expansions per beam (M)")
+class BeamSearchParams(BeamParams):
     lookahead: int = Field(default=0, ge=0, le=8, description="greedy steps to rank by")
-
-    @model_validator(mode="after")
-    def _divides(self) -> BeamSearchParams:
-        if self.n % self.beam_width:
-            raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
-        return self
 
 
 class BeamSearch(Strategy[BeamSearchParams]):

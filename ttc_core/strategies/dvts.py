@@ -10,22 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, model_validator
-
 from ttc_core.strategies.base import Expand, Plan, Selection, Strategy
-from ttc_core.strategies.stepwise import StepSearchParams, rank_key, select_terminal
+from ttc_core.strategies.stepwise import BeamParams, rank_key, select_terminal
 from ttc_core.tree import NodeView, TreeView
 
 
-class DvtsParams(StepSearchParams):
-    n: int = Field(default=16, ge=1, le=4096, description="total expansions per depth (N)")
-    beam_width: int = Field(default=4, ge=1, le=4096, description="children per expansion (M)")
-
-    @model_validator(mode="after")
-    def _divides(self) -> DvtsParams:
-        if self.n % self.beam_width:
-            raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
-        return self
+class DvtsParams(BeamParams):
+    """``n`` first steps in ``n / beam_width`` subtrees of ``beam_width`` candidates."""
 
 
 def greedy_tip(tree: TreeView, node: NodeView) -> NodeView:

@@ -8,9 +8,9 @@ A node is terminal when its step holds a final answer or it reached ``max_depth`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ttc_core.strategies.base import SamplingParams, Selection
 from ttc_core.strategies.voting import tally
@@ -27,6 +27,19 @@ class StepSearchParams(SamplingParams):
         default="best",
         description="final answer: best terminal by score, or (weighted) vote over terminals",
     )
+
+
+class BeamParams(StepSearchParams):
+    """N candidates per depth in groups of M (beam search, DVTS); M must divide N."""
+
+    n: int = Field(default=16, ge=1, le=4096, description="candidates per depth (N)")
+    beam_width: int = Field(default=4, ge=1, le=4096, description="expansions per beam (M)")
+
+    @model_validator(mode="after")
+    def _divides(self) -> Self:
+        if self.n % self.beam_width:
+            raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
+        return self
 
 
 def rank_key(node: NodeView) -> tuple[float, int, int]:
