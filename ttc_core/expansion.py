@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,8 +178,8 @@ async def generate_rows(
     batch_id: str,
     runs: list[Run],
     parents: dict[str, ParentContext],
-    save: Callable[[list[dict[str, Any]]], None],
-    save_scores: Callable[[list[dict[str, Any]]], None],
+    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> int:
     """Generate and score a batch's children: each request's rows go to ``save`` as soon
     as they are generated and to ``save_scores`` once scored; returns the requests made."""
@@ -197,15 +197,15 @@ async def generate_rows(
             generation = await client.generate(request)
         except InferenceError as exc:
             log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, exc)
-            save(failed_rows(job, batch_id, run, str(exc)))
+            await save(failed_rows(job, batch_id, run, str(exc)))
             return 0
         fresh = [
             NewNode(run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice))
             for choice in generation.choices
         ]
-        save([node.row for node in fresh])
+        await save([node.row for node in fresh])
         await score(ctx, job, params, fresh)
-        save_scores([node.row for node in fresh])
+        await save_scores([node.row for node in fresh])
         return generation.requests
 
     counts = await gather_or_cancel([run_one(r) for r in split_runs(runs, per_request)])
@@ -328,7 +328,7 @@ async def rescore(
     job: Job,
     nodes: list[Node],
     parents: dict[str, ParentContext],
-    save_scores: Callable[[list[dict[str, Any]]], None],
+    save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> None:
     """Score nodes that were saved but not scored when their worker died."""
     params = get_strategy(job.strategy).parse_params(job.params)
@@ -340,4 +340,4 @@ async def rescore(
         row.update({c: getattr(node, c) for c in SCORE_COLUMNS if c != "meta"})
         fresh.append(NewNode(run, choice, parents[run.parent_id], row))
     await score(ctx, job, params, fresh)
-    save_scores([node.row for node in fresh])
+    await save_scores([node.row for node in fresh])

@@ -329,12 +329,13 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
         attempts = batch.attempts
         session.expunge_all()
 
-    # Hot path (twice per request): plain Core connections, no ORM session.
-    def save(rows: list[dict[str, Any]]) -> None:
+    # Hot path (twice per request): plain Core connections, no ORM session, in worker
+    # threads so that the round trips of concurrent requests overlap.
+    def insert_rows(rows: list[dict[str, Any]]) -> None:
         with ctx.db.engine.begin() as conn:
             insert_nodes(conn, rows)
 
-    def save_scores(rows: list[dict[str, Any]]) -> None:
+    def update_scores(rows: list[dict[str, Any]]) -> None:
         # Only rows still waiting for their scores: a prune that landed meanwhile stays.
         statement = (
             update(Node.__table__)  # type: ignore[arg-type]
@@ -346,10 +347,16 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
                 statement, [{"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}} for r in rows]
             )
 
+    async def save(rows: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(insert_rows, rows)
+
+    async def save_scores(rows: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(update_scores, rows)
+
     requests = 0
     if give_up and runs:
         error = f"gave up after {attempts - 1} attempts (the worker died or the batch failed)"
-        save([row for run in runs for row in failed_rows(job, batch_id, run, error)])
+        insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
         runs = []
     if runs or unscored:
         heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
