@@ -40,7 +40,11 @@ def _cmd_worker(ns: argparse.Namespace, extra: list[str]) -> int:
     from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE, MAINTENANCE_QUEUE
 
     queues = f"{DRIVER_QUEUE},{EXPAND_QUEUE},{MAINTENANCE_QUEUE}"
-    argv = ["worker", "-Q", queues, "--loglevel", "INFO", *extra]
+    # Gossip, mingle and the worker heartbeat ride on broker fanout; on a broker restart
+    # they crash the worker ("Unrecoverable error" in the consumer) instead of letting it
+    # reconnect. ttc needs none of them (Postgres holds the state).
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    argv = ["worker", "-Q", queues, "--loglevel", "INFO", *quiet, *extra]
     return _celery_main(argv)
 
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     queue_prefix: str = "ttc"
     #: Send Celery task events from the start (Flower enables them itself when it runs).
     celery_events: bool = False
+    #: Celery remote control (inspect, enable_events); off: its Redis pub/sub consumer
+    #: crashes the worker on a broker restart.
+    celery_remote_control: bool = False
 
     @field_validator("endpoints", mode="before")
     @classmethod

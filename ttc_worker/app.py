@@ -57,6 +57,10 @@ app.conf.update(
     # depth; Flower switches them on at run time (``enable_events``) when it is running.
     worker_send_task_events=settings.celery_events,
     task_send_sent_event=settings.celery_events,
+    # Remote control listens on Redis pub/sub; when Redis restarts, that consumer dies with
+    # "Unrecoverable error" and takes the worker with it (kombu + redis-py). Off unless
+    # asked for (Flower's inspect and enable_events need it).
+    worker_enable_remote_control=settings.celery_remote_control,
 )
 
 
