@@ -61,6 +61,12 @@ def stack(sim: SimServer, pg_url: str, tmp_path_factory: pytest.TempPathFactory)
             # One request per sample, at most 3 in flight across every worker process.
             extra_endpoints={
                 "sim-narrow": {"max_concurrency": 3, "max_n_per_request": 1},
+                # 20% of requests answer 500 and 10% 429 (Retry-After 0.05 s).
+                "sim-faulty": {
+                    "model": "sim-gsm8k;fail_500_rate=0.2;fail_429_rate=0.1;retry_after_s=0.05",
+                    "max_retries": 8,
+                    "max_n_per_request": 2,
+                },
                 # A PRM that answers 200 with a body that is not JSON, every time.
                 "garbage-prm": {
                     "base_url": sim.url,
