@@ -27,6 +27,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default="math",
         help="math | exact | regex:PATTERN | reward_model:ENDPOINT",
     )
+    parser.add_argument(
+        "--prm",
+        default=None,
+        help="step scorer: prm:ENDPOINT | llm_judge:ENDPOINT | a JSON object",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--max-tokens-budget", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
@@ -40,6 +45,17 @@ def parse_verifier(text: str) -> dict[str, Any]:
     if kind == "reward_model":
         return {"kind": "reward_model", "endpoint": arg or "sim-rm"}
     return {"kind": kind}
+
+
+def parse_prm(text: str) -> dict[str, Any]:
+    if text.lstrip().startswith("{"):
+        value: dict[str, Any] = json.loads(text)
+        return value
+    kind, _, endpoint = text.partition(":")
+    spec: dict[str, Any] = {"kind": kind, "endpoint": endpoint or "sim-prm"}
+    if kind == "prm" and not endpoint:
+        spec["protocol"] = "json"
+    return spec
 
 
 def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
@@ -71,6 +87,8 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
     }
     if reference is not None:
         spec["reference"] = reference
+    if ns.prm:
+        spec["prm"] = parse_prm(ns.prm)
     if ns.max_tokens_budget:
         spec["budget"] = {"max_tokens": ns.max_tokens_budget}
     if ns.seed is not None:
