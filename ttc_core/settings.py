@@ -39,6 +39,9 @@ class EndpointConfig(BaseModel):
     #: Reward protocol for ``kind=reward``: vLLM's /classify or a generic JSON endpoint.
     reward_protocol: Literal["vllm_classify", "json"] = "vllm_classify"
     max_retries: int = Field(default=3, ge=0, le=20)
+    #: Failed attempts in a row that open the circuit, and its first cooldown.
+    breaker_threshold: int = Field(default=5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(default=2.0, gt=0, le=600)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None

@@ -358,6 +358,8 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
         error = f"gave up after {attempts - 1} attempts (the worker died or the batch failed)"
         insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
         runs = []
+    client = ctx.inference(job.endpoint)
+    trouble_before = (client.failed_attempts, client.breaker.openings)
     if runs or unscored:
         heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
         try:
@@ -374,6 +376,20 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     with ctx.db.transaction() as session:
         if runs or unscored:
             _prune_landed_under_pruned(session, job.id, batch_id)
+        failed_attempts = client.failed_attempts - trouble_before[0]
+        openings = client.breaker.openings - trouble_before[1]
+        if failed_attempts or openings:
+            # What the endpoint did while this batch ran (this process's view).
+            append_event(
+                session,
+                job.id,
+                "endpoint_trouble",
+                endpoint=job.endpoint,
+                batch_id=batch_id,
+                failed_attempts=failed_attempts,
+                circuit_openings=openings,
+                circuit_open=client.breaker.is_open,
+            )
         return _complete_batch(ctx, session, job, batch_id, requests)
 
 

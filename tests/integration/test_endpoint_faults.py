@@ -75,3 +75,6 @@ def test_faulty_endpoint_gives_the_same_result(
     assert injected > 0, metrics
     # Every fault cost one retry, nothing more: requests seen = successes + faults.
     assert metrics["requests_total"] == succeeded + injected
+    events = stack.api.get(f"/v1/jobs/{faulty['id']}/events").json()["data"]
+    trouble = [e["data"] for e in events if e["kind"] == "endpoint_trouble"]
+    assert sum(t["failed_attempts"] for t in trouble) == injected

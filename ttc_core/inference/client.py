@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
+from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.retry import with_retries
 from ttc_core.settings import EndpointConfig
@@ -127,6 +128,13 @@ class InferenceClient:
         self._http = http
         self._limiter = limiter
         self._n_supported = endpoint.supports_n
+        #: Failed attempts that were retried or given up on (for job events and metrics).
+        self.failed_attempts = 0
+        self.breaker = CircuitBreaker(
+            name,
+            threshold=endpoint.breaker_threshold,
+            cooldown_s=endpoint.breaker_cooldown_s,
+        )
         headers = {"Content-Type": "application/json"}
         if key := endpoint.api_key():
             headers["Authorization"] = f"Bearer {key}"
@@ -185,11 +193,18 @@ class InferenceClient:
         path, body = self._body(req, k, seed)
 
         async def attempt() -> tuple[dict[str, Any], float]:
+            await self.breaker.wait_closed()
             async with self._limiter.slot(
                 self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
             ):
                 began = time.perf_counter()
-                payload = await self._post(path, body)
+                try:
+                    payload = await self._post(path, body)
+                except RetryableInferenceError:
+                    self.failed_attempts += 1
+                    self.breaker.record_failure()
+                    raise
+                self.breaker.record_success()
                 return payload, (time.perf_counter() - began) * 1000
 
         payload, latency_ms = await with_retries(
