@@ -39,6 +39,9 @@ class EndpointConfig(BaseModel):
     #: Reward protocol for ``kind=reward``: vLLM's /classify or a generic JSON endpoint.
     reward_protocol: Literal["vllm_classify", "json"] = "vllm_classify"
     max_retries: int = Field(default=3, ge=0, le=20)
+    #: Optional rate limits across all workers (token buckets with a 10 s burst).
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
     #: Failed attempts in a row that open the circuit, and its first cooldown.
     breaker_threshold: int = Field(default=5, ge=1, le=1000)
     breaker_cooldown_s: float = Field(default=2.0, gt=0, le=600)

@@ -197,6 +197,8 @@ class InferenceClient:
             async with self._limiter.slot(
                 self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
             ):
+                # Inside the slot: at most max_concurrency requests wait on the budget.
+                await self._within_rates(req, k)
                 began = time.perf_counter()
                 try:
                     payload = await self._post(path, body)
@@ -211,6 +213,15 @@ class InferenceClient:
             attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
         )
         return self._parse(payload, start, k, seed, latency_ms)
+
+    async def _within_rates(self, req: GenerationRequest, k: int) -> None:
+        """Reserve this request's share of the endpoint's rate limits (worst case)."""
+        if self.endpoint.requests_per_minute:
+            await self._limiter.take(f"{self.name}:rpm", 1, self.endpoint.requests_per_minute)
+        if self.endpoint.tokens_per_minute:
+            prompt = req.prompt or render_messages(req.messages)
+            tokens = k * req.max_tokens + len(prompt) // 4
+            await self._limiter.take(f"{self.name}:tpm", tokens, self.endpoint.tokens_per_minute)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.endpoint.base_url.rstrip("/") + path

@@ -1,4 +1,9 @@
-"""Endpoint concurrency limits.
+"""Endpoint concurrency and rate limits.
+
+Rates (requests and tokens per minute) are token buckets that refill continuously and
+hold ten seconds' worth, so a burst cannot spend a whole minute's budget at once. A
+request reserves its worst case (``n * max_tokens`` plus the prompt's estimate) before
+it is sent.
 
 ``LocalLimiter`` caps in-flight requests inside one process (embedded mode).
 ``RedisLimiter`` caps them across every worker process: a Redis sorted set holds one
@@ -12,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+BURST_S = 10.0
 
 
 class ConcurrencyLimiter(Protocol):
@@ -25,10 +34,33 @@ class ConcurrencyLimiter(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold one of ``limit`` slots of ``key`` for the duration of the block."""
 
+    async def take(self, key: str, amount: float, per_minute: float) -> None:
+        """Wait until ``amount`` units of the ``per_minute`` budget ``key`` are free."""
+
+
+def _bucket(per_minute: float) -> tuple[float, float]:
+    """(capacity, refill per second) of a per-minute budget."""
+    rate = per_minute / 60.0
+    return max(1.0, rate * BURST_S), rate
+
 
 class LocalLimiter:
     def __init__(self) -> None:
         self._sems: dict[str, asyncio.Semaphore] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (level, last refill)
+
+    async def take(self, key: str, amount: float, per_minute: float) -> None:
+        capacity, rate = _bucket(per_minute)
+        amount = min(amount, capacity)  # a request larger than the burst waits for a full one
+        while True:
+            now = time.monotonic()
+            level, last = self._buckets.get(key, (capacity, now))
+            level = min(capacity, level + (now - last) * rate)
+            if level >= amount:
+                self._buckets[key] = (level - amount, now)
+                return
+            self._buckets[key] = (level, now)
+            await asyncio.sleep((amount - level) / rate)
 
     @contextlib.asynccontextmanager
     async def slot(self, key: str, limit: int, lease_s: float) -> AsyncIterator[None]:
@@ -52,6 +84,22 @@ return 0
 """
 
 
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local capacity, rate, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'level', 'ts')
+local level = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+level = math.min(capacity, level + (now - ts) * rate)
+local wait = 0
+if level >= amount then level = level - amount else wait = (amount - level) / rate end
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 60)
+return tostring(wait)
+"""
+
+
 class RedisLimiter:
     """A counting semaphore shared by all processes that use the same Redis."""
 
@@ -62,6 +110,7 @@ class RedisLimiter:
         self._prefix = prefix
         self._local = LocalLimiter()
         self._acquire = self._redis.register_script(_ACQUIRE)
+        self._take = self._redis.register_script(_TAKE)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -99,6 +148,17 @@ class RedisLimiter:
             finally:
                 await self._redis.zrem(self._key(key), token)
                 await self._redis.publish(f"{self._prefix}:wake:{key}", b"1")
+
+    async def take(self, key: str, amount: float, per_minute: float) -> None:
+        capacity, rate = _bucket(per_minute)
+        amount = min(amount, capacity)
+        while True:
+            wait = float(
+                await self._take(keys=[f"{self._prefix}:rate:{key}"], args=[capacity, rate, amount])
+            )
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
     async def aclose(self) -> None:
         if self._listener is not None:
