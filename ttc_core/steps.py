@@ -46,6 +46,7 @@ from ttc_core.models import (
     utcnow,
 )
 from ttc_core.runtime import EngineContext
+from ttc_core.settings import EndpointConfig
 from ttc_core.store import append_event, insert_nodes, load_paths, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, SamplingParams, Selection, get_strategy
 from ttc_core.tree import TreeView, node_id_for
@@ -90,9 +91,11 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
         if plan.finish is not None:
             _finish(session, job, plan.finish)
             return []
-        expansions = trim_to_budget(job, params, plan.expansions)
+        expansions, cut_by = trim_to_budget(
+            job, params, plan.expansions, ctx.settings.endpoints.get(job.endpoint)
+        )
         if not expansions:
-            _finish(session, job, strategy.select(tree, params), ended_by="budget")
+            _finish(session, job, strategy.select(tree, params), ended_by=cut_by or "budget")
             return []
         batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
         job.step += 1
@@ -142,23 +145,47 @@ def budget_exhausted(job: Job) -> str | None:
     return None
 
 
-def trim_to_budget(job: Job, params: SamplingParams, expansions: list[Expand]) -> list[Expand]:
-    """Reserve before dispatch: never plan more nodes, requests or worst-case tokens than
-    the budget has left."""
+def trim_to_budget(
+    job: Job, params: SamplingParams, expansions: list[Expand], endpoint: EndpointConfig | None
+) -> tuple[list[Expand], str | None]:
+    """Reserve before dispatch: never plan more nodes, requests, worst-case tokens or
+    worst-case cost than the budget has left. Returns the expansions that fit and the name
+    of the budget that cut them, if one did."""
     budget = job.budget or {}
-    room = 1 << 62
+    per_request = endpoint.max_n_per_request if endpoint and endpoint.supports_n else 1
+    room: dict[str, float] = {}  # samples each budget still allows
     if (limit := budget.get("max_nodes")) is not None:
-        room = min(room, limit - job.node_count)
+        room["max_nodes"] = limit - job.node_count
     if (limit := budget.get("max_tokens")) is not None:
-        room = min(room, (limit - job.completion_tokens) // max(1, params.max_tokens) or 1)
+        room["max_tokens"] = (limit - job.completion_tokens) // max(1, params.max_tokens)
+    if (limit := budget.get("max_cost")) is not None and endpoint is not None:
+        prompt_tokens = len(job.prompt or str(job.messages or "")) / 4
+        per_sample = (
+            params.max_tokens * endpoint.price_per_1k_completion
+            + prompt_tokens * endpoint.price_per_1k_prompt
+        ) / 1000
+        if per_sample > 0:
+            room["max_cost"] = (limit - job.cost) // per_sample
+    requests_left = None
+    if (limit := budget.get("max_requests")) is not None:
+        requests_left = limit - job.requests
     trimmed: list[Expand] = []
+    cut_by: str | None = None
     for exp in expansions:
-        if room <= 0:
+        k = exp.k
+        for name, left in room.items():
+            if left < k:
+                k, cut_by = int(max(0, left)), name
+        if requests_left is not None and -(-k // per_request) > requests_left:
+            k, cut_by = max(0, requests_left * per_request), "max_requests"
+        if k <= 0:
             break
-        k = min(exp.k, room)
         trimmed.append(Expand(exp.parent_id, k, exp.role, exp.temperature))
-        room -= k
-    return trimmed
+        for name in room:
+            room[name] -= k
+        if requests_left is not None:
+            requests_left -= -(-k // per_request)
+    return trimmed, cut_by
 
 
 def _make_batches(
