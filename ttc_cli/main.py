@@ -37,9 +37,9 @@ def _celery_main(argv: list[str]) -> int:
 
 
 def _cmd_worker(ns: argparse.Namespace, extra: list[str]) -> int:
-    from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE, MAINTENANCE_QUEUE
+    from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE, MAINTENANCE_QUEUE, WEBHOOK_QUEUE
 
-    queues = f"{DRIVER_QUEUE},{EXPAND_QUEUE},{MAINTENANCE_QUEUE}"
+    queues = f"{DRIVER_QUEUE},{EXPAND_QUEUE},{MAINTENANCE_QUEUE},{WEBHOOK_QUEUE}"
     # Gossip, mingle and the worker heartbeat ride on broker fanout; on a broker restart
     # they crash the worker ("Unrecoverable error" in the consumer) instead of letting it
     # reconnect. ttc needs none of them (Postgres holds the state).

@@ -22,6 +22,7 @@ from ttc_worker.queues import (
     EXPAND_TASK,
     MAINTENANCE_QUEUE,
     REAP_TASK,
+    WEBHOOK_QUEUE,
 )
 
 settings = get_settings()
@@ -39,7 +40,12 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_default_queue=DRIVER_QUEUE,
-    task_queues=[Queue(DRIVER_QUEUE), Queue(EXPAND_QUEUE), Queue(MAINTENANCE_QUEUE)],
+    task_queues=[
+        Queue(DRIVER_QUEUE),
+        Queue(EXPAND_QUEUE),
+        Queue(MAINTENANCE_QUEUE),
+        Queue(WEBHOOK_QUEUE),
+    ],
     task_routes={
         ADVANCE_TASK: {"queue": DRIVER_QUEUE},
         EXPAND_TASK: {"queue": EXPAND_QUEUE},

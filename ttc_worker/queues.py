@@ -9,6 +9,8 @@ EXPAND_QUEUE = "ttc.expand"
 
 #: Housekeeping: the reaper.
 MAINTENANCE_QUEUE = "ttc.maintenance"
+#: Webhook deliveries (their own queue, so slow receivers never hold up a search).
+WEBHOOK_QUEUE = "ttc.webhooks"
 
 ADVANCE_TASK = "ttc.advance"
 REAP_TASK = "ttc.reap"

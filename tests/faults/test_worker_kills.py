@@ -7,6 +7,7 @@ request cut off by a kill is the only work paid for twice).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import Proc, Stack, run_stack
 from ttc_core.db import Database
 from ttc_core.models import ExpansionBatch, Node
+from ttc_core.settings import Settings
+from ttc_core.submission import JobSpec, create_job
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems, synthetic_problems
@@ -159,3 +162,34 @@ def test_beam_search_survives_worker_kills(
         "seed": 4,
     }
     _run_with_kills(stack, sim, db_url, tmp_path, body)
+
+
+def test_committed_job_that_was_never_enqueued_starts_anyway(
+    faulty_stack: tuple[Stack, SimServer, str],
+) -> None:
+    """The API died between commit and enqueue: the reaper starts the job."""
+    stack, _sim, db_url = faulty_stack
+    settings = Settings(database_url=db_url, endpoints=json.loads(stack.env["TTC_ENDPOINTS"]))
+    problem = gsm8k_problems()[2]
+    with Database(db_url).transaction() as session:
+        job = create_job(
+            session,
+            JobSpec(
+                strategy="self_consistency",
+                endpoint="sim",
+                prompt=problem.question,
+                params={"n": 8},
+                reference=problem.answer,
+            ),
+            settings,
+            tenant="default",
+        )
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        final = wait_until(
+            lambda: (j := api.get(f"/v1/jobs/{job.id}").json())["status"] == "succeeded" and j,
+            timeout=60,
+            every=0.2,
+        )
+        kinds = [e["kind"] for e in api.get(f"/v1/jobs/{job.id}/events").json()["data"]]
+    assert final["progress"]["nodes"] == 8
+    assert "reaped" in kinds
