@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench serve clean
+.PHONY: install demo test lint bench faults serve clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: install
 bench: install
 	scripts/ensure-services.sh
 	$(BIN)/python bench/fanout.py
+
+# The fault suite alone (kill -9, Redis and Postgres restarts, endpoint faults); CI runs it
+# inside `make test`.
+faults: install
+	scripts/ensure-services.sh
+	$(BIN)/pytest -q tests/faults tests/integration/test_endpoint_faults.py -s
 
 serve: install
 	$(BIN)/ttc serve

@@ -82,7 +82,7 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
         tree = load_tree(session, job.id)
         exhausted = budget_exhausted(job)
         if exhausted:
-            _finish(session, job, strategy.select(tree, params), ended_by=exhausted)
+            _finish(session, job, strategy.select(tree, params), ended_by=budget_label(exhausted))
             return []
         plan = strategy.plan(tree, params, job.strategy_state)
         if plan.state is not None:
@@ -95,7 +95,8 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
             job, params, plan.expansions, ctx.settings.endpoints.get(job.endpoint)
         )
         if not expansions:
-            _finish(session, job, strategy.select(tree, params), ended_by=cut_by or "budget")
+            label = budget_label(cut_by) if cut_by else "budget"
+            _finish(session, job, strategy.select(tree, params), ended_by=label)
             return []
         batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
         job.step += 1
@@ -120,6 +121,11 @@ def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> No
         update(Node),
         [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
     )
+
+
+def budget_label(name: str) -> str:
+    """How a job says which budget ended it: ``max_tokens`` -> ``"budget: tokens"``."""
+    return f"budget: {name.removeprefix('max_')}"
 
 
 def budget_exhausted(job: Job) -> str | None:

@@ -30,12 +30,19 @@ from ttc_sim.tasks import gsm8k_problems
             lambda j: 0 < j.completion_tokens <= 2048 and j.node_count < 64,
         ),
         (
+            # A job that would use ~100,000 tokens (1,000 samples of ~100) stopped at 10,000:
+            # worst-case reservation means no overshoot at all.
+            {"max_tokens": 10_000},
+            {"n": 1000, "max_tokens": 256},
+            lambda j: 9_000 <= j.completion_tokens <= 10_000 and j.node_count < 1000,
+        ),
+        (
             {"max_cost": 0.2},
             {"n": 64, "max_tokens": 100},
             lambda j: 0 < j.cost <= 0.2 and j.node_count < 64,
         ),
     ],
-    ids=["requests", "nodes", "tokens", "cost"],
+    ids=["requests", "nodes", "tokens", "10k-of-100k-tokens", "cost"],
 )
 def test_budget_ends_the_job_with_its_best_answer(
     database_url: str,
@@ -82,5 +89,5 @@ def test_budget_ends_the_job_with_its_best_answer(
         assert job.status == "succeeded", job.error
         assert check(job), (job.requests, job.node_count, job.completion_tokens, job.cost)
         assert job.result is not None
-        assert job.result["ended_by"] == next(iter(budget))
+        assert job.result["ended_by"] == "budget: " + next(iter(budget)).removeprefix("max_")
         assert job.result["answer"] is not None

@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,29 +170,74 @@ def test_job_finishes_after_redis_restarts_and_loses_its_queue(
         redis_server.stop()
 
 
-@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="needs pg_ctlcluster")
+class PostgresServer:
+    """A private Postgres cluster (``initdb`` + ``pg_ctl`` in a temporary directory, on a
+    free port), so that restarting it never disturbs the machine's shared server. Runs as
+    the ``postgres`` user when the tests run as root (initdb refuses root)."""
+
+    def __init__(self, workdir: Path) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            pytest.skip("no PostgreSQL server binaries")
+        self.bin = bins[-1]
+        self.port = free_port()
+        self.data = workdir / "pgdata"
+        self.log = workdir / "pg.log"
+        self.workdir = workdir
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, timeout=120, capture_output=True)
+
+    def init(self) -> None:
+        self.workdir.chmod(0o777)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
 def test_job_finishes_after_postgres_restarts(sim: SimServer, tmp_path: Path) -> None:
     from tests.helpers import REDIS_BASE
 
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
+    # Not under pytest's tmp_path: that is private to root, and Postgres runs as postgres.
+    pgdir = Path(tempfile.mkdtemp(prefix="ttc-pg-"))
+    pg = PostgresServer(pgdir)
+    pg.init()
+    pg.start()
     broker = f"{REDIS_BASE}/9"
-    with (
-        fresh_postgres() as db_url,
-        run_stack(
-            database_url=db_url,
-            broker_url=broker,
-            log_dir=tmp_path / "logs",
-            sim_url=sim.url,
-            extra_env=FAST_RECOVERY,
-            beat=True,
-        ) as stack,
-    ):
+    try:
+        with (
+            fresh_postgres(pg.admin_url) as db_url,
+            run_stack(
+                database_url=db_url,
+                broker_url=broker,
+                log_dir=tmp_path / "logs",
+                sim_url=sim.url,
+                extra_env=FAST_RECOVERY,
+                beat=True,
+            ) as stack,
+        ):
 
-        def restart() -> None:
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                check=True,
-                timeout=120,
-            )
+            def restart() -> None:
+                pg.stop()
+                time.sleep(1.0)
+                pg.start()
 
-        _run(stack, db_url, _beam_body(42), restart)
+            _run(stack, db_url, _beam_body(42), restart)
+    finally:
+        with contextlib.suppress(Exception):
+            pg.stop()
+        shutil.rmtree(pgdir, ignore_errors=True)

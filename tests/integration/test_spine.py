@@ -142,21 +142,24 @@ def test_cancel_is_idempotent_and_recorded(stack: Stack) -> None:
 
 
 def test_endpoint_concurrency_holds_across_worker_processes(stack: Stack) -> None:
-    """48 single-sample requests in 6 batches over 2 worker processes: never more than the
-    endpoint's max_concurrency=3 in flight at the simulator."""
-    problem = gsm8k_problems()[9]
+    """4 concurrent jobs of 24 single-sample requests each, over 2 worker processes: never
+    more than the endpoint's max_concurrency=3 in flight at the simulator."""
     stack.sim.reset_metrics()
-    resp = stack.api.post(
-        "/v1/jobs",
-        json={
-            "strategy": "self_consistency",
-            "endpoint": "sim-narrow",
-            "prompt": problem.question,
-            "params": {"n": 48},
-        },
-    )
-    job = _wait_terminal(stack, resp.json()["id"])
-    assert job["status"] == "succeeded", job
+    job_ids = []
+    for i in range(4):
+        problem = gsm8k_problems()[9 + i]
+        resp = stack.api.post(
+            "/v1/jobs",
+            json={
+                "strategy": "self_consistency",
+                "endpoint": "sim-narrow",
+                "prompt": problem.question,
+                "params": {"n": 24},
+            },
+        )
+        job_ids.append(resp.json()["id"])
+    jobs = [_wait_terminal(stack, job_id) for job_id in job_ids]
+    assert all(job["status"] == "succeeded" for job in jobs), jobs
     metrics = stack.sim_metrics()
-    assert metrics["requests_total"] == 48 == job["usage"]["requests"]
+    assert metrics["requests_total"] == 96 == sum(j["usage"]["requests"] for j in jobs)
     assert metrics["peak_in_flight_requests"] == 3
