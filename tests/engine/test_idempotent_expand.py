@@ -5,11 +5,13 @@ lost some of its rows regenerates only those (never pay twice)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from tests.engine.conftest import ContextFactory, make_settings
+from tests.helpers import wait_until
 from ttc_core.models import BatchStatus, ExpansionBatch, Job, Node
 from ttc_core.steps import FollowUp, advance, expand
 from ttc_core.submission import JobSpec, create_job
@@ -71,6 +73,7 @@ def test_expand_twice_leaves_the_tree_unchanged(
             assert await expand(ctx, first) == []
             tree = _snapshot(ctx, job_id)
             usage = _job(ctx, job_id).completion_tokens
+            time.sleep(0.2)  # the simulator counts a request as it finishes answering
             requests = sim.metrics["requests_total"]
             assert await expand(ctx, first) == []
             assert _snapshot(ctx, job_id) == tree
@@ -112,6 +115,8 @@ def test_expand_twice_leaves_the_tree_unchanged(
                 )
             choices = sim.metrics["choices_total"]
             await expand(ctx, third)
+            # The simulator counts a request as it finishes answering: let it settle.
+            wait_until(lambda: sim.metrics["choices_total"] - choices >= 3, timeout=5, every=0.01)
             assert sim.metrics["choices_total"] - choices == 3
             assert _snapshot(ctx, job_id) == full_tree  # same seeds, same samples
 

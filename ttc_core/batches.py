@@ -1,0 +1,288 @@
+"""The expansion step: claim a batch, generate and score its missing children (saving each
+request's samples the moment they arrive), and complete it, returning the next driver step
+when it was the step's last batch.
+
+A batch is claimed with a token and an expiry that a heartbeat renews; a second delivery
+of its message leaves a live claim alone, and a claim that expired (its worker was killed)
+is taken over. Attempts are counted in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from ttc_core.expansion import (
+    SCORE_COLUMNS,
+    ParentContext,
+    Run,
+    failed_rows,
+    generate_rows,
+    parent_context,
+    rescore,
+)
+from ttc_core.followup import FollowUp
+from ttc_core.models import (
+    TERMINAL_STATUSES,
+    BatchStatus,
+    ExpansionBatch,
+    Job,
+    Node,
+    NodeStatus,
+    utcnow,
+)
+from ttc_core.runtime import EngineContext
+from ttc_core.store import append_event, insert_nodes, load_paths
+
+log = logging.getLogger(__name__)
+
+
+def _missing_runs(
+    session: Session, job: Job, spec: list[dict[str, Any]]
+) -> tuple[list[Run], dict[str, ParentContext]]:
+    """The children of a batch that are not saved yet (never pay twice), as runs."""
+    paths = load_paths(session, list(dict.fromkeys(item["parent_id"] for item in spec)))
+    have = {
+        (parent_id, index)
+        for parent_id, index in session.execute(
+            select(Node.parent_id, Node.child_index).where(
+                Node.job_id == job.id, Node.parent_id.in_(list(paths))
+            )
+        )
+    }
+    runs: list[Run] = []
+    parents: dict[str, ParentContext] = {}
+    for item in spec:
+        path = paths.get(item["parent_id"])
+        if not path or path[-1].status != NodeStatus.done:
+            continue  # pruned or failed parents are not expanded
+        parent = path[-1]
+        first, k = int(item["first_index"]), int(item["k"])
+        role, temperature = item.get("role", "sample"), item.get("temperature")
+        start: int | None = None
+        for idx in [*range(first, first + k), None]:
+            missing = idx is not None and (parent.id, idx) not in have
+            if missing and start is None:
+                start = idx
+            elif not missing and start is not None:
+                end = first + k if idx is None else idx
+                runs.append(Run(parent.id, parent.depth, start, end - start, role, temperature))
+                start = None
+        if parent.id not in parents:
+            parents[parent.id] = parent_context(path)
+    return runs, parents
+
+
+def aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
+    """Generate, score and store a batch's children; returns the next driver step when
+    this was the step's last batch.
+
+    The batch is claimed first (a token and an expiry, renewed by a heartbeat while
+    generating): a second delivery of the same message leaves a live claim alone, and a
+    claim that expired (its worker was killed) is taken over. Attempts are counted in the
+    database; after ``max_batch_attempts`` the batch's missing nodes are saved as failed
+    and the strategy decides whether the job can go on.
+    """
+    token = uuid.uuid4().hex
+    now = utcnow()
+    with ctx.db.transaction() as session:
+        batch = session.get(ExpansionBatch, batch_id, with_for_update=True)
+        if batch is None or batch.status != BatchStatus.pending:
+            return []
+        claimed_until = aware(batch.claimed_until)
+        if claimed_until is not None and claimed_until > now:
+            log.info("batch %s is claimed until %s; leaving it", batch_id, claimed_until)
+            return []
+        job = session.get(Job, batch.job_id)
+        if job is None:
+            return []
+        give_up = batch.attempts >= ctx.settings.max_batch_attempts
+        batch.attempts += 1
+        batch.claim_token = token
+        batch.claimed_until = now + dt.timedelta(seconds=ctx.settings.batch_lease_s)
+        runs, parents = (
+            ([], {}) if job.status in TERMINAL_STATUSES else _missing_runs(session, job, batch.spec)
+        )
+        unscored = list(
+            session.scalars(
+                select(Node).where(Node.batch_id == batch_id, Node.status == NodeStatus.generated)
+            )
+        )
+        if unscored and job.status not in TERMINAL_STATUSES:
+            parent_ids = list({n.parent_id for n in unscored if n.parent_id})
+            for path in load_paths(session, parent_ids).values():
+                parents.setdefault(path[-1].id, parent_context(path))
+        else:
+            unscored = []
+        attempts = batch.attempts
+        session.expunge_all()
+
+    # Hot path (twice per request): plain Core connections, no ORM session, in worker
+    # threads so that the round trips of concurrent requests overlap.
+    def insert_rows(rows: list[dict[str, Any]]) -> None:
+        with ctx.db.engine.begin() as conn:
+            insert_nodes(conn, rows)
+
+    def update_scores(rows: list[dict[str, Any]]) -> None:
+        # Only rows still waiting for their scores: a prune that landed meanwhile stays.
+        statement = (
+            update(Node.__table__)  # type: ignore[arg-type]
+            .where(Node.id == bindparam("node_id"), Node.status == NodeStatus.generated)
+            .values({c: bindparam(c) for c in SCORE_COLUMNS})
+        )
+        with ctx.db.engine.begin() as conn:
+            conn.execute(
+                statement, [{"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}} for r in rows]
+            )
+
+    async def save(rows: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(insert_rows, rows)
+
+    async def save_scores(rows: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(update_scores, rows)
+
+    requests = 0
+    if give_up and runs:
+        error = f"gave up after {attempts - 1} attempts (the worker died or the batch failed)"
+        insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
+        runs = []
+    client = ctx.inference(job.endpoint)
+    trouble_before = (client.failed_attempts, client.breaker.openings)
+    if runs or unscored:
+        heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
+        try:
+            if unscored:
+                await rescore(ctx, job, unscored, parents, save_scores)
+            if runs:
+                requests = await generate_rows(ctx, job, batch_id, runs, parents, save, save_scores)
+        except BaseException:
+            _release_claim(ctx, batch_id, token)  # so that a retry can start at once
+            raise
+        finally:
+            heartbeat.cancel()
+
+    with ctx.db.transaction() as session:
+        if runs or unscored:
+            _prune_landed_under_pruned(session, job.id, batch_id)
+        failed_attempts = client.failed_attempts - trouble_before[0]
+        openings = client.breaker.openings - trouble_before[1]
+        if failed_attempts or openings:
+            # What the endpoint did while this batch ran (this process's view).
+            append_event(
+                session,
+                job.id,
+                "endpoint_trouble",
+                endpoint=job.endpoint,
+                batch_id=batch_id,
+                failed_attempts=failed_attempts,
+                circuit_openings=openings,
+                circuit_open=client.breaker.is_open,
+            )
+        return _complete_batch(ctx, session, job, batch_id, requests)
+
+
+def _release_claim(ctx: EngineContext, batch_id: str, token: str) -> None:
+    try:
+        with ctx.db.transaction() as session:
+            session.execute(
+                update(ExpansionBatch)
+                .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
+                .values(claimed_until=None)
+            )
+    except Exception:  # the lease runs out by itself
+        log.warning("batch %s: could not release its claim", batch_id, exc_info=True)
+
+
+async def _heartbeat(ctx: EngineContext, batch_id: str, token: str) -> None:
+    """Keep a batch's claim alive while its requests are in flight."""
+    lease = ctx.settings.batch_lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        with ctx.db.transaction() as session:
+            session.execute(
+                update(ExpansionBatch)
+                .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
+                .values(claimed_until=utcnow() + dt.timedelta(seconds=lease))
+            )
+
+
+def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> None:
+    """Results that were in flight when their parent was pruned are kept, marked pruned."""
+    pruned_parents = select(Node.id).where(Node.job_id == job_id, Node.status == NodeStatus.pruned)
+    session.execute(
+        update(Node)
+        .where(
+            Node.batch_id == batch_id,
+            Node.status == NodeStatus.done,
+            Node.parent_id.in_(pruned_parents),
+        )
+        .values(status=NodeStatus.pruned)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _complete_batch(
+    ctx: EngineContext, session: Session, job: Job, batch_id: str, requests: int
+) -> list[FollowUp]:
+    claimed = session.execute(
+        update(ExpansionBatch)
+        .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending)
+        .values(
+            status=BatchStatus.done, requests=requests, finished_at=utcnow(), claimed_until=None
+        )
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return []  # another run of this batch completed it first; its usage is counted
+    prompt_tokens, completion_tokens, count, failed = session.execute(
+        select(
+            func.coalesce(func.sum(Node.prompt_tokens), 0),
+            func.coalesce(func.sum(Node.completion_tokens), 0),
+            func.count(Node.id),
+            func.count(Node.id).filter(Node.status == NodeStatus.failed),
+        ).where(Node.batch_id == batch_id)
+    ).one()
+    endpoint = ctx.settings.endpoints.get(job.endpoint)
+    cost = 0.0
+    if endpoint is not None:
+        cost = (
+            prompt_tokens * endpoint.price_per_1k_prompt
+            + completion_tokens * endpoint.price_per_1k_completion
+        ) / 1000
+    pending = session.execute(
+        update(Job)
+        .where(Job.id == job.id)
+        .values(
+            prompt_tokens=Job.prompt_tokens + prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens,
+            requests=Job.requests + requests,
+            node_count=Job.node_count + count,
+            failed_nodes=Job.failed_nodes + failed,
+            cost=Job.cost + cost,
+            pending_batches=Job.pending_batches - 1,
+            updated_at=utcnow(),
+        )
+        .returning(Job.pending_batches)
+    ).scalar_one()
+    append_event(
+        session,
+        job.id,
+        "nodes_added",
+        batch_id=batch_id,
+        nodes=int(count),
+        failed=int(failed),
+        completion_tokens=int(completion_tokens),
+    )
+    return [FollowUp("advance", job.id)] if pending <= 0 else []

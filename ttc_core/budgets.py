@@ -1,0 +1,87 @@
+"""Per-job budgets: which one is used up, and how much of a plan still fits (reserved
+before dispatch, at the worst case per sample)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from ttc_core.models import (
+    Job,
+    utcnow,
+)
+from ttc_core.settings import EndpointConfig
+from ttc_core.strategies import Expand, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def budget_label(name: str) -> str:
+    """How a job says which budget ended it: ``max_tokens`` -> ``"budget: tokens"``."""
+    return f"budget: {name.removeprefix('max_')}"
+
+
+def budget_exhausted(job: Job) -> str | None:
+    """Name of the budget this job has used up, if any."""
+    budget = job.budget or {}
+    checks = {
+        "max_tokens": job.completion_tokens,
+        "max_requests": job.requests,
+        "max_nodes": job.node_count,
+        "max_cost": job.cost,
+    }
+    for name, used in checks.items():
+        limit = budget.get(name)
+        if limit is not None and used >= limit:
+            return name
+    limit_s = budget.get("max_seconds")
+    if limit_s is not None and job.started_at is not None:
+        started = job.started_at
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.UTC)
+        if (utcnow() - started).total_seconds() >= limit_s:
+            return "max_seconds"
+    return None
+
+
+def trim_to_budget(
+    job: Job, params: SamplingParams, expansions: list[Expand], endpoint: EndpointConfig | None
+) -> tuple[list[Expand], str | None]:
+    """Reserve before dispatch: never plan more nodes, requests, worst-case tokens or
+    worst-case cost than the budget has left. Returns the expansions that fit and the name
+    of the budget that cut them, if one did."""
+    budget = job.budget or {}
+    per_request = endpoint.max_n_per_request if endpoint and endpoint.supports_n else 1
+    room: dict[str, float] = {}  # samples each budget still allows
+    if (limit := budget.get("max_nodes")) is not None:
+        room["max_nodes"] = limit - job.node_count
+    if (limit := budget.get("max_tokens")) is not None:
+        room["max_tokens"] = (limit - job.completion_tokens) // max(1, params.max_tokens)
+    if (limit := budget.get("max_cost")) is not None and endpoint is not None:
+        prompt_tokens = len(job.prompt or str(job.messages or "")) / 4
+        per_sample = (
+            params.max_tokens * endpoint.price_per_1k_completion
+            + prompt_tokens * endpoint.price_per_1k_prompt
+        ) / 1000
+        if per_sample > 0:
+            room["max_cost"] = (limit - job.cost) // per_sample
+    requests_left = None
+    if (limit := budget.get("max_requests")) is not None:
+        requests_left = limit - job.requests
+    trimmed: list[Expand] = []
+    cut_by: str | None = None
+    for exp in expansions:
+        k = exp.k
+        for name, left in room.items():
+            if left < k:
+                k, cut_by = int(max(0, left)), name
+        if requests_left is not None and -(-k // per_request) > requests_left:
+            k, cut_by = max(0, requests_left * per_request), "max_requests"
+        if k <= 0:
+            break
+        trimmed.append(Expand(exp.parent_id, k, exp.role, exp.temperature))
+        for name in room:
+            room[name] -= k
+        if requests_left is not None:
+            requests_left -= -(-k // per_request)
+    return trimmed, cut_by
