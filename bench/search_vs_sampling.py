@@ -20,7 +20,9 @@ Game of 24 (matched requests)
     generation requests to the simulator for that puzzle (its proposal requests *and* its
     judge requests), one request per sample (an endpoint with ``max_n_per_request`` 1), and
     checks them with the ``game24`` verifier (the puzzle's four numbers are the reference:
-    a legitimate checker, so best-of-N here is pass@N).
+    a legitimate checker, so best-of-N here is pass@N). The simulator runs with the Game of
+    24 knobs calibrated to the ToT paper's chain-of-thought numbers (:data:`PAPER_GAME24`),
+    and with ablations that switch one mechanism off (:data:`GAME24_CONFIGS`).
 
 Determinism: ttc derives a child's seed from the job seed and the parent's position in the
 tree, and the judge's from the job seed and the state judged. This benchmark was written
@@ -92,8 +94,44 @@ TOT = {"k": 5, "breadth": 5, "max_depth": 4}
 JUDGE_SAMPLES = 3
 GAME24_RANKS = (901, 1001)
 #: ``game24_skill`` at which one whole sample solves ~4% of ranks 901-1000, as GPT-4 with a
-#: chain-of-thought prompt did in the ToT paper (4.0%); the default 0.5 solves ~20%.
+#: chain-of-thought prompt did in the ToT paper (4.0%); the default 0.5 solves ~20%. Every
+#: puzzle alike and a miss a random legal move: best-of-60 then solves ~0.9 (the paper's CoT
+#: best-of-100: 0.49).
 CALIBRATED_GAME24_SKILL = 0.2
+#: The simulator's Game of 24 knobs solved (over d ~ N(0, 1), see ``bench/RESULTS.md``) for
+#: three numbers the ToT paper reports for GPT-4 with a chain-of-thought prompt on ranks
+#: 901-1000: ~60% of samples fail at their first move (first-move skill 0.40 on average), one
+#: sample solves 4.0%, best-of-100 solves 49%. A miss is a dead end (a blunder), puzzles differ
+#: in difficulty (sd 1.2 logits), and a sample's second and third moves, made on a board it
+#: wrote itself, are weaker (0.13 on the median puzzle) than a move on a board the prompt
+#: shows (0.37), which is every ToT proposal. The value judge keeps the simulator's default
+#: vote accuracy (0.8): the paper gives no number to calibrate it to.
+PAPER_GAME24: dict[str, Any] = {
+    "game24_propose_skill": 0.37,
+    "game24_sample_skill": 0.13,
+    "game24_difficulty_sd": 1.2,
+    "game24_mistakes": "dead_end",
+}
+#: Label, simulator knobs and ToT parameters of each Game of 24 comparison the benchmark
+#: runs: the calibration, its sensitivity to the judge and to dropping duplicate states, and
+#: ablations that switch one mechanism off (each calibrated to one sample solving ~4%).
+GAME24_CONFIGS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+    ("paper calibration", PAPER_GAME24, TOT),
+    ("paper calibration, judge votes 0.7", {**PAPER_GAME24, "game24_value_accuracy": 0.7}, TOT),
+    (
+        "difficulty only (one skill 0.17, sd 1.2)",
+        {"game24_skill": 0.17, "game24_difficulty_sd": 1.2, "game24_mistakes": "dead_end"},
+        TOT,
+    ),
+    (
+        "per-move skills only (0.40 / 0.32, sd 0)",
+        {"game24_propose_skill": 0.40, "game24_sample_skill": 0.32, "game24_mistakes": "dead_end"},
+        TOT,
+    ),
+    ("uniform (game24_skill 0.2, random misses)", {"game24_skill": CALIBRATED_GAME24_SKILL}, TOT),
+    ("paper calibration, judge votes 0.9", {**PAPER_GAME24, "game24_value_accuracy": 0.9}, TOT),
+    ("paper calibration, ToT keeps duplicates", PAPER_GAME24, {**TOT, "dedupe": False}),
+)
 
 
 def sim_config(**overrides: Any) -> SimConfig:
@@ -613,7 +651,9 @@ def math_section(problems: int, seeds: int, beams: Sequence[dict[str, Any]]) -> 
 AGGREGATIONS = ("last", "min", "prod", "mean")
 
 
-def game24_section(seeds: int, skills: Sequence[float | None]) -> str:
+def game24_section(
+    seeds: int, configs: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]
+) -> str:
     problems = game24_problems(*GAME24_RANKS)
     out = [
         f"### Game of 24: ranks {GAME24_RANKS[0]}-{GAME24_RANKS[1] - 1} ({len(problems)} puzzles) "
@@ -622,21 +662,21 @@ def game24_section(seeds: int, skills: Sequence[float | None]) -> str:
     ]
     rows: list[Row] = []
     notes: list[str] = []
-    for skill in skills:
-        knobs = {} if skill is None else {"game24_skill": skill}
+    for label, knobs, tot in configs:
         cfg = sim_config(**knobs)
-        label = "default knobs" if skill is None else f"game24_skill={skill}"
         pass1 = single_sample_accuracy(problems, cfg, 200)
         with SimServer(sim_config()) as sim, bench_for(sim, generate_model(**knobs)) as b:
             tot_all: list[Outcome] = []
             req_all: list[Outcome] = []
             tok_all: list[Outcome] = []
             n_tok = []
+            per_seed: list[str] = []
             for s in range(seeds):
                 began = time.perf_counter()
-                r = run_game24(b, problems, seed=2000 + 100_000 * s)
+                r = run_game24(b, problems, tot=tot, seed=2000 + 100_000 * s)
                 print(
-                    f"  game24 {label} seed set {s}: {time.perf_counter() - began:.1f} s",
+                    f"  game24 {label} seed set {s}: ToT {accuracy(r.tot):.3f}, best-of-N "
+                    f"{accuracy(r.matched_requests):.3f} ({time.perf_counter() - began:.1f} s)",
                     flush=True,
                 )
                 counted = sum(o.all_requests for o in r.tot)
@@ -644,11 +684,12 @@ def game24_section(seeds: int, skills: Sequence[float | None]) -> str:
                     raise RuntimeError(
                         f"ToT requests: counted {counted}, simulator saw {r.sim_requests}"
                     )
+                per_seed.append(f"set {s}: {paired(r.tot, r.matched_requests)}")
                 tot_all += r.tot
                 req_all += r.matched_requests
                 tok_all += r.matched_tokens
                 n_tok.append(r.n_tokens)
-        rows.append(Row("tot_bfs", f"{label}; k={TOT['k']}, b={TOT['breadth']}", tuple(tot_all)))
+        rows.append(Row("tot_bfs", f"{label}; k={tot['k']}, b={tot['breadth']}", tuple(tot_all)))
         rows.append(Row("best_of_n", f"{label}; n = ToT's requests per puzzle", tuple(req_all)))
         rows.append(
             Row(
@@ -660,10 +701,12 @@ def game24_section(seeds: int, skills: Sequence[float | None]) -> str:
         proposal = mean([o.requests for o in tot_all])
         judge = mean([o.judge_requests for o in tot_all])
         notes.append(
-            f"- {label}: one whole sample is right {pass1:.3f} of the time (mean over the "
-            f"puzzles, 200 seeds each, from the simulator's model); ToT made {proposal:.1f} "
-            f"proposal + {judge:.1f} judge requests per puzzle. ToT - best-of-N at matched "
-            f"requests {paired(tot_all, req_all)}; at matched tokens {paired(tot_all, tok_all)}"
+            f"- {label} (`{generate_model(**knobs)}`): one whole sample is right {pass1:.3f} of "
+            f"the time (mean over the puzzles, 200 seeds each, from the simulator's model); ToT "
+            f"made {proposal:.1f} proposal + {judge:.1f} judge requests per puzzle. ToT - "
+            f"best-of-N at matched requests {paired(tot_all, req_all)}; per seed set: "
+            + "; ".join(per_seed)
+            + f"; at matched tokens {paired(tot_all, tok_all)}"
         )
     return "\n".join([*out, table(rows), "", *notes])
 
@@ -674,6 +717,12 @@ def main() -> None:  # pragma: no cover - run by hand
     ap.add_argument("--seeds", type=int, default=2, help="job seed sets per comparison")
     ap.add_argument("--skip-math", action="store_true")
     ap.add_argument("--skip-game24", action="store_true")
+    ap.add_argument(
+        "--game24-config",
+        type=int,
+        action="append",
+        help="run only these entries of GAME24_CONFIGS (0-based; repeatable)",
+    )
     args = ap.parse_args()
     began = time.perf_counter()
     sections = []
@@ -681,7 +730,8 @@ def main() -> None:  # pragma: no cover - run by hand
         sections.append(math_section(args.math_problems, args.seeds, [BEAM, BEAM_WIDE]))
         print(sections[-1], flush=True)
     if not args.skip_game24:
-        sections.append(game24_section(args.seeds, [None, CALIBRATED_GAME24_SKILL, 0.0]))
+        chosen = args.game24_config or range(len(GAME24_CONFIGS))
+        sections.append(game24_section(args.seeds, [GAME24_CONFIGS[i] for i in chosen]))
         print(sections[-1], flush=True)
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
 

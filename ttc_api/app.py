@@ -8,20 +8,27 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ttc_api.deps import Dispatcher
-from ttc_api.limits import BodySizeLimit
+from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
+from ttc_api.json_only import JSONBodiesOnly
+from ttc_api.limits import BodySizeLimit, RejectNulInURL
+from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
-from ttc_api.routes import jobs, nodes
+from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
+from ttc_api.ui import mount_ui
 from ttc_core.db import Database
 from ttc_core.settings import Settings, get_settings
+from ttc_core.tenant_limits import make_submission_rate
 
 log = logging.getLogger(__name__)
 
 
 def default_dispatcher(settings: Settings) -> Dispatcher:
     if settings.executor == "celery":
+        from ttc_core.webhooks import set_waker
         from ttc_worker.dispatch import CeleryDispatcher
+        from ttc_worker.webhook_tasks import wake_deliveries
 
+        set_waker(wake_deliveries)  # deliveries committed here go to the webhook queue
         return CeleryDispatcher()
     from ttc_core.executor import BackgroundExecutor
     from ttc_core.runtime import EngineContext, make_http_client
@@ -53,10 +60,20 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     )
     app.state.settings = settings
     app.state.db = Database(settings.database_url)
+    app.state.submission_rate = make_submission_rate(settings)
+    warn_if_auth_off(settings)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(jobs.router)
-    app.include_router(nodes.router)
+    app.add_middleware(JSONBodiesOnly)
+    app.add_middleware(RejectNulInURL)
+    app.include_router(jobs.router, dependencies=AUTHENTICATED)
+    app.include_router(batches.router, dependencies=AUTHENTICATED)
+    app.include_router(nodes.router, dependencies=AUTHENTICATED)
+    app.include_router(events.router, dependencies=AUTHENTICATED)
+    app.include_router(admin.router, dependencies=AUTHENTICATED)
+    app.include_router(webhooks.router, dependencies=AUTHENTICATED)
+    mount_ui(app)
+    install_openapi(app)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from ttc_core.auth import Principal, verify_key
 from ttc_core.db import Database
+from ttc_core.errors import AuthError, ForbiddenError
 from ttc_core.settings import Settings
 from ttc_core.steps import FollowUp
+from ttc_core.tenant_limits import SubmissionRate
 
 
 class Dispatcher(Protocol):
@@ -43,9 +49,54 @@ def _dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
-def _tenant() -> str | None:
-    """The caller's tenant (auth arrives with API keys; until then one tenant)."""
-    return None
+def _submission_rate(request: Request) -> SubmissionRate:
+    rate: SubmissionRate = request.app.state.submission_rate
+    return rate
+
+
+DEFAULT_TENANT = "default"
+#: The admin UI keeps the key in this http-only cookie; the API accepts it too.
+KEY_COOKIE = "ttc_key"
+
+# Declared as security schemes so that OpenAPI documents the three ways to send a key.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ttc_...`")
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+_key_cookie = APIKeyCookie(name=KEY_COOKIE, auto_error=False, description="the admin UI's")
+
+
+def _principal(
+    settings: Annotated[Settings, Depends(_settings)],
+    db: Annotated[Database, Depends(_database)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_key_header)],
+    cookie_key: Annotated[str | None, Depends(_key_cookie)],
+) -> Principal:
+    """Who is calling: the key from ``Authorization: Bearer``, ``X-API-Key`` or the
+    ``ttc_key`` cookie, in that order. With auth off, an admin of tenant ``default``."""
+    if not settings.auth_enabled:
+        return Principal(tenant=DEFAULT_TENANT, admin=True, key_id=None)
+    key = (bearer.credentials if bearer else None) or header_key or cookie_key
+    if not key:
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+    with db.transaction() as session:
+        principal = verify_key(session, key.strip())
+    if principal is None:
+        raise AuthError("invalid or revoked API key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def _tenant(principal: PrincipalDep) -> str | None:
+    """The caller's tenant, or None for an admin key (it sees every tenant)."""
+    return None if principal.admin else principal.tenant
+
+
+def _admin(principal: PrincipalDep) -> Principal:
+    if not principal.admin:
+        raise ForbiddenError("this route needs an admin key")
+    return principal
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -53,5 +104,25 @@ DatabaseDep = Annotated[Database, Depends(_database)]
 SessionDep = Annotated[Session, Depends(_session)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 TenantDep = Annotated[str | None, Depends(_tenant)]
+AdminDep = Annotated[Principal, Depends(_admin)]
+SubmissionRateDep = Annotated[SubmissionRate, Depends(_submission_rate)]
+#: For ``include_router(..., dependencies=AUTHENTICATED)``: every route of the router
+#: needs a valid key, whether or not it reads the tenant.
+AUTHENTICATED = [Depends(_principal)]
 
-DEFAULT_TENANT = "default"
+
+def warn_if_auth_off(settings: Settings) -> None:
+    """Say loudly, in the log and on stderr, that anyone who can reach the API is an admin."""
+    if settings.auth_enabled:
+        return
+    logging.getLogger("ttc_api").warning(
+        "AUTH IS OFF: every caller is an admin of tenant %r (TTC_AUTH_ENABLED=false)",
+        DEFAULT_TENANT,
+    )
+    bar = "!" * 78
+    print(
+        f"{bar}\n!! ttc: API AUTH IS OFF. Anyone who can reach this server sees and controls\n"
+        f"!! every job. Fine for a local demo; never expose it. (TTC_AUTH_ENABLED=false)\n{bar}",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ttc_api.problems import problem_response
@@ -45,3 +47,35 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class RejectNulInURL:
+    """A NUL character in the URL never reaches a route: Postgres text cannot hold one, so
+    an id, cursor or filter carrying it would fail in the database (a 500).
+
+    In the path it is a 404 (no id contains one); in the query, a 422 naming the parameter.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = None
+            if "\x00" in scope.get("path", ""):
+                response = problem_response(404, "Not found", "no resource has a NUL in its path")
+            else:
+                query = scope.get("query_string", b"").decode("latin-1")
+                for name, value in parse_qsl(query, keep_blank_values=True):
+                    if "\x00" in name or "\x00" in value:
+                        response = problem_response(
+                            422,
+                            "Invalid request",
+                            f"{name.replace(chr(0), '')}: must not contain a NUL character",
+                            field=name.replace("\x00", ""),
+                        )
+                        break
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from ttc_api import examples
 
 
 class Usage(BaseModel):
@@ -14,6 +16,9 @@ class Usage(BaseModel):
     total_tokens: int
     requests: int
     cost: float
+    thinking_tokens: int = Field(
+        default=0, description="tokens generated inside thoughts (part of completion_tokens)"
+    )
 
 
 class Progress(BaseModel):
@@ -37,6 +42,8 @@ class JobResult(BaseModel):
 
 
 class JobPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB]})
+
     id: str
     status: str
     strategy: str
@@ -44,6 +51,9 @@ class JobPublic(BaseModel):
     params: dict[str, Any]
     verifier: dict[str, Any]
     budget: dict[str, Any]
+    thinking: dict[str, Any] | None = Field(
+        default=None, description="the job's extended-thinking option"
+    )
     seed: int
     root_node_id: str
     progress: Progress
@@ -56,17 +66,23 @@ class JobPublic(BaseModel):
 
 
 class JobsPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOBS]})
+
     data: list[JobPublic]
     next_cursor: str | None
 
 
 class JobAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.JOB_ACCEPTED]})
+
     id: str
     status: str
     location: str
 
 
 class NodePublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.NODE]})
+
     id: str
     parent_id: str | None
     depth: int
@@ -77,6 +93,9 @@ class NodePublic(BaseModel):
     text: str
     answer: str | None
     score: float | None
+    step_score: float | None = Field(
+        default=None, description="the step scorer's (PRM) score of this node's own step"
+    )
     correct: bool | None
     prompt_tokens: int
     completion_tokens: int
@@ -89,22 +108,43 @@ class NodePublic(BaseModel):
 
 
 class NodeDetail(NodePublic):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.NODE_DETAIL]})
+
     path: list[NodePublic] = Field(description="root to this node, inclusive")
     path_text: str = Field(description="the concatenated text of the path below the root")
 
 
 class NodesPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.NODES]})
+
     data: list[NodePublic]
     next_cursor: str | None
 
 
 class EventPublic(BaseModel):
-    id: int
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.EVENT]})
+
+    id: int = Field(description="the event's sequence number in its job: 1, 2, 3... no gaps")
     kind: str
     data: dict[str, Any]
     created_at: dt.datetime
 
 
 class EventsPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.EVENTS]})
+
     data: list[EventPublic]
     next_cursor: str | None
+
+
+class ExpandRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.EXPAND_REQUEST]})
+
+    k: int = Field(default=4, ge=1, le=256, description="children to generate")
+
+
+class PruneResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.PRUNE_RESULT]})
+
+    job: JobPublic
+    pruned: int = Field(description="nodes marked pruned (the node and its subtree)")

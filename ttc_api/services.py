@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import Session, aliased
 
 from ttc_api.cursors import decode_cursor, encode_cursor
 from ttc_api.schemas import (
-    EventPublic,
-    EventsPublic,
     JobPublic,
     JobResult,
     JobsPublic,
@@ -20,8 +20,8 @@ from ttc_api.schemas import (
     Progress,
     Usage,
 )
-from ttc_core.errors import NotFoundError
-from ttc_core.models import Job, JobEvent, Node
+from ttc_core.errors import InputError, NotFoundError
+from ttc_core.models import Job, Node, NodeStatus
 from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
@@ -45,6 +45,7 @@ def job_public(job: Job) -> JobPublic:
         params=job.params,
         verifier=job.verifier,
         budget=job.budget,
+        thinking=job.thinking,
         seed=job.seed,
         root_node_id=node_id_for(job.id, None, 0),
         progress=Progress(
@@ -60,6 +61,7 @@ def job_public(job: Job) -> JobPublic:
             total_tokens=job.prompt_tokens + job.completion_tokens,
             requests=job.requests,
             cost=round(job.cost, 8),
+            thinking_tokens=job.thinking_tokens or 0,
         ),
         result=JobResult.model_validate(job.result) if job.result else None,
         error=job.error,
@@ -101,22 +103,102 @@ def _node_public(node: Node, children: int | None = None) -> NodePublic:
     )
 
 
+NO_NUL = r"^[^\x00]*$"
+"""A pattern for text query parameters: Postgres text cannot hold NUL, so such input is
+refused as a 422 instead of failing in the database."""
+
+NodeStatusFilter = Literal["pending", "done", "pruned", "failed", "terminal"]
+"""What the tree inspector filters by: the node statuses (``pending`` is a generated node
+not scored yet) and ``terminal`` (a node that ends a path)."""
+
+
+@dataclass(frozen=True)
+class NodeFilter:
+    """Optional row filters for node listings, combined with AND (the tree inspector's
+    search). Each is a plain column predicate, so a filtered page stays one query."""
+
+    status: NodeStatusFilter | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    text: str | None = None
+
+    def apply(self, query: Select[Node]) -> Select[Node]:
+        low, high = self.min_score, self.max_score
+        if low is not None and high is not None and low > high:
+            raise InputError("min_score is above max_score", field="min_score")
+        if self.status == "terminal":
+            query = query.where(Node.is_terminal.is_(True))
+        elif self.status == "pending":
+            query = query.where(Node.status == NodeStatus.generated)
+        elif self.status is not None:
+            query = query.where(Node.status == self.status)
+        if self.min_score is not None:
+            query = query.where(Node.score >= self.min_score)
+        if self.max_score is not None:
+            query = query.where(Node.score <= self.max_score)
+        if self.text:
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(Node.text.ilike(f"%{escaped}%", escape="\\"))
+        return query
+
+
+def _subtree_ids(job: Job, node_id: str) -> Select[str]:
+    """Ids of a node and everything below it (one recursive query, on the child index)."""
+    below = (
+        select(Node.id)
+        .where(Node.job_id == job.id, Node.id == node_id)
+        .cte("below", recursive=True)
+    )
+    child = aliased(Node)
+    below = below.union_all(
+        select(child.id).join(below, child.parent_id == below.c.id).where(child.job_id == job.id)
+    )
+    return select(below.c.id)
+
+
+def _cursor_ints(cursor: str, arity: int) -> list[Any]:
+    """A decoded cursor whose first value is an int and whose others are plain strings."""
+    values = decode_cursor(cursor, arity)
+    try:
+        values[0] = int(values[0])
+    except (TypeError, ValueError):
+        raise InputError("malformed cursor", field="cursor") from None
+    if any(not isinstance(v, str) or "\x00" in v for v in values[1:]):
+        raise InputError("malformed cursor", field="cursor")
+    return values
+
+
 def list_nodes(
-    session: Session, job: Job, *, parent_id: str | None, cursor: str | None, limit: int
+    session: Session,
+    job: Job,
+    *,
+    parent_id: str | None,
+    cursor: str | None,
+    limit: int,
+    filters: NodeFilter | None = None,
+    under: str | None = None,
 ) -> NodesPublic:
-    """Children of ``parent_id`` in child order, or the whole tree breadth-first."""
+    """Children of ``parent_id`` in child order, or breadth-first: the subtree ``under``
+    a node, or the whole tree (cursor-paged either way), optionally filtered."""
     query = select(Node).where(Node.job_id == job.id)
     if parent_id is not None:
         query = query.where(Node.parent_id == parent_id)
         if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            query = query.where(Node.child_index > int(after))
+            (after,) = _cursor_ints(cursor, 1)
+            query = query.where(Node.child_index > after)
         query = query.order_by(Node.child_index)
     else:
+        if under is not None:
+            top = session.get(Node, under)
+            if top is None or top.job_id != job.id:
+                raise NotFoundError(f"no node {under} in job {job.id}")
+            query = query.where(Node.id.in_(_subtree_ids(job, under)))
         if cursor:
-            depth, node_id = decode_cursor(cursor, 2)
-            query = query.where(tuple_(Node.depth, Node.id) > tuple_(int(depth), str(node_id)))
+            depth, node_id = _cursor_ints(cursor, 2)
+            query = query.where(tuple_(Node.depth, Node.id) > tuple_(depth, node_id))
         query = query.order_by(Node.depth, Node.id)
+    if filters is not None:
+        query = filters.apply(query)
     rows = list(session.scalars(query.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -143,27 +225,12 @@ def node_detail(session: Session, job: Job, node_id: str) -> NodeDetail:
     if node is None or node.job_id != job.id:
         raise NotFoundError(f"no node {node_id} in job {job.id}")
     path = path_text(session, node_id)
-    children = session.scalar(select(func.count(Node.id)).where(Node.parent_id == node.id))
+    children = session.scalar(
+        select(func.count(Node.id)).where(Node.job_id == job.id, Node.parent_id == node.id)
+    )
     public = _node_public(node, children)
     return NodeDetail(
         **public.model_dump(),
         path=[_node_public(n) for n in path],
         path_text="".join(n.text for n in path if n.parent_id is not None),
-    )
-
-
-def list_events(session: Session, job: Job, *, after: int, limit: int) -> EventsPublic:
-    rows = list(
-        session.scalars(
-            select(JobEvent)
-            .where(JobEvent.job_id == job.id, JobEvent.id > after)
-            .order_by(JobEvent.id)
-            .limit(limit)
-        )
-    )
-    return EventsPublic(
-        data=[
-            EventPublic(id=e.id, kind=e.kind, data=e.data, created_at=e.created_at) for e in rows
-        ],
-        next_cursor=str(rows[-1].id) if rows else None,
     )

@@ -71,6 +71,9 @@ def run_demo(ns: argparse.Namespace) -> int:
         settings = Settings(
             database_url=ns.database_url,
             executor="local",
+            # Embedded and local: ``--serve`` runs without API keys, and says so loudly.
+            auth_enabled=False,
+            allow_insecure_no_auth=True,
             endpoints={
                 "sim": EndpointConfig(base_url=sim.base_url, model="sim-gsm8k"),
                 "sim-rm": EndpointConfig(base_url=sim.url, model="sim-rm", kind="reward"),

@@ -1,5 +1,5 @@
 """ttc: test-time compute scaling. Subcommands: serve, worker, beat, sim, migrate, run,
-demo, tree, stack."""
+demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -20,11 +20,21 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if ns.executor:
         overrides["executor"] = ns.executor
+    if ns.no_auth:
+        overrides.update(auth_enabled=False, allow_insecure_no_auth=True)
+    settings = Settings(**overrides)
+    if not settings.auth_enabled and not settings.allow_insecure_no_auth:
+        print(
+            "ttc serve: refusing to start with auth off (TTC_AUTH_ENABLED=false); set "
+            "TTC_ALLOW_INSECURE_NO_AUTH=true or pass --no-auth to mean it",
+            file=sys.stderr,
+        )
+        return 2
     if ns.migrate:
         from ttc_cli.migrate import upgrade
 
-        upgrade(Settings().database_url)
-    app = create_app(Settings(**overrides))
+        upgrade(settings.database_url)
+    app = create_app(settings)
     uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level)
     return 0
 
@@ -109,8 +119,19 @@ def _cmd_stack(ns: argparse.Namespace) -> int:
 
     upgrade(ns.database_url)
     log_dir = Path(ns.log_dir or tempfile.mkdtemp(prefix="ttc-stack-"))
-    with run_stack(database_url=ns.database_url, broker_url=ns.broker_url, log_dir=log_dir) as st:
+    admin_key = None
+    if ns.auth:
+        from ttc_core.auth import create_key
+        from ttc_core.db import Database
+
+        with Database(ns.database_url).transaction() as session:
+            _, admin_key = create_key(session, "default", admin=True, name="ttc stack")
+    with run_stack(
+        database_url=ns.database_url, broker_url=ns.broker_url, log_dir=log_dir, auth=ns.auth
+    ) as st:
         print(f"api {st.api_url}  sim {st.sim_url}  logs {log_dir}  (Ctrl-C to stop)")
+        if admin_key:
+            print(f"admin key (shown once): {admin_key}")
         try:
             while all(p.popen.poll() is None for p in st.procs):
                 time.sleep(0.5)
@@ -130,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--executor", choices=["local", "celery"], default=None)
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--no-auth", action="store_true", help="no API keys: every caller is an admin (unsafe)"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker (extra options pass through)")
@@ -169,7 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--database-url", required=True, help="postgresql://...")
     stack.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     stack.add_argument("--log-dir", default=None)
+    stack.add_argument(
+        "--auth", action="store_true", help="require API keys (prints a new admin key)"
+    )
     stack.set_defaults(func=_cmd_stack)
+
+    from ttc_cli.keys import add_keys_parser
+
+    add_keys_parser(sub)
 
     tree = sub.add_parser("tree", help="print a job's tree from the database")
     tree.add_argument("job_id")

@@ -1,4 +1,5 @@
-"""``ttc run``: submit a job to a server, show a live progress bar, print the answer."""
+"""``ttc run``: submit a job to a server, show a live progress bar (or, with ``--follow``,
+its events as they happen, over Server-Sent Events), print the answer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from ttc_api.schemas import EventPublic
 from ttc_cli.render import progress_line, write_progress
 
 
@@ -36,6 +38,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens-budget", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
+    parser.add_argument(
+        "--follow", action="store_true", help="print the job's events live (SSE) instead of a bar"
+    )
+    parser.add_argument(
+        "--idempotency-key", default=None, help="resubmitting with the same key returns the job"
+    )
 
 
 def parse_verifier(text: str) -> dict[str, Any]:
@@ -96,28 +104,41 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
     return spec
 
 
+def event_line(event: EventPublic) -> str:
+    """One line per event: ``#seq kind key=value ...`` (long values cut)."""
+    fields = " ".join(
+        f"{key}={str(value)[:40]}" for key, value in event.data.items() if value is not None
+    )
+    return f"#{event.id:<4} {event.kind:<22} {fields}".rstrip()
+
+
 def run_job(ns: argparse.Namespace) -> int:
     from ttc_api.client import APIError, TTCClient
 
     with TTCClient(ns.server, api_key=ns.api_key) as client:
         try:
-            accepted = client.submit_job(build_spec(ns))
+            accepted = client.submit_job(build_spec(ns), idempotency_key=ns.idempotency_key)
         except APIError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 2
         print(f"job {accepted.id} accepted", file=sys.stderr)
-        job = client.wait(
-            accepted.id,
-            on_progress=lambda j: write_progress(
-                progress_line(
-                    j.status,
-                    j.progress.nodes,
-                    j.progress.planned_samples,
-                    j.usage.completion_tokens,
-                )
-            ),
-        )
-        write_progress("\n")
+        if ns.follow:
+            for event in client.iter_events(accepted.id):
+                print(event_line(event), file=sys.stderr, flush=True)
+            job = client.get_job(accepted.id)
+        else:
+            job = client.wait(
+                accepted.id,
+                on_progress=lambda j: write_progress(
+                    progress_line(
+                        j.status,
+                        j.progress.nodes,
+                        j.progress.planned_samples,
+                        j.usage.completion_tokens,
+                    )
+                ),
+            )
+            write_progress("\n")
     if ns.json:
         print(job.model_dump_json(indent=2))
     elif job.result is not None:

@@ -107,9 +107,12 @@ def run_stack(
     extra_endpoints: dict[str, dict[str, object]] | None = None,
     extra_env: dict[str, str] | None = None,
     beat: bool = False,
+    auth: bool = False,
 ) -> Iterator[Stack]:
     """Start sim (unless ``sim_url`` is given), one Celery worker, the API and, with
-    ``beat``, Celery beat (the reaper's schedule)."""
+    ``beat``, Celery beat (the reaper's schedule). Without ``auth`` the API runs with API
+    keys off (every caller an admin of tenant ``default``, said loudly in its log); with
+    it, callers need keys (``ttc_core.auth.create_key`` on ``database_url``)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
     try:
@@ -143,8 +146,13 @@ def run_stack(
             schedule = str(log_dir / "celerybeat-schedule")
             procs.append(Proc(["beat", "--schedule", schedule], env, log_dir / "beat.log"))
         api_port = free_port()
+        auth_env = (
+            {} if auth else {"TTC_AUTH_ENABLED": "false", "TTC_ALLOW_INSECURE_NO_AUTH": "true"}
+        )
         api = Proc(
-            ["serve", "--port", str(api_port), "--log-level", "warning"], env, log_dir / "api.log"
+            ["serve", "--port", str(api_port), "--log-level", "warning"],
+            {**auth_env, **env},
+            log_dir / "api.log",
         )
         procs.append(api)
         api_url = f"http://127.0.0.1:{api_port}"

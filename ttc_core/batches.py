@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -38,7 +41,7 @@ from ttc_core.models import (
     utcnow,
 )
 from ttc_core.runtime import EngineContext
-from ttc_core.store import append_event, insert_nodes, load_paths
+from ttc_core.store import append_event, insert_nodes, load_paths, lock_job
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,20 @@ def aware(moment: dt.datetime | None) -> dt.datetime | None:
     return moment
 
 
+@dataclass
+class _Claim:
+    """A batch this process holds: what it still has to generate or score."""
+
+    batch_id: str
+    token: str
+    job: Job
+    attempts: int
+    give_up: bool
+    runs: list[Run]
+    parents: dict[str, ParentContext]
+    unscored: list[Node] = field(default_factory=list)
+
+
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     """Generate, score and store a batch's children; returns the next driver step when
     this was the step's last batch.
@@ -96,19 +113,112 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     database; after ``max_batch_attempts`` the batch's missing nodes are saved as failed
     and the strategy decides whether the job can go on.
     """
+    claim = _claim(ctx, batch_id)
+    if claim is None:
+        return []
+    requests, trouble = await _work(ctx, claim)
+    with ctx.db.transaction() as session:
+        return _complete(ctx, session, claim, requests, trouble)
+
+
+class BatchError(Exception):
+    """A batch of :func:`expand_chain` failed; ``batch_id`` says which (the cause is
+    chained), so that the caller retries that batch, not the one it started with."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"expansion batch {batch_id} failed")
+        self.batch_id = batch_id
+
+
+async def expand_chain(
+    ctx: EngineContext,
+    batch_id: str,
+    *,
+    until: float,
+    send: Callable[[list[FollowUp]], object],
+) -> None:
+    """Expand a batch, then go on depth after depth in this process until ``until``
+    (``time.monotonic()``): the transaction that completes a step's last batch also runs
+    the next driver step and claims one of its batches for this process; ``send`` gets
+    every other follow-up (the step's other batches, for other workers) right after that
+    commit. One transaction and no broker hop between two depths of a tree search, where
+    separate tasks cost three transactions and a hop.
+
+    Raises :class:`BatchError` (caused by the original error) when a batch fails.
+    """
+    claim = _claim(ctx, batch_id)
+    while claim is not None:
+        current = claim
+        try:
+            requests, trouble = await _work(ctx, current)
+        except Exception as exc:
+            raise BatchError(current.batch_id) from exc
+        claim = None
+        go_on = time.monotonic() < until
+        try:
+            try:
+                with ctx.db.transaction() as session:
+                    followups = _complete(ctx, session, current, requests, trouble)
+                    if go_on and followups:
+                        followups, claim = _drive_and_claim(ctx, session, current.job.id)
+            except _DriveFailed:
+                # The driver step goes to its own task, with its retries and failure report.
+                log.exception("job %s: inline driver step failed; sending it", current.job.id)
+                with ctx.db.transaction() as session:
+                    followups = _complete(ctx, session, current, requests, trouble)
+        except Exception as exc:
+            raise BatchError(current.batch_id) from exc
+        send(followups)
+
+
+class _DriveFailed(Exception):
+    pass
+
+
+def _drive_and_claim(
+    ctx: EngineContext, session: Session, job_id: str
+) -> tuple[list[FollowUp], _Claim | None]:
+    """Inside the completing transaction: the next driver step, and a claim on the first
+    batch it planned. Returns the follow-ups for others, and the claim."""
+    from ttc_core.steps import drive  # steps imports this module
+
+    try:
+        job = lock_job(session, job_id)  # the completion's UPDATE holds the lock already
+        followups = [] if job is None else drive(ctx, session, job)
+        first = next((f for f in followups if f.kind == "expand"), None)
+        if job is None or first is None:
+            return followups, None
+        batch = session.get(ExpansionBatch, first.id)
+        if batch is None:
+            return followups, None
+        token = uuid.uuid4().hex
+        batch.attempts = 1
+        batch.claim_token = token
+        batch.claimed_until = utcnow() + dt.timedelta(seconds=ctx.settings.batch_lease_s)
+        runs, parents = _missing_runs(session, job, batch.spec)
+        session.flush()
+        session.expunge(job)
+    except Exception as exc:
+        raise _DriveFailed from exc
+    claim = _Claim(batch.id, token, job, 1, False, runs, parents)
+    return [f for f in followups if f is not first], claim
+
+
+def _claim(ctx: EngineContext, batch_id: str) -> _Claim | None:
+    """Claim a pending batch (see :func:`expand`); None when it is done or held."""
     token = uuid.uuid4().hex
     now = utcnow()
     with ctx.db.transaction() as session:
         batch = session.get(ExpansionBatch, batch_id, with_for_update=True)
         if batch is None or batch.status != BatchStatus.pending:
-            return []
+            return None
         claimed_until = aware(batch.claimed_until)
         if claimed_until is not None and claimed_until > now:
             log.info("batch %s is claimed until %s; leaving it", batch_id, claimed_until)
-            return []
+            return None
         job = session.get(Job, batch.job_id)
         if job is None:
-            return []
+            return None
         give_up = batch.attempts >= ctx.settings.max_batch_attempts
         batch.attempts += 1
         batch.claim_token = token
@@ -129,9 +239,16 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
             unscored = []
         attempts = batch.attempts
         session.expunge_all()
+    return _Claim(batch_id, token, job, attempts, give_up, runs, parents, unscored)
 
-    # Hot path (twice per request): plain Core connections, no ORM session, in worker
-    # threads so that the round trips of concurrent requests overlap.
+
+async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]]:
+    """Generate and score what the claim holds; returns the requests made and the
+    endpoint's trouble counters from before (failed attempts, circuit openings)."""
+    job, batch_id, token = claim.job, claim.batch_id, claim.token
+
+    # Hot path (once or twice per request): plain Core connections, no ORM session, in
+    # worker threads so that the round trips of concurrent requests overlap.
     def insert_rows(rows: list[dict[str, Any]]) -> None:
         with ctx.db.engine.begin() as conn:
             insert_nodes(conn, rows)
@@ -155,43 +272,60 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
         await asyncio.to_thread(update_scores, rows)
 
     requests = 0
-    if give_up and runs:
-        error = f"gave up after {attempts - 1} attempts (the worker died or the batch failed)"
+    runs = claim.runs
+    if claim.give_up and runs:
+        error = f"gave up after {claim.attempts - 1} attempts (the worker died or the batch failed)"
         insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
         runs = []
     client = ctx.inference(job.endpoint)
     trouble_before = (client.failed_attempts, client.breaker.openings)
-    if runs or unscored:
+    if runs or claim.unscored:
         heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
         try:
-            if unscored:
-                await rescore(ctx, job, unscored, parents, save_scores)
+            if claim.unscored:
+                await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
             if runs:
-                requests = await generate_rows(ctx, job, batch_id, runs, parents, save, save_scores)
+                requests = await generate_rows(
+                    ctx, job, batch_id, runs, claim.parents, save, save_scores
+                )
         except BaseException:
             _release_claim(ctx, batch_id, token)  # so that a retry can start at once
             raise
         finally:
             heartbeat.cancel()
+    return requests, trouble_before
 
-    with ctx.db.transaction() as session:
-        if runs or unscored:
-            _prune_landed_under_pruned(session, job.id, batch_id)
-        failed_attempts = client.failed_attempts - trouble_before[0]
-        openings = client.breaker.openings - trouble_before[1]
-        if failed_attempts or openings:
-            # What the endpoint did while this batch ran (this process's view).
-            append_event(
-                session,
-                job.id,
-                "endpoint_trouble",
-                endpoint=job.endpoint,
-                batch_id=batch_id,
-                failed_attempts=failed_attempts,
-                circuit_openings=openings,
-                circuit_open=client.breaker.is_open,
-            )
-        return _complete_batch(ctx, session, job, batch_id, requests)
+
+def _complete(
+    ctx: EngineContext,
+    session: Session,
+    claim: _Claim,
+    requests: int,
+    trouble_before: tuple[int, int],
+) -> list[FollowUp]:
+    """The completing transaction's writes: results that landed under a pruned parent,
+    what the endpoint did meanwhile, the batch done and the job's usage."""
+    job, batch_id = claim.job, claim.batch_id
+    if claim.runs or claim.unscored:
+        _prune_landed_under_pruned(session, job.id, batch_id)
+    followups = _complete_batch(ctx, session, job, batch_id, requests)
+    client = ctx.inference(job.endpoint)
+    failed_attempts = client.failed_attempts - trouble_before[0]
+    openings = client.breaker.openings - trouble_before[1]
+    if failed_attempts or openings:
+        # What the endpoint did while this batch ran (this process's view). After the
+        # batch row's lock, like every other writer: batch first, then the job.
+        append_event(
+            session,
+            job.id,
+            "endpoint_trouble",
+            endpoint=job.endpoint,
+            batch_id=batch_id,
+            failed_attempts=failed_attempts,
+            circuit_openings=openings,
+            circuit_open=client.breaker.is_open,
+        )
+    return followups
 
 
 def _release_claim(ctx: EngineContext, batch_id: str, token: str) -> None:
@@ -246,12 +380,14 @@ def _complete_batch(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         return []  # another run of this batch completed it first; its usage is counted
-    prompt_tokens, completion_tokens, count, failed = session.execute(
+    prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(
             func.coalesce(func.sum(Node.prompt_tokens), 0),
             func.coalesce(func.sum(Node.completion_tokens), 0),
             func.count(Node.id),
             func.count(Node.id).filter(Node.status == NodeStatus.failed),
+            # Thoughts' tokens (extended thinking), counted apart as well.
+            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == "think"), 0),
         ).where(Node.batch_id == batch_id)
     ).one()
     endpoint = ctx.settings.endpoints.get(job.endpoint)
@@ -267,6 +403,7 @@ def _complete_batch(
         .values(
             prompt_tokens=Job.prompt_tokens + prompt_tokens,
             completion_tokens=Job.completion_tokens + completion_tokens,
+            thinking_tokens=Job.thinking_tokens + thinking,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
@@ -276,13 +413,14 @@ def _complete_batch(
         )
         .returning(Job.pending_batches)
     ).scalar_one()
-    append_event(
-        session,
-        job.id,
-        "nodes_added",
-        batch_id=batch_id,
-        nodes=int(count),
-        failed=int(failed),
-        completion_tokens=int(completion_tokens),
-    )
+    if count:  # a batch of a cancelled job drains with nothing to report
+        append_event(
+            session,
+            job.id,
+            "nodes_added",
+            batch_id=batch_id,
+            nodes=int(count),
+            failed=int(failed),
+            completion_tokens=int(completion_tokens),
+        )
     return [FollowUp("advance", job.id)] if pending <= 0 else []

@@ -55,12 +55,14 @@ def trim_to_budget(
     room: dict[str, float] = {}  # samples each budget still allows
     if (limit := budget.get("max_nodes")) is not None:
         room["max_nodes"] = limit - job.node_count
+    # A sample that thinks first may spend its thinking cap on top of its answer.
+    worst_tokens = params.max_tokens + int((job.thinking or {}).get("max_tokens") or 0)
     if (limit := budget.get("max_tokens")) is not None:
-        room["max_tokens"] = (limit - job.completion_tokens) // max(1, params.max_tokens)
+        room["max_tokens"] = (limit - job.completion_tokens) // max(1, worst_tokens)
     if (limit := budget.get("max_cost")) is not None and endpoint is not None:
         prompt_tokens = len(job.prompt or str(job.messages or "")) / 4
         per_sample = (
-            params.max_tokens * endpoint.price_per_1k_completion
+            worst_tokens * endpoint.price_per_1k_completion
             + prompt_tokens * endpoint.price_per_1k_prompt
         ) / 1000
         if per_sample > 0:

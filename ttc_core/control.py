@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
+from ttc_core import webhooks
 from ttc_core.errors import ConflictError, InputError, NotFoundError
 from ttc_core.models import (
     TERMINAL_STATUSES,
@@ -40,6 +41,7 @@ def cancel_job(session: Session, job_id: str, *, tenant: str | None = None) -> J
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.cancelled)
+        webhooks.enqueue_for_status(session, job)
     return job
 
 
@@ -120,6 +122,18 @@ def expand_node(
         select(Node.child_index, Node.role).where(Node.parent_id == node.id)
     ).all()
     first = max((i for i, _ in kids), default=-1) + 1
+    # Children still planned in pending batches (an expand a moment ago) are not rows
+    # yet: start after them, or both batches would claim the same child indexes (and the
+    # same batch id).
+    pending = session.scalars(
+        select(ExpansionBatch.spec).where(
+            ExpansionBatch.job_id == job.id, ExpansionBatch.status == BatchStatus.pending
+        )
+    ).all()
+    for spec in pending:
+        for item in spec:
+            if item.get("parent_id") == node.id:
+                first = max(first, int(item["first_index"]) + int(item["k"]))
     role = kids[0][1] if kids else ("sample" if node.role == "root" else "step")
     step = job.step + 1
     batch = ExpansionBatch(

@@ -6,6 +6,9 @@
     │   └── LimitError        over a configured limit (size, N, prompt length)
     ├── NotFoundError         no such job or node (for this tenant)
     ├── ConflictError         the action does not fit the job's state
+    ├── AuthError             no valid API key (401)
+    ├── ForbiddenError        a valid key without the admin role, on an admin route (403)
+    ├── QuotaError            over a tenant's rate or active-job quota (429, Retry-After)
     └── InferenceError        an inference request failed after its retries
         ├── RetryableInferenceError   429, 5xx, timeouts, dropped connections
         └── RejectedRequestError      the server refused the request (4xx)
@@ -45,6 +48,22 @@ class NotFoundError(TTCError):
 
 class ConflictError(TTCError):
     pass
+
+
+class AuthError(TTCError):
+    """No key, a malformed key, or an unknown or revoked one (the API says 401)."""
+
+
+class ForbiddenError(TTCError):
+    pass
+
+
+class QuotaError(TTCError):
+    """Over a per-tenant limit; ``retry_after`` is whole seconds (at least 1)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class InferenceError(TTCError):

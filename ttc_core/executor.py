@@ -13,8 +13,11 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
+from ttc_core.problem_batches import advance_batch, fail_batch
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import FollowUp, advance, expand, fail_job, job_of_batch
+from ttc_core.webhooks.local import LocalDeliverer
+from ttc_core.webhooks.wakeup import current_waker, set_waker
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,12 @@ async def run_followups(ctx: EngineContext, initial: Iterable[FollowUp]) -> None
                 except Exception as exc:  # the job fails and says why; others go on
                     log.exception("job %s: driver step failed", fu.id)
                     fail_job(ctx, fu.id, f"driver step failed: {exc!r}")
+            elif fu.kind == "batch":
+                try:
+                    dispatch(advance_batch(ctx, fu.id))
+                except Exception as exc:
+                    log.exception("problem batch %s: driver step failed", fu.id)
+                    fail_batch(ctx, fu.id, f"batch driver step failed: {exc!r}")
             else:
                 in_flight[asyncio.ensure_future(expand(ctx, fu.id))] = fu.id
 
@@ -60,6 +69,10 @@ class BackgroundExecutor:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ttc-exec")
         self._thread.start()
         self._ctx = asyncio.run_coroutine_threadsafe(self._make(make_context), self._loop).result()
+        # Webhook deliveries committed in this process are attempted on this loop.
+        self._webhooks = LocalDeliverer(self._loop, self._ctx.db, self._ctx.settings)
+        self._previous_waker = set_waker(self._webhooks.wake)
+        self._webhooks.wake_pending()
 
     @staticmethod
     async def _make(make_context: Callable[[], EngineContext]) -> EngineContext:
@@ -74,6 +87,9 @@ class BackgroundExecutor:
         )
 
     def close(self) -> None:
+        if current_waker() == self._webhooks.wake:
+            set_waker(self._previous_waker)
+        asyncio.run_coroutine_threadsafe(self._webhooks.aclose(), self._loop).result(timeout=60)
         asyncio.run_coroutine_threadsafe(self._ctx.aclose(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)

@@ -14,10 +14,11 @@ Roles (``ttc_core.strategies.base.ROLES``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,18 @@ from ttc_core.inference.client import gather_or_cancel, render_messages
 from ttc_core.models import Job, Node, NodeStatus, utcnow
 from ttc_core.runtime import EngineContext
 from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
+from ttc_core.store import PathNode
 from ttc_core.strategies import SamplingParams, get_strategy
+from ttc_core.strategies.states import state_key
+from ttc_core.thinking import (
+    THINK_ROLE,
+    Conversation,
+    ThinkingSpec,
+    answer_request,
+    force_thought,
+    thinking_of,
+    with_controls,
+)
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import Candidate, build_verifier, parse_verifier_spec
 
@@ -64,7 +76,7 @@ class ParentContext:
     feedback: str | None = None
 
 
-def parent_context(path: list[Node]) -> ParentContext:
+def parent_context(path: Sequence[PathNode]) -> ParentContext:
     """What children of ``path[-1]`` need from the path above them."""
     parent = path[-1]
     ctx = ParentContext(
@@ -187,12 +199,20 @@ async def generate_rows(
     params = strategy.parse_params(job.params)
     client = ctx.inference(job.endpoint)
     per_request = client.endpoint.max_n_per_request if client.endpoint.supports_n else 1
+    thinking = thinking_of(job.thinking)
 
     async def run_one(run: Run) -> int:
+        if thinking is not None and run.role == "sample" and client.endpoint.reasoning.forcing:
+            return await _think_then_answer(
+                ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
+            )
         # Each request's samples are saved the moment they arrive (so a crash never pays
         # for them twice), then scored while the batch's other requests still generate.
         seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
+        if thinking is not None:  # the endpoint's reasoning controls, where it has them
+            hidden = 0 if client.endpoint.reasoning.forcing else thinking.cap(ctx.settings)
+            request = with_controls(request, thinking, client.endpoint, hidden)
         try:
             generation = await client.generate(request)
         except InferenceError as exc:
@@ -203,13 +223,124 @@ async def generate_rows(
             NewNode(run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice))
             for choice in generation.choices
         ]
-        await save([node.row for node in fresh])
-        await score(ctx, job, params, fresh)
-        await save_scores([node.row for node in fresh])
+        await _score_and_save(ctx, job, params, fresh, save, save_scores)
         return generation.requests
 
     counts = await gather_or_cancel([run_one(r) for r in split_runs(runs, per_request)])
     return sum(counts)
+
+
+async def _score_and_save(
+    ctx: EngineContext,
+    job: Job,
+    params: SamplingParams,
+    fresh: list[NewNode],
+    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
+) -> None:
+    """Score fresh samples and store them: in one write when scoring is quick, else
+    saved as ``generated`` first (once ``save_unscored_after_s`` has passed), so that a
+    worker that dies during slow scoring (an LLM judge, a busy reward model) loses only
+    the scoring, never the generation. A quick scorer (a PRM, math-verify) thus costs one
+    round trip to the database per request instead of two; a kill inside that short
+    window regenerates those samples, which were still in flight."""
+    unscored = [{**node.row, "meta": dict(node.row["meta"])} for node in fresh]
+    scoring = asyncio.ensure_future(score(ctx, job, params, fresh))
+    try:
+        done, _ = await asyncio.wait({scoring}, timeout=ctx.settings.save_unscored_after_s)
+    except BaseException:
+        scoring.cancel()
+        raise
+    if scoring in done and scoring.exception() is None:
+        await save([node.row for node in fresh])
+        return
+    await save(unscored)  # slow or failed scoring: keep what was paid for
+    await scoring
+    await save_scores([node.row for node in fresh])
+
+
+async def _think_then_answer(
+    ctx: EngineContext,
+    job: Job,
+    params: SamplingParams,
+    run: Run,
+    parent: ParentContext,
+    batch_id: str,
+    thinking: ThinkingSpec,
+    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
+) -> int:
+    """Each sample of ``run`` thinks first under budget forcing (``ttc_core.thinking``),
+    then answers: a ``think`` node in the sample's place and the answer as its child. The
+    thought is saved before the answer is asked for, so a crash never pays for it twice
+    (the sample then stays unanswered). Returns the requests made."""
+    client = ctx.inference(job.endpoint)
+    convo = Conversation(base_messages(job), question_of(job))
+    temperature = params.temperature if run.temperature is None else run.temperature
+
+    async def one(i: int) -> int:
+        index = run.first_index + i
+        seed = child_seed(job, parent, run.first_index) + i
+        sample_run = Run(run.parent_id, run.parent_depth, index, 1, run.role)
+        try:
+            thought = await force_thought(
+                client,
+                convo,
+                thinking,
+                thinking.cap(ctx.settings),
+                seed=seed,
+                temperature=temperature,
+                top_p=params.top_p,
+            )
+        except InferenceError as exc:
+            log.warning("job %s batch %s: thinking failed: %s", job.id, batch_id, exc)
+            await save(failed_rows(job, batch_id, sample_run, str(exc)))
+            return 0
+        think_row = base_row(
+            job,
+            batch_id,
+            Run(run.parent_id, run.parent_depth, index, 1, THINK_ROLE),
+            Choice(
+                0,
+                thought.text,
+                thought.finish_reason,
+                thought.prompt_tokens,
+                thought.tokens,
+                thought.latency_ms,
+                seed,
+            ),
+        )
+        think_row.update(
+            status=NodeStatus.done,
+            meta={"forcings": thought.forcings, "closed_by": thought.closed_by},
+        )
+        await save([think_row])
+        answer_run = Run(think_row["id"], run.parent_depth + 1, 0, 1, run.role)
+        request = answer_request(
+            convo,
+            client.endpoint.reasoning,
+            thought.text,
+            seed=seed,
+            temperature=temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            stop=params.stop,
+        )
+        try:
+            generation = await client.generate(with_controls(request, thinking, client.endpoint))
+        except InferenceError as exc:
+            log.warning("job %s batch %s: answer failed: %s", job.id, batch_id, exc)
+            await save(failed_rows(job, batch_id, answer_run, str(exc)))
+            return thought.requests
+        choice = generation.choices[0]
+        row = base_row(job, batch_id, answer_run, choice)
+        row["meta"] = {"thinking_tokens": thought.tokens, "forcings": thought.forcings}
+        here = ParentContext(address=f"{parent.address}/{index}".lstrip("/"))
+        fresh = [NewNode(answer_run, choice, here, row)]
+        await _score_and_save(ctx, job, params, fresh, save, save_scores)
+        return thought.requests + generation.requests
+
+    return sum(await gather_or_cancel([one(i) for i in range(run.k)]))
 
 
 def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any]:
@@ -252,6 +383,8 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
     becomes ``done``)."""
     for node in fresh:
         node.row["status"] = NodeStatus.done
+        if node.run.role in STEP_ROLES:  # lets a search merge paths reaching one state
+            node.row["meta"]["state"] = state_key([*node.parent.steps, node.choice.text])
     spec = parse_verifier_spec(job.verifier)
     raw_pattern: str | None = getattr(spec, "pattern", None)
     pattern = re.compile(raw_pattern) if raw_pattern else None

@@ -10,5 +10,6 @@ from typing import Literal
 class FollowUp:
     """A task for the executor to run next: a driver step or an expansion batch."""
 
-    kind: Literal["advance", "expand"]
+    #: ``batch``: the driver step of a problem batch (``ttc_core.problem_batches``).
+    kind: Literal["advance", "expand", "batch"]
     id: str

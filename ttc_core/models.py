@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -108,6 +109,16 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     driver_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The problem batch this job solves one problem of (``POST /v1/batches``), if any.
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    #: ``{"url", "events"}``: where this job's events are delivered (Standard Webhooks).
+    webhook: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Last ``JobEvent.seq`` handed out (bumped under the row lock by ``append_event``).
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Extended thinking (``ttc_core.thinking.ThinkingSpec``), or None for none.
+    thinking: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Tokens generated inside thinking blocks (a part of ``completion_tokens``).
+    thinking_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -115,7 +126,11 @@ class Job(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
+        # Counting a tenant's active jobs (the concurrent-job quota) without a scan.
+        Index("ix_jobs_tenant_status", "tenant", "status"),
+    )
 
 
 class Node(Base):
@@ -189,4 +204,178 @@ class JobEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+    #: 1, 2, 3... per job, in commit order: the SSE ``id`` and the polling cursor.
+    seq: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_job_events_job", "job_id", "id"),
+        Index("uq_job_events_job_seq", "job_id", "seq", unique=True),
+    )
+
+
+class Tenant(Base):
+    """A tenant: every job and API key belongs to one. Its row is locked while a
+    submission counts the tenant's active jobs, so the quota holds under concurrency."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, stored only as a SHA-256 hash; ``prefix`` is a non-secret hint for
+    people to recognise a key in listings."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name"), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyState(enum.StrEnum):
+    #: The first request with this key is creating its job.
+    in_progress = "in_progress"
+    #: The job exists; repeats get the stored response.
+    done = "done"
+
+
+class IdempotencyKey(Base):
+    """One ``Idempotency-Key`` of ``POST /v1/jobs``, per tenant. The primary key makes
+    concurrent duplicates collide in the database rather than in application code."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: SHA-256 of the canonical JSON of the validated request body.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=IdempotencyState.in_progress)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DeliveryStatus(enum.StrEnum):
+    #: Waiting for its next attempt (``next_attempt_at``).
+    pending = "pending"
+    #: A receiver answered 2xx.
+    delivered = "delivered"
+    #: Every attempt of the retry schedule failed.
+    exhausted = "exhausted"
+
+
+class WebhookSecret(Base):
+    """A tenant's signing secret (``whsec_...``). The current one has no ``expires_at``;
+    a rotated-out one keeps signing until its ``expires_at`` (the grace period)."""
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_webhook_secrets_tenant", "tenant", "created_at"),
+        # At most one current secret per tenant, even when two first reads race.
+        Index(
+            "uq_webhook_secrets_current",
+            "tenant",
+            unique=True,
+            sqlite_where=text("expires_at IS NULL"),
+            postgresql_where=text("expires_at IS NULL"),
+        ),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event of a job for its webhook. The id is the ``webhook-id`` header: every
+    attempt (retries, redeliveries) sends the same id, so receivers can deduplicate."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    #: ``job.succeeded``, ``job.failed``, ``job.cancelled`` or ``job.progress``.
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    #: ``{"type", "timestamp", "data"}``, sent as the body of every attempt.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: The next attempt was asked for through ``redeliver``.
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Who is sending it now and until when; a duplicate wake-up leaves a live claim alone.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the reaper last woke it (so a backlog is not woken again every sweep).
+    reaped_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The address connected to (the one the SSRF guard checked).
+    address: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: When the next attempt is due after this one failed; None after the last.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_attempts_delivery", "delivery_id", "attempt"),)
+
+
+class ProblemBatch(Base):
+    """Many problems with one budget (``POST /v1/batches``): one job per problem (and per
+    arm: ``adaptive``, plus ``uniform`` when compared), grown round by round by the batch
+    driver step (``ttc_core.problem_batches``). Not to be confused with expansion batches."""
+
+    __tablename__ = "problem_batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    #: The validated submission less its problems (strategy, endpoint, budget, ...).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: ``[{"prompt", "reference"}, ...]`` in submission order.
+    problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Allocation rounds so far and what each decided.
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_problem_batches_tenant_created", "tenant", "created_at", "id"),)

@@ -11,6 +11,10 @@ API died between committing a job and enqueueing it:
   older than ``stall_s``: it is re-enqueued (its attempts are counted when it starts).
 
 Re-enqueueing is always safe: driver steps and batches tolerate running twice.
+
+The same sweep wakes webhook deliveries that are overdue (their wake-up message was
+lost, or their retry was longer than a countdown may be):
+``ttc_core.webhooks.find_due_deliveries``, re-exported here.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from ttc_core.db import Database
 from ttc_core.models import BatchStatus, ExpansionBatch, Job, JobStatus, utcnow
 from ttc_core.steps import FollowUp
 from ttc_core.store import append_event
+from ttc_core.webhooks import find_due_deliveries
+
+__all__ = ["find_due_deliveries", "find_stalled"]
 
 log = logging.getLogger(__name__)
 

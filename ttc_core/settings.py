@@ -13,8 +13,48 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, check_policy
+from ttc_core.errors import InputError
+
+
+class ReasoningControls(BaseModel):
+    """How an endpoint's model is asked to think, and where ttc sees its thinking (jobs with
+    a ``thinking`` option; see ``ttc_core.thinking``). Controls the endpoint lacks (None)
+    are simply not sent.
+
+    vLLM with Qwen3: ``{"enable_param": "enable_thinking"}``; an OpenAI reasoning model:
+    ``{"effort_param": "reasoning_effort", "max_completion_tokens": true, "think_open":
+    null, "think_close": null}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Body field that carries the job's ``thinking.effort`` (e.g. ``reasoning_effort``).
+    effort_param: str | None = Field(default=None, max_length=64)
+    #: Field that carries a thinking-token budget (e.g. ``thinking_budget``).
+    budget_param: str | None = Field(default=None, max_length=64)
+    #: Where ``budget_param`` goes: a top-level body field (what the OpenAI SDK's
+    #: ``extra_body`` sends) or inside vLLM's ``chat_template_kwargs``.
+    budget_in: Literal["body", "chat_template_kwargs"] = "body"
+    #: A ``chat_template_kwargs`` switch set true when a job thinks (``enable_thinking``).
+    enable_param: str | None = Field(default=None, max_length=64)
+    #: Send the cap as ``max_completion_tokens`` (thinking plus answer), as OpenAI's
+    #: reasoning models want, instead of ``max_tokens``.
+    max_completion_tokens: bool = False
+    #: Delimiters of the model's visible thinking; with both set, ttc does budget forcing
+    #: (s1). None: the thinking is hidden and only the controls above are passed.
+    think_open: str | None = Field(default="<think>", max_length=64)
+    think_close: str | None = Field(default="</think>", max_length=64)
+    #: Appended after ``think_close`` when ttc closes a thought to ask for the answer.
+    answer_cue: str = Field(default="\n\n", max_length=256)
+
+    @property
+    def forcing(self) -> bool:
+        """Whether thinking is visible in delimiters, so that it can be forced."""
+        return bool(self.think_open and self.think_close)
 
 
 class EndpointConfig(BaseModel):
@@ -45,6 +85,8 @@ class EndpointConfig(BaseModel):
     #: Failed attempts in a row that open the circuit, and its first cooldown.
     breaker_threshold: int = Field(default=5, ge=1, le=1000)
     breaker_cooldown_s: float = Field(default=2.0, gt=0, le=600)
+    #: Reasoning controls and thinking delimiters (extended thinking, ``thinking`` jobs).
+    reasoning: ReasoningControls = Field(default_factory=ReasoningControls)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -74,7 +116,16 @@ class Settings(BaseSettings):
     max_n: int = Field(default=4096, ge=1)
     #: Most nodes one job's parameters may plan (step searches multiply n by depth).
     max_job_nodes: int = Field(default=200_000, ge=1)
+    #: Difficulty bands of ``strategy: auto`` (JSON, see ``ttc_core.auto``); every band's
+    #: strategy and parameters are checked at start-up.
+    auto_policy: AutoPolicy = Field(default_factory=lambda: DEFAULT_POLICY.model_copy(deep=True))
+    #: Most problems in one ``POST /v1/batches``.
+    max_batch_problems: int = Field(default=1000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    #: Largest thinking budget a job may ask for (``thinking.max_tokens``, ``min_tokens``,
+    #: ``budget_tokens``), and the cap of a thought when a job names none.
+    max_thinking_tokens: int = Field(default=131_072, ge=1)
+    default_thinking_tokens: int = Field(default=8192, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     lease_seconds: float = 60.0
     #: How long a batch claim lasts without a heartbeat (a killed worker's batch is
@@ -86,18 +137,83 @@ class Settings(BaseSettings):
     stall_s: float = Field(default=30.0, gt=0)
     reaper_interval_s: float = Field(default=5.0, gt=0)
     task_time_limit_s: int = 900
+    #: How long an expansion task may go on with the next depth's batch itself instead of
+    #: sending it through the broker (0: always send). Bounded so one job cannot hold a
+    #: worker process for long while other jobs' tasks wait.
+    inline_continuation_s: float = Field(default=10.0, ge=0, le=600)
+    #: Samples whose scoring takes longer than this are saved unscored first (one write
+    #: after scoring when it is quicker; see ``ttc_core.expansion``).
+    save_unscored_after_s: float = Field(default=0.05, ge=0, le=60)
     queue_prefix: str = "ttc"
     #: Send Celery task events from the start (Flower enables them itself when it runs).
     celery_events: bool = False
+    #: Where the admin UI's nav links to Flower (the Celery monitor).
+    flower_url: str = "http://127.0.0.1:5555"
     #: Celery remote control (inspect, enable_events); off: its Redis pub/sub consumer
     #: crashes the worker on a broker restart.
     celery_remote_control: bool = False
+    #: Require an API key on every API route (``ttc keys create``). Off, every caller is
+    #: an admin of tenant ``default``; ``ttc serve`` then refuses to start unless
+    #: ``allow_insecure_no_auth`` says so explicitly.
+    auth_enabled: bool = True
+    allow_insecure_no_auth: bool = False
+    #: How long an ``Idempotency-Key`` of ``POST /v1/jobs`` is remembered.
+    idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
+    #: Job submissions per tenant and minute (a token bucket holding ten seconds' worth).
+    tenant_rate_per_minute: float = Field(default=600.0, gt=0)
+    #: Queued, running and paused jobs a tenant may hold at once.
+    tenant_max_active_jobs: int = Field(default=200, ge=1)
+    #: Deepest ``max_depth`` a step-level job may ask for.
+    max_depth: int = Field(default=64, ge=1)
+    #: Webhooks (Standard Webhooks). Plain ``http://`` URLs are refused unless this is on.
+    webhook_allow_http: bool = False
+    #: Host names and CIDRs webhook URLs may reach although not public (local development,
+    #: tests): a comma list, e.g. ``127.0.0.1,hooks.internal,10.1.0.0/16``.
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Delay in seconds before each attempt (the first is the initial delivery), each with
+    #: +-20% jitter; after the last one a delivery is ``exhausted``. About three days.
+    webhook_retry_schedule_s: list[Annotated[float, Field(ge=0, le=604_800)]] = Field(
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000] + [36000.0] * 6,
+        min_length=1,
+    )
+    #: Connect and read timeout of one delivery attempt (a timeout is a failed attempt).
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    #: How long a rotated-out signing secret still signs (both signatures are sent).
+    webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
+    #: Longest retry delay sent as a Celery countdown; later retries are woken by the
+    #: reaper (a Redis message held past the visibility timeout would be delivered twice).
+    webhook_max_countdown_s: float = Field(default=900.0, ge=0)
+    #: The reaper wakes a due delivery whose wake-up message is this many seconds late.
+    webhook_reap_after_s: float = Field(default=10.0, gt=0)
+    #: Fewest seconds between two ``job.progress`` events of one job.
+    webhook_progress_interval_s: float = Field(default=5.0, ge=0)
+    #: Time allowed to resolve a webhook host name.
+    webhook_resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("endpoints", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: object) -> object:
         if isinstance(value, str):
             value = json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _parse_allow_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("auto_policy", mode="after")
+    @classmethod
+    def _check_auto_policy(cls, value: AutoPolicy) -> AutoPolicy:
+        try:
+            check_policy(value)
+        except InputError as exc:
+            raise ValueError(f"{exc.field}: {exc}") from None
         return value
 
     @property

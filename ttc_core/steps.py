@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ttc_core import webhooks
 from ttc_core.batches import expand
 from ttc_core.budgets import budget_exhausted, budget_label, trim_to_budget
 from ttc_core.expansion import (
@@ -33,16 +34,19 @@ from ttc_core.models import (
     BatchStatus,
     ExpansionBatch,
     Job,
+    JobEvent,
     JobStatus,
     Node,
     utcnow,
 )
+from ttc_core.problem_batches import advance_batch
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
+from ttc_core.thinking import planning_view
 from ttc_core.tree import TreeView, node_id_for
 
-__all__ = ["FollowUp", "advance", "expand", "fail_job", "job_of_batch", "run_driver_steps"]
+__all__ = ["FollowUp", "advance", "drive", "expand", "fail_job", "job_of_batch", "run_driver_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -54,48 +58,89 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
     """Plan the next step of a job; returns the expansion batches to enqueue."""
     with ctx.db.transaction() as session:
         job = lock_job(session, job_id)
-        if job is None or job.status in TERMINAL_STATUSES or job.status == JobStatus.paused:
-            return []
-        if job.pending_batches > 0:
-            return []  # a step is in flight; its last batch enqueues the next driver step
-        if job.status == JobStatus.queued:
-            job.status = JobStatus.running
-            job.started_at = utcnow()
-            append_event(session, job.id, "status_changed", status=JobStatus.running)
-        strategy = get_strategy(job.strategy)
-        params = strategy.parse_params(job.params)
-        tree = load_tree(session, job.id)
-        exhausted = budget_exhausted(job)
-        if exhausted:
-            _finish(session, job, strategy.select(tree, params), ended_by=budget_label(exhausted))
-            return []
-        plan = strategy.plan(tree, params, job.strategy_state)
-        if plan.state is not None:
-            job.strategy_state = plan.state
-        _merge_node_meta(session, plan.node_meta)
-        if plan.finish is not None:
-            _finish(session, job, plan.finish)
-            return []
-        expansions, cut_by = trim_to_budget(
-            job, params, plan.expansions, ctx.settings.endpoints.get(job.endpoint)
+        return [] if job is None else drive(ctx, session, job)
+
+
+def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
+    """The driver step for a job whose row the caller has locked in ``session``: from
+    :func:`advance`, or inside the transaction that completed the step's last batch (one
+    transaction per depth instead of two)."""
+    if job.status in TERMINAL_STATUSES or job.status == JobStatus.paused:
+        return []
+    if job.pending_batches > 0:
+        return []  # a step is in flight; its last batch enqueues the next driver step
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.running
+        job.started_at = utcnow()
+        append_event(session, job.id, "status_changed", status=JobStatus.running)
+    strategy = get_strategy(job.strategy)
+    params = strategy.parse_params(job.params)
+    tree = planning_view(load_tree(session, job.id))  # answers in their thoughts' place
+    if job.step > 0:
+        _report_step(session, job, tree, strategy.select(tree, params))
+    exhausted = budget_exhausted(job)
+    if exhausted:
+        return _finish(
+            session, job, strategy.select(tree, params), ended_by=budget_label(exhausted)
         )
-        if not expansions:
-            label = budget_label(cut_by) if cut_by else "budget"
-            _finish(session, job, strategy.select(tree, params), ended_by=label)
-            return []
-        batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
-        job.step += 1
-        job.pending_batches = len(batches)
-        session.add_all(batches)
-        append_event(
-            session,
-            job.id,
-            "step_planned",
-            step=job.step,
-            batches=len(batches),
-            samples=sum(e.k for e in expansions),
-        )
-        return [FollowUp("expand", b.id) for b in batches]
+    plan = strategy.plan(tree, params, job.strategy_state)
+    if plan.state is not None:
+        job.strategy_state = plan.state
+    _merge_node_meta(session, plan.node_meta)
+    for kind, data in plan.events:
+        append_event(session, job.id, kind, **data)
+    if plan.finish is not None:
+        return _finish(session, job, plan.finish)
+    expansions, cut_by = trim_to_budget(
+        job, params, plan.expansions, ctx.settings.endpoints.get(job.endpoint)
+    )
+    if not expansions:
+        label = budget_label(cut_by) if cut_by else "budget"
+        return _finish(session, job, strategy.select(tree, params), ended_by=label)
+    batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
+    job.step += 1
+    job.pending_batches = len(batches)
+    session.add_all(batches)
+    append_event(
+        session,
+        job.id,
+        "step_planned",
+        step=job.step,
+        batches=len(batches),
+        samples=sum(e.k for e in expansions),
+    )
+    webhooks.enqueue_for_status(session, job, ctx.settings)  # job.progress, if asked for
+    return [FollowUp("expand", b.id) for b in batches]
+
+
+def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) -> None:
+    """Progress events of a step whose expansions have all landed: ``step_done``, and
+    ``best_changed`` when the strategy's current pick differs from the last one reported
+    (read back from the events, so a re-run or a manual expansion never repeats it)."""
+    frontier = sum(
+        1 for n in tree.nodes.values() if n.usable and not n.is_terminal and not tree.children(n.id)
+    )
+    append_event(
+        session,
+        job.id,
+        "step_done",
+        step=job.step,
+        nodes=len(tree.nodes),
+        frontier=frontier,
+        best_score=best.score,
+        completion_tokens=job.completion_tokens,
+    )
+    if best.node_id is None:
+        return
+    last = session.scalar(
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job.id, JobEvent.kind == "best_changed")
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    current = {"node_id": best.node_id, "answer": best.answer, "score": best.score}
+    if last is None or {k: last.get(k) for k in current} != current:
+        append_event(session, job.id, "best_changed", step=job.step, **current)
 
 
 def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
@@ -150,7 +195,11 @@ def _make_batches(
     ]
 
 
-def _finish(session: Session, job: Job, selection: Selection, ended_by: str | None = None) -> None:
+def _finish(
+    session: Session, job: Job, selection: Selection, ended_by: str | None = None
+) -> list[FollowUp]:
+    """Record the job's result; a job of a problem batch hands back the batch's driver
+    step (the batch plans its next round once all its jobs are done)."""
     text = None
     if selection.node_id is not None:
         node = session.get(Node, selection.node_id)
@@ -184,6 +233,8 @@ def _finish(session: Session, job: Job, selection: Selection, ended_by: str | No
         ended_by=ended_by or "strategy",
         error=selection.error,
     )
+    webhooks.enqueue_for_status(session, job)
+    return [FollowUp("batch", job.batch_id)] if job.batch_id else []
 
 
 # ---------------------------------------------------------------- expansion
@@ -199,6 +250,7 @@ def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
         job.error = error[:2000]
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.failed, error=job.error)
+        webhooks.enqueue_for_status(session, job, ctx.settings)
 
 
 def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:
@@ -219,6 +271,8 @@ def run_driver_steps(ctx: EngineContext, followups: Sequence[FollowUp]) -> list[
         followup = pending.pop(0)
         if followup.kind == "advance":
             pending.extend(advance(ctx, followup.id))
+        elif followup.kind == "batch":
+            pending.extend(advance_batch(ctx, followup.id))
         else:
             batches.append(followup)
     return batches

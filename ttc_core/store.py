@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, insert, select
+from sqlalchemy import Connection, Insert, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from ttc_core.models import Job, JobEvent, Node
+from ttc_core.models import Job, JobEvent, Node, utcnow
 from ttc_core.tree import NodeView, TreeView
 
 _TREE_COLUMNS = (
@@ -24,6 +24,7 @@ _TREE_COLUMNS = (
     Node.score,
     Node.correct,
     Node.completion_tokens,
+    Node.meta["state"].as_string(),
 )
 
 
@@ -56,12 +57,77 @@ def insert_nodes(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> 
         conn.execute(_insert_ignoring_duplicates(bind.dialect.name), list(rows))
 
 
+_PENDING_EVENTS = "ttc_pending_events"
+
+
 def append_event(session: Session, job_id: str, kind: str, **data: Any) -> None:
-    session.add(JobEvent(job_id=job_id, kind=kind, data=data))
+    """Record a progress event; it is written, with the job's next sequence numbers,
+    when ``session`` commits.
+
+    ``job_events.id`` cannot order a stream: ids are taken at insert time but become
+    visible at commit, so a reader resuming after 41 may see 43 before 42 commits and
+    then skip 42 for good. Instead events take ``seq`` from ``jobs.event_seq`` with
+    ``UPDATE ... SET event_seq = event_seq + n RETURNING``. That update holds the job's
+    row lock until this transaction ends, so a second writer of the same job waits and
+    then reads the committed counter: a job's events commit in ``seq`` order, and a
+    reader that has seen ``seq`` n has seen every event before it (SQLite serialises
+    writers anyway).
+
+    A transaction's events are buffered and written just before it commits: one
+    ``UPDATE`` per job and one multi-row ``INSERT`` however many events it has (a tree
+    search appends four per depth), and the job's row is locked only at the end.
+    """
+    pending: list[dict[str, Any]] = session.info.setdefault(_PENDING_EVENTS, [])
+    pending.append({"job_id": job_id, "kind": kind, "data": data, "created_at": utcnow()})
 
 
-def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Node]]:
-    """Root-to-node paths of several nodes, in one recursive query."""
+@event.listens_for(Session, "before_commit")
+def _write_pending_events(session: Session) -> None:
+    pending: list[dict[str, Any]] = session.info.pop(_PENDING_EVENTS, [])
+    if not pending:
+        return
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for row in pending:
+        by_job.setdefault(row["job_id"], []).append(row)
+    for job_id in sorted(by_job):  # one lock order for every writer
+        rows = by_job[job_id]
+        last = session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            # Keep updated_at: the reaper reads it as "the job's state moved".
+            .values(event_seq=Job.event_seq + len(rows), updated_at=Job.updated_at)
+            .returning(Job.event_seq)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        for offset, row in enumerate(rows):
+            row["seq"] = last - len(rows) + 1 + offset
+    session.execute(insert(JobEvent), pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_events(session: Session, previous_transaction: Any) -> None:
+    session.info.pop(_PENDING_EVENTS, None)
+
+
+class PathNode(NamedTuple):
+    """What a path above a node tells its children (``expansion.parent_context``)."""
+
+    id: str
+    parent_id: str | None
+    depth: int
+    child_index: int
+    role: str
+    text: str
+    status: str
+    meta: dict[str, Any] | None
+
+
+_PATH_COLUMNS = tuple(getattr(Node, name) for name in PathNode._fields)
+
+
+def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[PathNode]]:
+    """Root-to-node paths of several nodes, in one recursive query (plain rows, not ORM
+    objects: this runs once per depth of every tree search, inside its transaction)."""
     if not node_ids:
         return {}
     seed = (
@@ -73,11 +139,11 @@ def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Node
     ancestors = seed.union(
         select(parent.id, parent.parent_id).join(seed, parent.id == seed.c.parent_id)
     )
-    rows = session.scalars(select(Node).where(Node.id.in_(select(ancestors.c.id)))).all()
-    known = {node.id: node for node in rows}
-    paths: dict[str, list[Node]] = {}
+    rows = session.execute(select(*_PATH_COLUMNS).where(Node.id.in_(select(ancestors.c.id)))).all()
+    known = {row.id: PathNode(*row) for row in rows}
+    paths: dict[str, list[PathNode]] = {}
     for node_id in node_ids:
-        path: list[Node] = []
+        path: list[PathNode] = []
         current = known.get(node_id)
         while current is not None:
             path.append(current)

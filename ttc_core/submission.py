@@ -20,15 +20,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
+from ttc_core.auto import check_policy
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
-from ttc_core.strategies import STRATEGIES, SamplingParams, get_strategy
+from ttc_core.strategies import STRATEGIES, AutoParams, SamplingParams, get_strategy
+from ttc_core.thinking import ThinkingSpec, check_thinking
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import MathSpec, VerifierSpec, check_spec
+from ttc_core.webhooks import Resolver, WebhookSpec, validate_webhook
 
 
 class ChatMessage(BaseModel):
@@ -83,6 +86,13 @@ class JobSpec(BaseModel):
     reference: str | None = Field(default=None, max_length=10_000)
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
+    webhook: WebhookSpec | None = Field(
+        default=None, description="where to send the job's events (Standard Webhooks)"
+    )
+    thinking: ThinkingSpec | None = Field(
+        default=None,
+        description="extended thinking: reasoning controls and budget forcing (any strategy)",
+    )
 
     @model_validator(mode="after")
     def _one_prompt(self) -> JobSpec:
@@ -96,8 +106,26 @@ class JobSpec(BaseModel):
         return render_messages([m.model_dump() for m in self.messages or []])
 
 
-def validate_job(spec: JobSpec, settings: Settings) -> SamplingParams:
+def _refuse_nul(value: Any, field: str = "") -> None:
+    """Postgres text cannot hold a NUL character: name the field that has one (else the
+    insert would fail as a server error)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InputError("text must not contain a NUL character (\\u0000)", field=field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, field)
+            _refuse_nul(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nul(item, f"{field}.{i}")
+
+
+def validate_job(
+    spec: JobSpec, settings: Settings, *, resolver: Resolver | None = None
+) -> SamplingParams:
     """Check names, parameters and limits; returns the strategy's parsed parameters."""
+    _refuse_nul(spec.model_dump(mode="json", exclude_none=True))
     if spec.strategy not in STRATEGIES:
         raise UnknownNameError(
             f"unknown strategy {spec.strategy!r}; known: {', '.join(sorted(STRATEGIES))}",
@@ -121,9 +149,16 @@ def validate_job(spec: JobSpec, settings: Settings) -> SamplingParams:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise InputError(f"params.{loc}: {err['msg']}", field=f"params.{loc}") from None
+    params = _fit_to_job(spec, params, settings)
     n = getattr(params, "n", None)
     if n is not None and n > settings.max_n:
         raise LimitError(f"n={n} is over this server's limit of {settings.max_n}", field="params.n")
+    depth = getattr(params, "max_depth", None)
+    if depth is not None and depth > settings.max_depth:
+        raise LimitError(
+            f"max_depth={depth} is over this server's limit of {settings.max_depth}",
+            field="params.max_depth",
+        )
     planned = strategy.planned_samples(params)
     if planned > settings.max_job_nodes:
         raise LimitError(
@@ -157,13 +192,24 @@ def validate_job(spec: JobSpec, settings: Settings) -> SamplingParams:
             "reward_model verifier",
             field="reference",
         )
+    if spec.webhook is not None:
+        validate_webhook(spec.webhook, settings, resolver=resolver)
+    if spec.thinking is not None:
+        check_thinking(spec.thinking, endpoint, settings)
     return params
 
 
-def create_job(session: Session, spec: JobSpec, settings: Settings, *, tenant: str) -> Job:
+def create_job(
+    session: Session,
+    spec: JobSpec,
+    settings: Settings,
+    *,
+    tenant: str,
+    resolver: Resolver | None = None,
+) -> Job:
     """Validate, then write the job, its root node and its first event (one transaction
     is the caller's). The caller enqueues the first driver step after commit."""
-    params = validate_job(spec, settings)
+    params = validate_job(spec, settings, resolver=resolver)
     job_id = str(uuid.uuid4())
     job = Job(
         id=job_id,
@@ -180,6 +226,8 @@ def create_job(session: Session, spec: JobSpec, settings: Settings, *, tenant: s
         seed=spec.seed if spec.seed is not None else secrets.randbelow(2**31),
         status=JobStatus.queued,
         strategy_state={},
+        webhook=spec.webhook.model_dump() if spec.webhook is not None else None,
+        thinking=_thinking_of(spec, settings),
     )
     session.add(job)
     session.flush()
@@ -198,3 +246,70 @@ def create_job(session: Session, spec: JobSpec, settings: Settings, *, tenant: s
     )
     append_event(session, job_id, "job_created", strategy=spec.strategy, endpoint=spec.endpoint)
     return job
+
+
+def _thinking_of(spec: JobSpec, settings: Settings) -> dict[str, Any] | None:
+    """The job's thinking option with its cap resolved (stored with the job, so a later
+    settings change leaves it alone); strategies that always think get the defaults."""
+    thinking = spec.thinking
+    if thinking is None and get_strategy(spec.strategy).thinks:
+        thinking = ThinkingSpec()
+    if thinking is None:
+        return None
+    return thinking.model_copy(update={"max_tokens": thinking.cap(settings)}).model_dump()
+
+
+def _fit_to_job(spec: JobSpec, params: SamplingParams, settings: Settings) -> SamplingParams:
+    """Checks of parameters against the rest of the submission. ``stop_on_pass`` needs a
+    verifier that passes or fails a sample; ``auto`` takes the server's policy when it
+    names none (stored with the job, so a later settings change leaves it alone), and
+    every band of it must be able to run this job."""
+    if getattr(params, "stop_on_pass", False) and (
+        spec.reference is None and spec.verifier.kind != "code"
+    ):
+        raise InputError(
+            "stop_on_pass stops when a sample passes: give a 'reference' or a code verifier "
+            "with tests",
+            field="params.stop_on_pass",
+        )
+    adaptive = getattr(params, "adaptive", None)
+    if adaptive is not None and adaptive.min_samples > getattr(params, "n", 0):
+        raise InputError(
+            "adaptive.min_samples cannot exceed n (the most samples drawn)",
+            field="params.adaptive.min_samples",
+        )
+    if not isinstance(params, AutoParams):
+        return params
+    field = "params.policy"
+    if params.policy is None:
+        params = params.model_copy(update={"policy": settings.auto_policy})
+        field = "auto_policy"
+    assert params.policy is not None
+    check_policy(params.policy, field=field)
+    for i, band in enumerate(params.policy.bands):
+        inner = get_strategy(band.strategy)
+        where = f"{field}.bands.{i}"
+        if inner.needs_step_scorer and spec.prm is None:
+            raise InputError(
+                f"band {band.name!r} runs {band.strategy}, which ranks reasoning steps: give "
+                "a 'prm' step scorer",
+                field="prm",
+            )
+        if (
+            inner.needs_scores
+            and spec.prm is None
+            and spec.verifier.kind != "reward_model"
+            and spec.reference is None
+        ):
+            raise InputError(
+                f"band {band.name!r} runs {band.strategy}, which ranks samples by score: give "
+                "a 'reference' answer or use a reward_model verifier",
+                field="reference",
+            )
+        n = getattr(inner.parse_params(band.params), "n", None)
+        if n is not None and n > settings.max_n:
+            raise LimitError(
+                f"band {band.name!r}: n={n} is over this server's limit of {settings.max_n}",
+                field=f"{where}.params.n",
+            )
+    return params

@@ -31,6 +31,9 @@ class NodeView:
     score: float | None = None
     correct: bool | None = None
     completion_tokens: int = 0
+    #: Step nodes: the key of the state the path reaches (``meta.state``, see
+    #: :mod:`ttc_core.strategies.states`); None for other roles and older nodes.
+    state: str | None = None
 
     @property
     def usable(self) -> bool:

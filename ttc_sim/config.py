@@ -33,9 +33,37 @@ Quality
     one of a few lead-ins (``"Now: "``, ...) rather than verbatim, so that right continuations
     of one prefix differ between seeds (diversity for step-level search); 0 gives the reference
     text only.
+    ``graded_alpha`` (3.0), ``graded_beta`` (1.0): the ``graded`` family only, instead of
+    ``step_accuracy``/``sample_accuracy``: each problem's sample accuracy p is a Beta(alpha,
+    beta) draw keyed by the problem id (the default, mean 0.75, is mostly easy with a tail of
+    hard and hopeless problems, like a capable model on a benchmark). ``graded_skew`` (0.5):
+    a wrong graded sample picks distractor i with weight ``graded_skew ** i`` (1 is uniform).
     ``game24_skill`` (0.5): Game of 24 only, instead of ``step_accuracy``: probability that a
     move keeps 24 reachable, when such a move exists; otherwise the move is a uniformly random
     legal move (which may keep 24 reachable by chance).
+    Game of 24 realism (all off by default; see ``bench/RESULTS.md`` for a calibration to the
+    Tree-of-Thoughts paper): ``game24_propose_skill`` (None: ``game24_skill``) is the skill of
+    a move made on a board the prompt shows, i.e. the first move of every generation (a
+    step-level proposal continuing a path whose last line lists the numbers left, or a whole
+    sample's first move on the puzzle's numbers); ``game24_sample_skill`` (None:
+    ``game24_skill``) is the skill of every later move of the same generation, made on a board
+    the model wrote itself (a whole sample's second and third moves: chain-of-thought errors
+    compound). ``game24_difficulty_sd`` (0): each puzzle draws a difficulty d ~ N(0, 1) once,
+    keyed by its id, and both skills become ``sigmoid(logit(skill) - game24_difficulty_sd * d)``
+    on it (a Rasch model), so that some puzzles are nearly never solved and samples of one
+    puzzle fail together. ``game24_mistakes`` (``random``): a move that misses is a uniformly
+    random legal move (``random``, which may keep 24 reachable by chance) or a uniformly
+    random dead-end move (``dead_end``, when one exists: a blunder, as a model's wrong
+    arithmetic or wrong board would be). ``game24_value_accuracy`` (None:
+    ``judge_accuracy``): the value judge's vote accuracy on Game of 24 paths.
+Extended thinking (see :mod:`ttc_sim.thinking`)
+    A thought in ``<think>…</think>`` is made of segments of ~``think_mean_tokens`` (150)
+    tokens (Gamma, coefficient of variation ``think_length_cv`` (0.5); 0: exactly the mean);
+    a forced ``Wait`` continues it by one more segment. The answer after a thought of L tokens
+    is right with probability ``think_p0 + (think_p_max - think_p0) * (1 - exp(-L /
+    think_tau_tokens))`` (0.3, 0.9, 400). ``think_always`` (false): every fresh sample thinks
+    (an R1-style model); otherwise only prompts that open ``<think>`` and chat requests with
+    ``chat_template_kwargs.enable_thinking`` do.
 Step-level judges (see :mod:`ttc_sim.judges` and :mod:`ttc_sim.prm`)
     ``prm_noise`` (0.2): the process reward model's logit for a step is +-2.2 (steps 1..i all
     right, or not) plus Gaussian noise of standard deviation ``prm_noise * 10``.
@@ -57,7 +85,7 @@ Protocol
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -80,6 +108,20 @@ class SimConfig(BaseModel):
     reward_noise: float = Field(default=0.15, ge=0)
     step_variety: float = Field(default=0.75, ge=0, le=1)
     game24_skill: float = Field(default=0.5, ge=0, le=1)
+    game24_propose_skill: float | None = Field(default=None, ge=0, le=1)
+    game24_sample_skill: float | None = Field(default=None, ge=0, le=1)
+    game24_difficulty_sd: float = Field(default=0.0, ge=0, le=20)
+    game24_mistakes: Literal["random", "dead_end"] = "random"
+    game24_value_accuracy: float | None = Field(default=None, ge=0, le=1)
+    graded_alpha: float = Field(default=3.0, gt=0, le=1000)
+    graded_beta: float = Field(default=1.0, gt=0, le=1000)
+    graded_skew: float = Field(default=0.5, gt=0, le=1)
+    think_mean_tokens: float = Field(default=150.0, ge=1, le=100_000)
+    think_length_cv: float = Field(default=0.5, ge=0, le=5)
+    think_p0: float = Field(default=0.3, ge=0, le=1)
+    think_p_max: float = Field(default=0.9, ge=0, le=1)
+    think_tau_tokens: float = Field(default=400.0, gt=0, le=1_000_000)
+    think_always: bool = False
     prm_noise: float = Field(default=0.2, ge=0)
     judge_accuracy: float = Field(default=0.8, ge=0, le=1)
     critic_accuracy: float = Field(default=0.7, ge=0, le=1)

@@ -1,13 +1,21 @@
 """Game of 24: exact arithmetic on fractions, a memoised solver, legal moves in the
-Tree-of-Thoughts format (``13 - 9 = 4 (left: 4 4 10)``) and an expression checker."""
+Tree-of-Thoughts format (``13 - 9 = 4 (left: 4 4 10)``), an expression checker, and the
+simulated model's per-puzzle move skill (:func:`move_skills`)."""
 
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from .rng import rng_for
+
+if TYPE_CHECKING:
+    from .config import SimConfig
 
 TARGET = Fraction(24)
 
@@ -229,3 +237,37 @@ def check_expression(expr: str, numbers: tuple[int, ...]) -> bool:
     except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
         return False
     return value == TARGET and sorted(leaves) == sorted(Fraction(n) for n in numbers)
+
+
+# ------------------------------------------------------------------ simulated skill
+
+
+@lru_cache(maxsize=20_000)
+def puzzle_difficulty(pid: str) -> float:
+    """A puzzle's latent difficulty d ~ N(0, 1), drawn once from its id: the same puzzle is
+    hard for every sample and every prompt, so failures on it are correlated."""
+    return rng_for("game24-difficulty", pid).gauss(0.0, 1.0)
+
+
+def skill_on(skill: float, shift: float) -> float:
+    """``sigmoid(logit(skill) - shift)`` (a Rasch model: ability minus difficulty, in
+    logits); 0 and 1 stay what they are."""
+    if shift == 0.0 or skill <= 0.0 or skill >= 1.0:
+        return skill
+    x = math.log(skill / (1.0 - skill)) - shift
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def move_skills(cfg: SimConfig, pid: str) -> tuple[float, float]:
+    """(skill of a generation's first move, skill of its later moves) on puzzle ``pid``.
+
+    The first move is made on a board the prompt shows (the puzzle, or the ``left:`` list of
+    the path being continued), the later ones on a board the model wrote itself; see
+    :class:`ttc_sim.config.SimConfig`. Both fall back to ``game24_skill``.
+    """
+    propose = cfg.game24_skill if cfg.game24_propose_skill is None else cfg.game24_propose_skill
+    later = cfg.game24_skill if cfg.game24_sample_skill is None else cfg.game24_sample_skill
+    if cfg.game24_difficulty_sd == 0.0:
+        return propose, later
+    shift = cfg.game24_difficulty_sd * puzzle_difficulty(pid)
+    return skill_on(propose, shift), skill_on(later, shift)

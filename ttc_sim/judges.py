@@ -10,7 +10,8 @@ Value (:data:`VALUE_MARKER`)
     step right so far; Game of 24: every move legal and 24 still reachable from the numbers
     left). With probability ``judge_accuracy`` the vote has the right polarity: ``sure`` or
     ``likely`` (evenly) for a possible path, ``impossible`` for a dead one; otherwise
-    ``impossible`` for a possible path, ``likely`` (3 in 4) or ``sure`` for a dead one.
+    ``impossible`` for a possible path, ``likely`` (3 in 4) or ``sure`` for a dead one. Game of
+    24 paths use ``game24_value_accuracy`` instead when it is set.
 Critique (:data:`CRITIQUE_MARKER`)
     ``... Problem:\\n{question}\\n\\nSolution:\\n{solution}\\n\\nCritique:``, optionally with the
     line ``An automatic check of this solution reported: ...``. Steps are the solution's
@@ -25,7 +26,8 @@ Revision (:data:`REVISE_MARKER`)
     The answer is a whole solution in the usual sample format. When the critique names the
     previous attempt's real first wrong step ``k`` (``Step k is incorrect``), steps ``1..k-1``
     are kept and the rest regenerated with the accuracy raised to ``p + (1 - p) * revise_gain``
-    (``step_accuracy``, ``game24_skill`` and ``sample_accuracy`` alike). When it says
+    (``step_accuracy``, ``game24_skill`` and its per-move variants, and ``sample_accuracy``
+    alike). When it says
     ``No errors.`` and the attempt is right so far, the attempt is kept (and finished if it has
     no final answer). Any other critique gives a plain new sample.
 
@@ -180,7 +182,10 @@ def value_vote(req: JudgeRequest, seed: int, cfg: SimConfig) -> Sample:
     right."""
     possible = req.first_bad is None
     r = rng_for("value", req.problem.id, seed, req.digest)
-    right = r.random() < cfg.judge_accuracy
+    accuracy = cfg.judge_accuracy
+    if req.problem.family == "game24" and cfg.game24_value_accuracy is not None:
+        accuracy = cfg.game24_value_accuracy
+    right = r.random() < accuracy
     if possible:
         word = ("sure" if r.random() < 0.5 else "likely") if right else "impossible"
     else:
@@ -241,8 +246,10 @@ def boosted(cfg: SimConfig) -> SimConfig:
         "step_accuracy": up(cfg.step_accuracy),
         "game24_skill": up(cfg.game24_skill),
     }
-    if cfg.sample_accuracy is not None:
-        update["sample_accuracy"] = up(cfg.sample_accuracy)
+    for key in ("sample_accuracy", "game24_propose_skill", "game24_sample_skill"):
+        value = getattr(cfg, key)
+        if value is not None:
+            update[key] = up(value)
     return cfg.model_copy(update=update)
 
 

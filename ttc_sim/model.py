@@ -12,7 +12,11 @@ right or wrong, may start with a lead-in (``step_variety``), so that the right c
 one prefix differ between seeds. A wrong answer is drawn uniformly from the problem's
 ``distractors`` distinct wrong answers. Game of 24 samples make three legal moves, each keeping
 24 reachable with probability ``game24_skill`` (when such a move exists; otherwise any legal
-move); their answer is the expression the moves build, right or wrong.
+move); their answer is the expression the moves build, right or wrong. With the Game of 24
+realism knobs a generation's first move (made on the board its prompt shows) and its later
+moves have their own skills, shifted per puzzle, and a miss may be a dead end
+(:func:`ttc_sim.game24.move_skills`); a cut sample continued with its own seed then comes
+out whole only when the two skills are equal.
 
 Every draw comes from ``random.Random`` seeded by a stable hash of (problem id, seed, what is
 drawn, step index, the path so far), so a sample depends only on (problem, seed, config,
@@ -53,7 +57,9 @@ from .steps import (
     split_chunks,
     vary_step,
 )
-from .tasks import LETTERS, Problem
+from .tasks import LETTERS, Problem, graded_accuracy
+from .thinking import THINK_CLOSE, THINK_OPEN, ThoughtState, accuracy_at, read_thought, segment
+from .tokens import count_tokens
 
 _OFFSETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 50, 100)
 
@@ -118,9 +124,15 @@ def _distractors(pid: str, family: str, answer: str, count: int) -> tuple[str, .
     return tuple(out)
 
 
-def generate(problem: Problem, seed: int, cfg: SimConfig, prefix: str = "") -> Sample:
+def generate(
+    problem: Problem, seed: int, cfg: SimConfig, prefix: str = "", *, think: bool = False
+) -> Sample:
     """A sample for ``problem`` with ``seed``; ``prefix`` is what already follows the question
-    (steps of a partial solution to continue), empty for a fresh sample."""
+    (steps of a partial solution to continue), empty for a fresh sample. ``think``: the request
+    asked for thinking (see :mod:`ttc_sim.thinking`; a prefix opening ``<think>`` does too)."""
+    thought = read_thought(prefix, start=think or cfg.think_always)
+    if thought is not None:
+        return _generate_after_thought(problem, seed, cfg, prefix, thought)
     progress = read_progress(problem, prefix) if prefix else Progress()
     if progress.done:
         return Sample("", progress.answer, is_correct(problem, progress.answer))
@@ -131,7 +143,10 @@ def generate(problem: Problem, seed: int, cfg: SimConfig, prefix: str = "") -> S
     reference = problem.steps
     new_steps: list[str] = []
     steps_correct: list[bool] = []
-    if cfg.sample_accuracy is None:
+    accuracy = cfg.sample_accuracy
+    if problem.family == "graded":  # per-problem accuracy, whole-sample correctness
+        accuracy = graded_accuracy(problem.id, cfg.graded_alpha, cfg.graded_beta)
+    if accuracy is None:
         for j in range(progress.steps, len(reference)):
             r = rng_for("step", problem.id, seed, j, h.hexdigest())
             good = r.random() < cfg.step_accuracy
@@ -144,7 +159,7 @@ def generate(problem: Problem, seed: int, cfg: SimConfig, prefix: str = "") -> S
         answer_rng = rng_for("answer", problem.id, seed, h.hexdigest())
     else:
         r = rng_for("sample", problem.id, seed)
-        good_sample = r.random() < cfg.sample_accuracy
+        good_sample = r.random() < accuracy
         bad_step = r.randrange(len(reference)) if reference else -1
         for j in range(progress.steps, len(reference)):
             good = good_sample or j != bad_step
@@ -159,8 +174,36 @@ def generate(problem: Problem, seed: int, cfg: SimConfig, prefix: str = "") -> S
         answer = problem.answer
     else:
         wrong = _distractors(problem.id, problem.family, problem.answer, cfg.distractors)
-        answer = wrong[answer_rng.randrange(len(wrong))]
+        if problem.family == "graded":  # a few distractors take most of the wrong mass
+            weights = [cfg.graded_skew**i for i in range(len(wrong))]
+            answer = answer_rng.choices(wrong, weights)[0]
+        else:
+            answer = wrong[answer_rng.randrange(len(wrong))]
     return _assemble(sep, new_steps, steps_correct, answer, correct)
+
+
+def _generate_after_thought(
+    problem: Problem, seed: int, cfg: SimConfig, prefix: str, state: ThoughtState
+) -> Sample:
+    """Continue an open thought by one segment and close it, then answer with the accuracy
+    the whole thought's length buys (:func:`ttc_sim.thinking.accuracy_at`)."""
+    head, tokens, after = "", state.tokens, state.after
+    if state.open:
+        if not prefix.strip():
+            head = THINK_OPEN + "\n"
+        lead = "" if not prefix or prefix[-1].isspace() else ", " if prefix[-1].isalpha() else " "
+        more = segment(problem, seed, tokens, cfg, lead)
+        tokens = count_tokens((state.thought + more).strip())
+        head += more + THINK_CLOSE + "\n\n"
+        after = ""
+    answer_cfg = cfg.model_copy(
+        update={"sample_accuracy": accuracy_at(tokens, cfg), "think_always": False}
+    )
+    sample = generate(problem, seed, answer_cfg, after)
+    shift = len(head)
+    sample.text = head + sample.text
+    sample.bad_spans = [(a + shift, b + shift) for a, b in sample.bad_spans]
+    return sample
 
 
 def _assemble(
@@ -191,6 +234,7 @@ def _generate_game24(
     good_sample = True
     if cfg.sample_accuracy is not None:
         good_sample = rng_for("sample", problem.id, seed).random() < cfg.sample_accuracy
+    first_skill, later_skill = game24.move_skills(cfg, problem.id)
     steps: list[str] = []
     steps_correct: list[bool] = []
     j = progress.steps
@@ -204,8 +248,10 @@ def _generate_game24(
             r = rng_for("move", problem.id, seed, j, h.hexdigest())
             if not progress.ok:  # an illegal move in the prefix: the path stays wrong
                 pool = bad or good
-            elif good and r.random() < cfg.game24_skill:
+            elif good and r.random() < (first_skill if j == progress.steps else later_skill):
                 pool = good
+            elif cfg.game24_mistakes == "dead_end" and bad:
+                pool = bad
             else:
                 pool = good + bad
         move = r.choice(pool)

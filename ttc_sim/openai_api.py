@@ -4,8 +4,9 @@
 Accepted fields: ``model``, ``prompt`` (str or list of str) or ``messages``, ``n``, ``stop``
 (str or list), ``max_tokens`` (chat also ``max_completion_tokens``), ``temperature``, ``seed``,
 ``logprobs`` (completions: an int; chat: a bool with ``top_logprobs``), ``stream``,
-``stream_options.include_usage`` and vLLM's ``include_stop_str_in_output``. Other fields are
-ignored, as servers do.
+``stream_options.include_usage``, vLLM's ``include_stop_str_in_output`` and (chat)
+``chat_template_kwargs.enable_thinking`` (the model opens a ``<think>`` block, as Qwen3 does).
+Other fields are ignored, as servers do.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class GenRequest:
     logprobs: int | None = None
     stream: bool = False
     include_usage: bool = False
+    #: Chat ``chat_template_kwargs.enable_thinking``: a fresh sample thinks first.
+    enable_thinking: bool = False
 
 
 def _int(body: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
@@ -153,6 +156,10 @@ def parse_request(kind: Kind, body: dict[str, Any], max_n: int) -> GenRequest:
     if options is not None and not isinstance(options, dict):
         raise HTTPError(400, "stream_options must be an object", param="stream_options")
     include_usage = bool(options and options.get("include_usage"))
+    template_kwargs = body.get("chat_template_kwargs")
+    if template_kwargs is not None and not isinstance(template_kwargs, dict):
+        raise HTTPError(400, "chat_template_kwargs must be an object", param="chat_template_kwargs")
+    enable_thinking = kind == "chat" and bool((template_kwargs or {}).get("enable_thinking"))
     return GenRequest(
         kind=kind,
         model=model,
@@ -166,6 +173,7 @@ def parse_request(kind: Kind, body: dict[str, Any], max_n: int) -> GenRequest:
         logprobs=logprobs,
         stream=stream,
         include_usage=include_usage,
+        enable_thinking=enable_thinking,
     )
 
 

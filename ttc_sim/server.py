@@ -381,7 +381,7 @@ class SimApp:
                     prefix = ""
             for i, seed in enumerate(self._seeds(req)):
                 if judge is None:
-                    sample = generate(problem, seed, cfg, prefix)
+                    sample = generate(problem, seed, cfg, prefix, think=req.enable_thinking)
                 else:
                     sample = answer_judge(judge, seed, cfg)
                 text, finish, stop_reason = _apply_stop(sample.text, req.stop, req.include_stop)

@@ -14,6 +14,13 @@ Families
 ``choice``
     Multiple-choice arithmetic questions with options A-E and a letter answer,
     ``"Problem C-<seed>-<index>: ..."`` (:func:`choice_problems`).
+``graded``
+    Problems of varying difficulty for adaptive compute (``"Problem D-<seed>-<index>: ..."``,
+    :func:`graded_problems`): the synthetic word problem of the same seed and index, but each
+    sample is right with a per-problem probability p drawn from Beta(``graded_alpha``,
+    ``graded_beta``) keyed by the problem id (:func:`graded_accuracy`), and wrong samples
+    concentrate on a few distractors (weights ``graded_skew`` ** i), so that voting is
+    meaningful and some problems are hopeless.
 ``game24``
     The bundled 1,362 Game of 24 puzzles (``"Problem G-<rank>: ..."``, :func:`game24_problems`);
     steps are Tree-of-Thoughts moves (``13 - 9 = 4 (left: 4 4 10)``), the answer an expression.
@@ -41,7 +48,7 @@ from importlib import resources
 from . import game24
 from .rng import rng_for, text_digest
 
-FAMILIES = ("gsm8k", "synthetic", "choice", "game24", "generic")
+FAMILIES = ("gsm8k", "synthetic", "graded", "choice", "game24", "generic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +185,30 @@ def synthetic_problems(count: int, seed: int = 0, steps: int | None = None) -> l
     return [synthetic_problem(seed, i, steps) for i in range(count)]
 
 
+# ---------------------------------------------------------------------------- graded
+
+
+@cache
+def graded_problem(seed: int, index: int) -> Problem:
+    """Graded problem number ``index`` of the set drawn with ``seed``: the synthetic problem
+    of that seed and index under the id ``D-<seed>-<index>`` (its accuracy is per problem)."""
+    base = synthetic_problem(seed, index)
+    pid = f"D-{seed}-{index}"
+    question = base.question.replace(f"Problem {base.id}:", f"Problem {pid}:", 1)
+    return Problem(pid, "graded", question, base.answer, base.steps)
+
+
+def graded_problems(count: int, seed: int = 0) -> list[Problem]:
+    """``count`` graded problems (ids ``D-<seed>-0`` ...)."""
+    return [graded_problem(seed, i) for i in range(count)]
+
+
+def graded_accuracy(problem_id: str, alpha: float, beta: float) -> float:
+    """The per-sample accuracy p of a graded problem: one Beta(alpha, beta) draw keyed by
+    the problem id (the same problem is as hard in every run with the same knobs)."""
+    return rng_for("graded-p", problem_id, alpha, beta).betavariate(alpha, beta)
+
+
 # ---------------------------------------------------------------------------- choice
 
 LETTERS = "ABCDE"
@@ -287,7 +318,7 @@ def generic_problem(text: str) -> Problem:
 
 # ---------------------------------------------------------------------------- index
 
-_ID = re.compile(r"Problem (S|C)(\d*)-(-?\d+)-(\d+):")
+_ID = re.compile(r"Problem (S|C|D)(\d*)-(-?\d+)-(\d+):")
 _G_ID = re.compile(r"Problem G-(\d+(?:-\d+){0,3}):")
 _TOT_INPUT = re.compile(r"(?m)^\s*Input:\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 
@@ -353,6 +384,8 @@ class ProblemIndex:
                 p = choice_problem(seed, index)
             elif kind == "S" and not size:
                 p = synthetic_problem(seed, index)
+            elif kind == "D" and not size:
+                p = graded_problem(seed, index)
             elif kind == "S" and 1 <= int(size) <= MAX_SYNTHETIC_STEPS:
                 p = synthetic_problem(seed, index, int(size))
             if p is not None:

@@ -23,11 +23,16 @@ from ttc_worker.queues import (
     MAINTENANCE_QUEUE,
     REAP_TASK,
     WEBHOOK_QUEUE,
+    WEBHOOK_TASK,
 )
 
 settings = get_settings()
 
-app = Celery("ttc", broker=settings.broker_url, include=["ttc_worker.tasks"])
+app = Celery(
+    "ttc",
+    broker=settings.broker_url,
+    include=["ttc_worker.tasks", "ttc_worker.webhook_tasks"],
+)
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -50,6 +55,7 @@ app.conf.update(
         ADVANCE_TASK: {"queue": DRIVER_QUEUE},
         EXPAND_TASK: {"queue": EXPAND_QUEUE},
         REAP_TASK: {"queue": MAINTENANCE_QUEUE},
+        WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
     },
     beat_schedule={
         "reap-stalled-work": {

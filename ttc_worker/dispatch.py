@@ -6,9 +6,13 @@ from collections.abc import Iterable
 
 from ttc_core.steps import FollowUp
 from ttc_worker.app import app
-from ttc_worker.queues import ADVANCE_TASK, DRIVER_QUEUE, EXPAND_QUEUE, EXPAND_TASK
+from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, DRIVER_QUEUE, EXPAND_QUEUE, EXPAND_TASK
 
-_ROUTES = {"advance": (ADVANCE_TASK, DRIVER_QUEUE), "expand": (EXPAND_TASK, EXPAND_QUEUE)}
+_ROUTES = {
+    "advance": (ADVANCE_TASK, DRIVER_QUEUE),
+    "expand": (EXPAND_TASK, EXPAND_QUEUE),
+    "batch": (BATCH_TASK, DRIVER_QUEUE),
+}
 
 
 def enqueue(followups: Iterable[FollowUp]) -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
+from ttc_core.batches import BatchError, expand_chain
 from ttc_core.errors import InputError
 from ttc_core.models import ExpansionBatch
+from ttc_core.problem_batches import advance_batch, fail_batch, find_stalled_batches
 from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
-from ttc_core.steps import advance, expand, fail_job, job_of_batch, run_driver_steps
+from ttc_core.steps import advance, fail_job, job_of_batch
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime
 from ttc_worker.app import app
 from ttc_worker.dispatch import enqueue
-from ttc_worker.queues import ADVANCE_TASK, EXPAND_TASK, REAP_TASK
+from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, EXPAND_QUEUE, EXPAND_TASK, REAP_TASK
+from ttc_worker.webhook_tasks import reap_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,25 @@ def advance_task(self: Any, job_id: str) -> None:
             fail_job(runtime.context(), job_id, f"driver step failed: {exc!r}")
             return
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+    # The step's first batch runs here (no hop to another process), the rest go out.
+    first = next((f for f in followups if f.kind == "expand"), None)
+    enqueue([f for f in followups if f is not first])
+    if first is not None:
+        retry = _chain(first.id)
+        if retry is not None:
+            _send_later(retry)
+
+
+@app.task(name=BATCH_TASK, bind=True, max_retries=5)
+def batch_task(self: Any, batch_id: str) -> None:
+    """The driver step of a problem batch: plan its next round, start its jobs."""
+    try:
+        followups = advance_batch(runtime.context(), batch_id)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            fail_batch(runtime.context(), batch_id, f"batch driver step failed: {exc!r}")
+            return
+        raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     enqueue(followups)
 
 
@@ -40,37 +64,62 @@ def advance_task(self: Any, job_id: str) -> None:
 def reap_task() -> None:
     ctx = runtime.context()
     enqueue(find_stalled(ctx.db, stall_s=ctx.settings.stall_s))
+    enqueue(find_stalled_batches(ctx.db, stall_s=ctx.settings.stall_s))
+    reap_deliveries()
 
 
 @app.task(name=EXPAND_TASK, bind=True, max_retries=10)
 def expand_task(self: Any, batch_id: str) -> None:
+    """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
+    too (``ttc_core.batches.expand_chain``); other batches go to the queue."""
+    retry = _chain(batch_id)
+    if retry is None:
+        return
+    if retry.batch_id == batch_id:
+        raise self.retry(exc=retry.exc, countdown=retry.countdown) from retry.exc
+    _send_later(retry)  # a later depth's batch: it gets a task of its own
+
+
+@dataclass(frozen=True)
+class _Retry:
+    batch_id: str
+    exc: BaseException
+    countdown: float
+
+
+def _chain(batch_id: str) -> _Retry | None:
+    """Run the chain from ``batch_id``; a retry to schedule when a batch failed (errors
+    that retrying cannot fix fail the job here instead)."""
+    until = time.monotonic() + runtime.context().settings.inline_continuation_s
     try:
-        followups = runtime.run(lambda ctx: expand(ctx, batch_id))
-    except PERMANENT_ERRORS as exc:
+        runtime.run(lambda ctx: expand_chain(ctx, batch_id, until=until, send=enqueue))
+    except BatchError as err:
+        return _on_failure(err.batch_id, err.__cause__ or err)
+    return None
+
+
+def _on_failure(batch_id: str, exc: BaseException) -> _Retry | None:
+    ctx = runtime.context()
+    if isinstance(exc, PERMANENT_ERRORS):
         # A scorer or verifier that answers garbage after its own retries will do so again.
-        ctx = runtime.context()
         job_id = job_of_batch(ctx, batch_id)
         log.error("batch %s: %r", batch_id, exc)
         if job_id is not None:
             fail_job(ctx, job_id, f"{type(exc).__name__}: {exc}")
-        return
-    except Exception as exc:
-        ctx = runtime.context()
-        with ctx.db.session() as session:
-            attempts = session.scalar(
-                select(ExpansionBatch.attempts).where(ExpansionBatch.id == batch_id)
-            )
-        if (attempts or 0) >= ctx.settings.max_batch_attempts:
-            job_id = job_of_batch(ctx, batch_id)
-            log.error("batch %s failed %s times: %r", batch_id, attempts, exc)
-            if job_id is not None:
-                fail_job(ctx, job_id, f"expansion failed after {attempts} attempts: {exc!r}")
-            return
-        raise self.retry(exc=exc, countdown=1 + 2 * (attempts or 0)) from exc
-    try:
-        batches = run_driver_steps(runtime.context(), followups)
-    except Exception:
-        # Leave the driver step to its own task (with its retries and failure handling).
-        log.exception("batch %s: inline driver step failed; enqueueing it", batch_id)
-        batches = followups
-    enqueue(batches)
+        return None
+    with ctx.db.session() as session:
+        attempts = session.scalar(
+            select(ExpansionBatch.attempts).where(ExpansionBatch.id == batch_id)
+        )
+    if (attempts or 0) >= ctx.settings.max_batch_attempts:
+        job_id = job_of_batch(ctx, batch_id)
+        log.error("batch %s failed %s times: %r", batch_id, attempts, exc)
+        if job_id is not None:
+            fail_job(ctx, job_id, f"expansion failed after {attempts} attempts: {exc!r}")
+        return None
+    return _Retry(batch_id, exc, 1 + 2 * (attempts or 0))
+
+
+def _send_later(retry: _Retry) -> None:
+    log.warning("batch %s failed (%r); retrying in %ss", retry.batch_id, retry.exc, retry.countdown)
+    app.send_task(EXPAND_TASK, args=[retry.batch_id], queue=EXPAND_QUEUE, countdown=retry.countdown)

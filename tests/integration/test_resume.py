@@ -33,7 +33,13 @@ def slow_stack(tmp_path: Path) -> Iterator[tuple[Stack, SimServer, str]]:
         SimServer(SimConfig(base_latency_s=0.15, per_token_latency_s=0.0, slots=64)) as sim,
         fresh_postgres() as db_url,
         run_stack(
-            database_url=db_url, broker_url=broker, log_dir=tmp_path, sim_url=sim.url
+            database_url=db_url,
+            broker_url=broker,
+            log_dir=tmp_path,
+            sim_url=sim.url,
+            # A warm shutdown lets the task in hand finish, and a task goes on with the next
+            # depths for up to inline_continuation_s: off, so the stop lands between steps.
+            extra_env={"TTC_INLINE_CONTINUATION_S": "0"},
         ) as stack,
     ):
         yield stack, sim, db_url

@@ -5,13 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
 from ttc_api.deps import DatabaseDep, DispatcherDep, SessionDep, TenantDep
-from ttc_api.problems import PROBLEM_RESPONSES
-from ttc_api.schemas import JobPublic, NodeDetail, NodesPublic
-from ttc_api.services import get_job, job_public, list_nodes, node_detail
+from ttc_api.problems import PROBLEM_RESPONSES, STATE_PROBLEM_RESPONSES
+from ttc_api.schemas import ExpandRequest, JobPublic, NodeDetail, NodesPublic, PruneResult
+from ttc_api.services import (
+    NO_NUL,
+    NodeFilter,
+    NodeStatusFilter,
+    get_job,
+    job_public,
+    list_nodes,
+    node_detail,
+)
 from ttc_core.control import expand_node, prune_node
+from ttc_core.errors import InputError
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/nodes", tags=["nodes"], responses=PROBLEM_RESPONSES)
 
@@ -21,13 +29,33 @@ def read_nodes(
     job_id: str,
     session: SessionDep,
     tenant: TenantDep,
-    parent_id: Annotated[str | None, Query(description="only children of this node")] = None,
+    parent_id: Annotated[
+        str | None, Query(pattern=NO_NUL, description="only children of this node")
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    under: Annotated[
+        str | None,
+        Query(pattern=NO_NUL, description="only this node and its descendants, breadth-first"),
+    ] = None,
+    status: Annotated[
+        NodeStatusFilter | None, Query(description="pending (not scored yet), done, ...")
+    ] = None,
+    min_score: Annotated[float | None, Query(description="score >= this")] = None,
+    max_score: Annotated[float | None, Query(description="score <= this")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="step text contains")
+    ] = None,
 ) -> NodesPublic:
-    """Nodes of a job, cursor-paged: children of ``parent_id``, or all breadth-first."""
+    """Nodes of a job, cursor-paged: children of ``parent_id``, or breadth-first (the
+    subtree ``under`` a node, or all), optionally filtered by status, score or text."""
+    if parent_id is not None and under is not None:
+        raise InputError("give parent_id or under, not both", field="under")
     job = get_job(session, job_id, tenant=tenant)
-    return list_nodes(session, job, parent_id=parent_id, cursor=cursor, limit=limit)
+    filters = NodeFilter(status=status, min_score=min_score, max_score=max_score, text=q)
+    return list_nodes(
+        session, job, parent_id=parent_id, cursor=cursor, limit=limit, filters=filters, under=under
+    )
 
 
 @router.get("/{node_id}", response_model=NodeDetail)
@@ -37,16 +65,7 @@ def read_node(job_id: str, node_id: str, session: SessionDep, tenant: TenantDep)
     return node_detail(session, job, node_id)
 
 
-class ExpandRequest(BaseModel):
-    k: int = Field(default=4, ge=1, le=256, description="children to generate")
-
-
-class PruneResult(BaseModel):
-    job: JobPublic
-    pruned: int = Field(description="nodes marked pruned (the node and its subtree)")
-
-
-@router.post("/{node_id}/prune", response_model=PruneResult)
+@router.post("/{node_id}/prune", response_model=PruneResult, responses=STATE_PROBLEM_RESPONSES)
 def prune(job_id: str, node_id: str, db: DatabaseDep, tenant: TenantDep) -> PruneResult:
     """Cut a subtree: never expanded again; in-flight results under it land pruned."""
     with db.transaction() as session:
@@ -54,7 +73,12 @@ def prune(job_id: str, node_id: str, db: DatabaseDep, tenant: TenantDep) -> Prun
         return PruneResult(job=job_public(job), pruned=count)
 
 
-@router.post("/{node_id}/expand", response_model=JobPublic, status_code=202)
+@router.post(
+    "/{node_id}/expand",
+    response_model=JobPublic,
+    status_code=202,
+    responses=STATE_PROBLEM_RESPONSES,
+)
 def expand(
     job_id: str,
     node_id: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttc_core.strategies.auto import Auto, AutoParams
 from ttc_core.strategies.base import (
     Expand,
     Plan,
@@ -17,6 +18,7 @@ from ttc_core.strategies.dvts import Dvts, DvtsParams
 from ttc_core.strategies.mcts import Mcts, MctsParams
 from ttc_core.strategies.refine import Refine, RefineParams
 from ttc_core.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
+from ttc_core.strategies.think import Think, ThinkParams
 from ttc_core.strategies.tot_bfs import TotBfs, TotBfsParams
 from ttc_core.strategies.tot_dfs import TotDfs, TotDfsParams
 
@@ -31,6 +33,8 @@ STRATEGIES: dict[str, Strategy[Any]] = {
         TotDfs(),
         Mcts(),
         Refine(),
+        Think(),
+        Auto(),
     )
 }
 
@@ -44,6 +48,8 @@ def get_strategy(name: str) -> Strategy[Any]:
 
 __all__ = [
     "STRATEGIES",
+    "Auto",
+    "AutoParams",
     "BeamSearch",
     "BeamSearchParams",
     "BestOfN",
@@ -61,6 +67,8 @@ __all__ = [
     "SelfConsistency",
     "SelfConsistencyParams",
     "Strategy",
+    "Think",
+    "ThinkParams",
     "TotBfs",
     "TotBfsParams",
     "TotDfs",

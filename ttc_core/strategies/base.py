@@ -52,8 +52,10 @@ P = TypeVar("P", bound=SamplingParams)
 #: ``sample`` a whole answer to the question; ``step`` one reasoning step continuing the
 #: parent's path (stops at the step delimiter); ``lookahead`` a step generated only to
 #: score its parent (beam-search lookahead); ``critique`` a review of the parent answer;
-#: ``revise`` a new answer from the grandparent answer and the parent critique.
-ROLES = ("sample", "step", "lookahead", "critique", "revise")
+#: ``revise`` a new answer from the grandparent answer and the parent critique; ``think``
+#: a thought before an answer (extended thinking: the ``sample`` below it is the answer,
+#: and strategies see that answer in the thought's place, ``ttc_core.thinking``).
+ROLES = ("sample", "step", "lookahead", "critique", "revise", "think")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,9 @@ class Plan:
     state: dict[str, Any] | None = None  # None: leave the persisted state unchanged
     #: Values to merge into nodes' ``meta`` (e.g. MCTS visit counts), keyed by node id.
     node_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Job events to record with this step, as ``(kind, data)`` (e.g. ``adaptive_stop``):
+    #: why a strategy decided what it did, kept with the job.
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class Strategy(ABC, Generic[P]):
@@ -103,6 +108,8 @@ class Strategy(ABC, Generic[P]):
     needs_scores: ClassVar[bool] = False
     #: Whether the job must name a step scorer (``prm``): step-level search ranks by it.
     needs_step_scorer: ClassVar[bool] = False
+    #: Whether the job thinks even without a ``thinking`` option (the defaults apply).
+    thinks: ClassVar[bool] = False
 
     def parse_params(self, raw: Mapping[str, Any]) -> P:
         return self.params_model.model_validate(dict(raw))  # type: ignore[return-value]

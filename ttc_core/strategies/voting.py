@@ -1,7 +1,9 @@
 """Vote counting over extracted, normalized answers (self-consistency and weighted BoN).
 
-Ties are broken deterministically: larger vote, then larger summed score, then the
-answer whose first sample came earliest, then the answer string.
+Ties are broken deterministically: larger vote (count, or summed score when weighted),
+then the answer whose first sample came earliest, then the answer string. A plain
+majority never looks at scores, not even to break a tie: with a reference the score *is*
+the right answer, and an oracle tie-break would inflate self-consistency's accuracy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ class AnswerVotes:
     answer: str
     count: int = 0
     weight: float = 0.0
-    score_sum: float = 0.0
     first_index: int = 1 << 62
 
 
@@ -44,11 +45,10 @@ def tally(nodes: Iterable[NodeView], *, weighted: bool = False) -> Tally:
         score = node.score or 0.0
         votes.count += 1
         votes.weight += score
-        votes.score_sum += score
         votes.first_index = min(votes.first_index, node.child_index)
 
-    def rank(v: AnswerVotes) -> tuple[float, float, int, str]:
+    def rank(v: AnswerVotes) -> tuple[float, int, str]:
         primary = v.weight if weighted else float(v.count)
-        return (-primary, -v.score_sum, v.first_index, v.answer)
+        return (-primary, v.first_index, v.answer)
 
     return Tally(sorted(by_answer.values(), key=rank), weighted=weighted)

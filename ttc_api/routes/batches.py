@@ -1,0 +1,141 @@
+"""Problem batch routes: submit many problems with one budget, read, list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel
+from sqlalchemy import and_, or_, select
+
+from ttc_api import examples
+from ttc_api.cursors import decode_cursor, encode_cursor
+from ttc_api.deps import (
+    DatabaseDep,
+    DispatcherDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+)
+from ttc_api.problems import PROBLEM_RESPONSES
+from ttc_core.errors import NotFoundError
+from ttc_core.followup import FollowUp
+from ttc_core.models import ProblemBatch
+from ttc_core.problem_batches import BatchSpec, create_batch, report
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=PROBLEM_RESPONSES)
+
+
+class BatchAccepted(BaseModel):
+    id: str
+    status: str
+    location: str
+    jobs: int
+
+
+class BatchPublic(BaseModel):
+    id: str
+    status: str
+    spec: dict[str, Any]
+    #: Allocation rounds so far: budget left, samples allocated, expected gain.
+    rounds: list[dict[str, Any]]
+    #: Per arm: samples, tokens, finished problems, accuracy (with references); and the
+    #: paired comparison with the uniform split when it was asked for.
+    summary: dict[str, Any]
+    #: Per problem and arm: job, status, answer, correct, samples, tokens.
+    problems: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+
+class BatchesPublic(BaseModel):
+    data: list[BatchPublic]
+    next_cursor: str | None = None
+
+
+def _get(session: SessionDep, batch_id: str, tenant: str | None) -> ProblemBatch:
+    batch = session.get(ProblemBatch, batch_id)
+    if batch is None or (tenant is not None and batch.tenant != tenant):
+        raise NotFoundError(f"no batch {batch_id}")
+    return batch
+
+
+def _public(session: SessionDep, batch: ProblemBatch, *, problems: bool) -> BatchPublic:
+    live = report(session, batch)
+    return BatchPublic(
+        id=batch.id,
+        status=batch.status,
+        spec=batch.spec,
+        rounds=list(batch.state.get("log", [])),
+        summary=live["summary"],
+        problems=live["problems"] if problems else None,
+        error=batch.error,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchAccepted,
+    responses={202: examples.json_example(examples.BATCH_ACCEPTED)},
+    openapi_extra=examples.request_example(examples.BATCH_SUBMIT),
+)
+def submit_batch(
+    spec: BatchSpec,
+    response: Response,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    principal: PrincipalDep,
+) -> BatchAccepted:
+    """Submit problems with one budget; ttc probes all, then spends the rest where it helps."""
+    with db.transaction() as session:
+        batch, job_ids = create_batch(session, spec, settings, tenant=principal.tenant)
+    # Enqueue only after commit: a worker must find the rows it is told about.
+    dispatcher.dispatch([FollowUp("advance", job_id) for job_id in job_ids])
+    location = f"/v1/batches/{batch.id}"
+    response.headers["Location"] = location
+    return BatchAccepted(id=batch.id, status=batch.status, location=location, jobs=len(job_ids))
+
+
+@router.get(
+    "", response_model=BatchesPublic, responses={200: examples.json_example(examples.BATCHES)}
+)
+def read_batches(
+    session: SessionDep,
+    tenant: TenantDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> BatchesPublic:
+    """List batches, newest first (cursor-paged; per-problem rows left out)."""
+    query = select(ProblemBatch)
+    if tenant is not None:
+        query = query.where(ProblemBatch.tenant == tenant)
+    if cursor:
+        created, batch_id = decode_cursor(cursor, 2)
+        created_at = dt.datetime.fromisoformat(created)
+        query = query.where(
+            or_(
+                ProblemBatch.created_at < created_at,
+                and_(ProblemBatch.created_at == created_at, ProblemBatch.id < batch_id),
+            )
+        )
+    order = (ProblemBatch.created_at.desc(), ProblemBatch.id.desc())
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    return BatchesPublic(
+        data=[_public(session, b, problems=False) for b in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{batch_id}",
+    response_model=BatchPublic,
+    responses={200: examples.json_example(examples.BATCH)},
+)
+def read_batch(batch_id: str, session: SessionDep, tenant: TenantDep) -> BatchPublic:
+    """A batch's status, allocation rounds, per-problem spend and answers, accuracy."""
+    return _public(session, _get(session, batch_id, tenant), problems=True)

@@ -1,0 +1,128 @@
+"""Per-tenant limits on job submissions: a rate and a quota of active jobs.
+
+The rate is a token bucket per tenant holding ten seconds' worth of
+``tenant_rate_per_minute`` (the same bucket as the endpoint limits in
+:mod:`ttc_core.inference.limiter`): in Redis when the service runs on Celery, so that every
+API process draws on one bucket, in this process otherwise (embedded mode). A refused
+submission learns how long until a token is back (``Retry-After``).
+
+The quota counts the tenant's queued, running and paused jobs inside the submitting
+transaction, with the tenant's row locked (``SELECT ... FOR UPDATE``), so concurrent
+submissions cannot both squeeze under it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ttc_core.auth import ensure_tenant
+from ttc_core.errors import QuotaError
+from ttc_core.inference.limiter import _TAKE as TAKE_SCRIPT
+from ttc_core.inference.limiter import _bucket as bucket_shape
+from ttc_core.models import Job, JobStatus, Tenant
+from ttc_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running, JobStatus.paused)
+#: What a tenant at its active-job quota is told to wait: no finish time is known, so
+#: a short poll interval.
+QUOTA_RETRY_AFTER_S = 5
+
+
+class SubmissionRate(Protocol):
+    def try_take(self, tenant: str, per_minute: float) -> float:
+        """Take one submission token: 0.0 if taken, else seconds until one is free."""
+
+
+class LocalSubmissionRate:
+    """Buckets in this process; routes run in a thread pool, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (level, last refill)
+
+    def try_take(self, tenant: str, per_minute: float) -> float:
+        capacity, rate = bucket_shape(per_minute)
+        with self._lock:
+            now = time.monotonic()
+            level, last = self._buckets.get(tenant, (capacity, now))
+            level = min(capacity, level + (now - last) * rate)
+            if level >= 1.0:
+                self._buckets[tenant] = (level - 1.0, now)
+                return 0.0
+            self._buckets[tenant] = (level, now)
+            return (1.0 - level) / rate
+
+
+class RedisSubmissionRate:
+    """One bucket per tenant in Redis, shared by every API process. If Redis is down the
+    submission goes ahead (logged): the broker is down too, and the reaper enqueues the
+    committed job once it is back."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._take = self._redis.register_script(TAKE_SCRIPT)
+        self._prefix = prefix
+
+    def try_take(self, tenant: str, per_minute: float) -> float:
+        import redis
+
+        capacity, rate = bucket_shape(per_minute)
+        try:
+            wait = self._take(
+                keys=[f"{self._prefix}:tenant-rate:{tenant}"], args=[capacity, rate, 1.0]
+            )
+        except redis.RedisError as exc:
+            log.warning("tenant %s: rate limit not checked, Redis unavailable: %s", tenant, exc)
+            return 0.0
+        return float(wait)
+
+
+def make_submission_rate(settings: Settings) -> SubmissionRate:
+    if settings.executor == "celery":
+        return RedisSubmissionRate(settings.limiter_redis_url, settings.queue_prefix)
+    return LocalSubmissionRate()
+
+
+def check_rate(rate: SubmissionRate, tenant: str, settings: Settings) -> None:
+    wait = rate.try_take(tenant, settings.tenant_rate_per_minute)
+    if wait > 0:
+        raise QuotaError(
+            f"tenant {tenant} is over its rate of {settings.tenant_rate_per_minute:g} "
+            "submissions per minute",
+            retry_after=math.ceil(wait),
+        )
+
+
+def check_active_jobs(session: Session, tenant: str, settings: Settings) -> None:
+    """Raise QuotaError if the tenant is over its quota of active jobs, counting the one
+    this transaction just added. Call after adding it: the tenant's row stays locked
+    until commit, so the next submission counts this job (a count in a fresh statement
+    sees what committed meanwhile), and validation (webhook DNS included) runs before
+    the lock is taken, not while other submissions wait on it."""
+    locked = session.scalar(select(Tenant.name).where(Tenant.name == tenant).with_for_update())
+    if locked is None:
+        ensure_tenant(session, tenant)
+        session.scalar(select(Tenant.name).where(Tenant.name == tenant).with_for_update())
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
+    )
+    limit = settings.tenant_max_active_jobs
+    if (active or 0) > limit:
+        raise QuotaError(
+            f"tenant {tenant} has {limit} active jobs, its quota; wait for one to finish or "
+            "cancel one",
+            retry_after=QUOTA_RETRY_AFTER_S,
+        )
