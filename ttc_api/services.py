@@ -72,16 +72,30 @@ def job_public(job: Job) -> JobPublic:
 
 
 def list_jobs(
-    session: Session, *, tenant: str | None, cursor: str | None, limit: int, status: str | None
+    session: Session,
+    *,
+    tenant: str | None,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
+    strategy: str | None = None,
 ) -> JobsPublic:
+    """Newest first, keyset-paged on ``(created_at, id)``."""
     query = select(Job)
     if tenant is not None:
         query = query.where(Job.tenant == tenant)
     if status is not None:
         query = query.where(Job.status == status)
+    if strategy is not None:
+        query = query.where(Job.strategy == strategy)
     if cursor:
         created, job_id = decode_cursor(cursor, 2)
-        created_at = dt.datetime.fromisoformat(created)
+        try:
+            created_at = dt.datetime.fromisoformat(str(created))
+        except ValueError:
+            raise InputError("malformed cursor", field="cursor") from None
+        if not isinstance(job_id, str) or "\x00" in job_id:
+            raise InputError("malformed cursor", field="cursor")
         query = query.where(
             or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
         )

@@ -177,8 +177,8 @@ def fresh_postgres(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     try:
         yield url
     finally:
-        from ttc_core.db import engine_for
+        from ttc_core.db import dispose_engine
 
-        engine_for(url).dispose()
+        dispose_engine(url)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -100,9 +100,12 @@ def read_jobs(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     status: JobStatus | None = None,
+    strategy: Annotated[str | None, Query(max_length=64, description="only this strategy")] = None,
 ) -> JobsPublic:
-    """List jobs, newest first (cursor-paged)."""
-    return list_jobs(session, tenant=tenant, cursor=cursor, limit=limit, status=status)
+    """List jobs, newest first (cursor-paged), optionally by status and strategy."""
+    return list_jobs(
+        session, tenant=tenant, cursor=cursor, limit=limit, status=status, strategy=strategy
+    )
 
 
 @router.get("/{job_id}", response_model=JobPublic)

@@ -4,17 +4,14 @@ in SQL, so a 100,000-node job ships a few dozen numbers, not its tree)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, and_, cast, func, or_, select
+from sqlalchemy import Integer, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from ttc_api.cursors import decode_cursor, encode_cursor
 from ttc_api.schemas import JobsPublic
-from ttc_api.services import job_public
-from ttc_core.errors import InputError
+from ttc_api.services import list_jobs
 from ttc_core.models import Job, Node, NodeStatus
 
 HISTOGRAM_BINS = 20
@@ -30,35 +27,10 @@ def list_jobs_page(
     cursor: str | None,
     limit: int,
 ) -> JobsPublic:
-    """Newest first, keyset-paged on ``(created_at, id)`` like ``GET /v1/jobs``."""
-    query = select(Job)
-    if tenant is not None:
-        query = query.where(Job.tenant == tenant)
-    if status is not None:
-        query = query.where(Job.status == status)
-    if strategy is not None:
-        query = query.where(Job.strategy == strategy)
-    if cursor:
-        created, job_id = decode_cursor(cursor, 2)
-        try:
-            created_at = dt.datetime.fromisoformat(str(created))
-        except ValueError:
-            raise InputError("malformed cursor", field="cursor") from None
-        if not isinstance(job_id, str) or "\x00" in job_id:
-            raise InputError("malformed cursor", field="cursor")
-        query = query.where(
-            or_(
-                Job.created_at < created_at,
-                and_(Job.created_at == created_at, Job.id < job_id),
-            )
-        )
-    rows = list(
-        session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1))
+    """The jobs list as ``GET /v1/jobs`` pages it, with the strategy filter."""
+    return list_jobs(
+        session, tenant=tenant, status=status, strategy=strategy, cursor=cursor, limit=limit
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
-    return JobsPublic(data=[job_public(j) for j in rows], next_cursor=next_cursor)
 
 
 def job_parameters(job: Job) -> dict[str, Any]:
