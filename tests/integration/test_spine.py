@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -23,6 +24,24 @@ def _wait_terminal(stack: Stack, job_id: str, timeout: float = 60) -> dict[str, 
         return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
 
     return wait_until(done, timeout=timeout, every=0.1)  # type: ignore[no-any-return]
+
+
+def _quiesce(stack: Stack) -> None:
+    """The simulator is shared by the session's tests: cancel what other tests left
+    running and wait until nothing is in flight, so that its counters count one test."""
+    listed = stack.api.get("/v1/jobs", params={"limit": 200}).json()["data"]
+    for job in listed:
+        if job["status"] in {"queued", "running", "paused"}:
+            stack.api.post(f"/v1/jobs/{job['id']}/cancel")
+            _wait_terminal(stack, job["id"])
+
+    def idle_for_a_while() -> bool:
+        if stack.sim_metrics()["in_flight_requests"]:
+            return False
+        time.sleep(0.3)
+        return stack.sim_metrics()["in_flight_requests"] == 0
+
+    wait_until(idle_for_a_while, timeout=30)
 
 
 def _all_nodes(stack: Stack, job_id: str, parent_id: str) -> list[dict[str, Any]]:
@@ -144,6 +163,7 @@ def test_cancel_is_idempotent_and_recorded(stack: Stack) -> None:
 def test_endpoint_concurrency_holds_across_worker_processes(stack: Stack) -> None:
     """4 concurrent jobs of 24 single-sample requests each, over 2 worker processes: never
     more than the endpoint's max_concurrency=3 in flight at the simulator."""
+    _quiesce(stack)
     stack.sim.reset_metrics()
     job_ids = []
     for i in range(4):
