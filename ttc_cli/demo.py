@@ -131,6 +131,9 @@ def run_demo(ns: argparse.Namespace) -> int:
 
             from ttc_api.app import create_app
 
-            print(f"browse http://127.0.0.1:{ns.port}/v1/jobs (Ctrl-C to stop)")
+            print(
+                f"browse http://127.0.0.1:{ns.port}/ui (the trees) or "
+                f"http://127.0.0.1:{ns.port}/v1/jobs (Ctrl-C to stop)"
+            )
             uvicorn.run(create_app(settings), host="127.0.0.1", port=ns.port, log_level="warning")
     return 0
