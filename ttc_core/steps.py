@@ -39,14 +39,13 @@ from ttc_core.models import (
     Node,
     utcnow,
 )
-from ttc_core.problem_batches import advance_batch
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
 from ttc_core.thinking import planning_view
 from ttc_core.tree import TreeView, node_id_for
 
-__all__ = ["FollowUp", "advance", "drive", "expand", "fail_job", "job_of_batch", "run_driver_steps"]
+__all__ = ["FollowUp", "advance", "drive", "expand", "fail_job", "job_of_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -256,23 +255,3 @@ def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
 def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:
     with ctx.db.session() as session:
         return session.scalar(select(ExpansionBatch.job_id).where(ExpansionBatch.id == batch_id))
-
-
-def run_driver_steps(ctx: EngineContext, followups: Sequence[FollowUp]) -> list[FollowUp]:
-    """Run driver steps right here and return only the expansion batches to dispatch.
-
-    The task that finishes a step's last batch plans the next step itself instead of
-    sending a message for it: one broker hop less per depth of a tree search (a driver
-    step lost to a crash is no less recoverable than a lost message for it).
-    """
-    pending = list(followups)
-    batches: list[FollowUp] = []
-    while pending:
-        followup = pending.pop(0)
-        if followup.kind == "advance":
-            pending.extend(advance(ctx, followup.id))
-        elif followup.kind == "batch":
-            pending.extend(advance_batch(ctx, followup.id))
-        else:
-            batches.append(followup)
-    return batches

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -24,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from ttc_core.auth import ensure_tenant
 from ttc_core.errors import QuotaError
-from ttc_core.inference.limiter import _TAKE as TAKE_SCRIPT
-from ttc_core.inference.limiter import _bucket as bucket_shape
+from ttc_core.inference.limiter import TAKE_SCRIPT, TokenBuckets, bucket_shape
 from ttc_core.models import Job, JobStatus, Tenant
 from ttc_core.settings import Settings
 
@@ -43,23 +40,13 @@ class SubmissionRate(Protocol):
 
 
 class LocalSubmissionRate:
-    """Buckets in this process; routes run in a thread pool, hence the lock."""
+    """Buckets in this process (routes run in a thread pool; the buckets lock)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (level, last refill)
+        self._buckets = TokenBuckets()
 
     def try_take(self, tenant: str, per_minute: float) -> float:
-        capacity, rate = bucket_shape(per_minute)
-        with self._lock:
-            now = time.monotonic()
-            level, last = self._buckets.get(tenant, (capacity, now))
-            level = min(capacity, level + (now - last) * rate)
-            if level >= 1.0:
-                self._buckets[tenant] = (level - 1.0, now)
-                return 0.0
-            self._buckets[tenant] = (level, now)
-            return (1.0 - level) / rate
+        return self._buckets.try_take(tenant, 1.0, per_minute)
 
 
 class RedisSubmissionRate:

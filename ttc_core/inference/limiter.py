@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,29 +39,43 @@ class ConcurrencyLimiter(Protocol):
         """Wait until ``amount`` units of the ``per_minute`` budget ``key`` are free."""
 
 
-def _bucket(per_minute: float) -> tuple[float, float]:
+def bucket_shape(per_minute: float) -> tuple[float, float]:
     """(capacity, refill per second) of a per-minute budget."""
     rate = per_minute / 60.0
     return max(1.0, rate * BURST_S), rate
 
 
+class TokenBuckets:
+    """Per-key token buckets in this process (thread-safe): the in-process twin of
+    :data:`TAKE_SCRIPT`, used by endpoint limits and per-tenant submission rates."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._levels: dict[str, tuple[float, float]] = {}  # key -> (level, last refill)
+
+    def try_take(self, key: str, amount: float, per_minute: float) -> float:
+        """Take ``amount`` now and return 0.0, or return the seconds until it is there."""
+        capacity, rate = bucket_shape(per_minute)
+        amount = min(amount, capacity)  # a request larger than the burst waits for a full one
+        with self._lock:
+            now = time.monotonic()
+            level, last = self._levels.get(key, (capacity, now))
+            level = min(capacity, level + (now - last) * rate)
+            if level >= amount:
+                self._levels[key] = (level - amount, now)
+                return 0.0
+            self._levels[key] = (level, now)
+            return (amount - level) / rate
+
+
 class LocalLimiter:
     def __init__(self) -> None:
         self._sems: dict[str, asyncio.Semaphore] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (level, last refill)
+        self._buckets = TokenBuckets()
 
     async def take(self, key: str, amount: float, per_minute: float) -> None:
-        capacity, rate = _bucket(per_minute)
-        amount = min(amount, capacity)  # a request larger than the burst waits for a full one
-        while True:
-            now = time.monotonic()
-            level, last = self._buckets.get(key, (capacity, now))
-            level = min(capacity, level + (now - last) * rate)
-            if level >= amount:
-                self._buckets[key] = (level - amount, now)
-                return
-            self._buckets[key] = (level, now)
-            await asyncio.sleep((amount - level) / rate)
+        while (wait := self._buckets.try_take(key, amount, per_minute)) > 0:
+            await asyncio.sleep(wait)
 
     @contextlib.asynccontextmanager
     async def slot(self, key: str, limit: int, lease_s: float) -> AsyncIterator[None]:
@@ -84,7 +99,7 @@ return 0
 """
 
 
-_TAKE = """
+TAKE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local capacity, rate, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -110,7 +125,7 @@ class RedisLimiter:
         self._prefix = prefix
         self._local = LocalLimiter()
         self._acquire = self._redis.register_script(_ACQUIRE)
-        self._take = self._redis.register_script(_TAKE)
+        self._take = self._redis.register_script(TAKE_SCRIPT)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -150,7 +165,7 @@ class RedisLimiter:
                 await self._redis.publish(f"{self._prefix}:wake:{key}", b"1")
 
     async def take(self, key: str, amount: float, per_minute: float) -> None:
-        capacity, rate = _bucket(per_minute)
+        capacity, rate = bucket_shape(per_minute)
         amount = min(amount, capacity)
         while True:
             wait = float(
