@@ -36,7 +36,7 @@ per question.
 prints one table per comparison (accuracy with a 95% Wilson interval, mean generated tokens
 and mean generation requests per problem, the judge's included) and the paired differences.
 The math part takes ~22 min and the Game of 24 part ~5 min on a 2-core machine; the two
-flags let them run side by side. ``tests/engine/test_search_beats_sampling.py`` imports the
+flags let them run side by side. ``tests/engine/test_simulator_calibration.py`` imports the
 experiment functions and runs them once each.
 """
 

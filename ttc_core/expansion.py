@@ -107,7 +107,7 @@ def base_messages(job: Job) -> list[dict[str, Any]]:
 def build_request(
     job: Job, params: SamplingParams, run: Run, parent: ParentContext, seed: int
 ) -> GenerationRequest:
-    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
+    delimiter = params.step_delimiter()
     common: dict[str, Any] = {
         "n": run.k,
         "seed": seed,
@@ -134,7 +134,7 @@ def build_request(
         text = prompts.critique_prompt(
             question,
             parent.attempt or "",
-            parent.feedback if getattr(params, "use_feedback", True) else None,
+            parent.feedback if params.shows_feedback() else None,
         )
         return GenerationRequest(
             messages=[{"role": "user", "content": text}], prompt=text, **common
@@ -388,7 +388,7 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
     spec = parse_verifier_spec(job.verifier)
     raw_pattern: str | None = getattr(spec, "pattern", None)
     pattern = re.compile(raw_pattern) if raw_pattern else None
-    max_depth = getattr(params, "max_depth", None)
+    max_depth = params.depth_limit()
     for node in fresh:
         if node.run.role in STEP_ROLES:
             node.row["is_terminal"] = is_final_step(node.choice.text, pattern) or (
@@ -423,7 +423,7 @@ async def _step_scores(
         inference=ctx.inference,
         seed=job.seed,
     )
-    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
+    delimiter = params.step_delimiter()
     question = question_of(job)
     items = []
     for node in nodes:

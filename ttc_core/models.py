@@ -187,6 +187,9 @@ class ExpansionBatch(Base):
     #: re-enqueues it once the claim has expired (a killed worker).
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the batch's last message was sent (planned, re-sent by the reaper, retried):
+    #: the reaper sends another only when that one is provably lost (``ttc_core.reaper``).
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

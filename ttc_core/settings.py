@@ -16,8 +16,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, check_policy
+from ttc_core.auto import DEFAULT_POLICY, AutoPolicy
 from ttc_core.errors import InputError
+from ttc_core.strategies import check_policy
 
 
 class ReasoningControls(BaseModel):
@@ -137,6 +138,10 @@ class Settings(BaseSettings):
     stall_s: float = Field(default=30.0, gt=0)
     reaper_interval_s: float = Field(default=5.0, gt=0)
     task_time_limit_s: int = 900
+    #: An unclaimed batch's message counts as lost (and the reaper sends another) after
+    #: this long; None: the broker's visibility timeout, after which a delivered message
+    #: would have come back by itself (``ttc_core.reaper``).
+    batch_message_lost_s: float | None = Field(default=None, gt=0)
     #: How long an expansion task may go on with the next depth's batch itself instead of
     #: sending it through the broker (0: always send). Bounded so one job cannot hold a
     #: worker process for long while other jobs' tasks wait.

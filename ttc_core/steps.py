@@ -3,10 +3,11 @@
 ``advance(job_id)`` (here) is the driver step: under the job's row lock it asks the strategy
 what to do, writes the planned expansion batches and the step's pending count in one
 transaction, and returns the batches to enqueue *after* commit. ``expand(batch_id)``
-(``ttc_core.batches``, re-exported here)
+(``ttc_core.batches``, which builds on this module and not the other way round)
 generates the batch's missing children (many requests in flight at once), scores them,
 inserts them idempotently, and decrements the pending count; the call that brings it to
-zero returns the next driver step. No chords: the counter lives in the database.
+zero returns the next driver step. No chords: the counter lives in the database. Locks
+follow the order in ``ttc_core.claims``: the job's row first.
 
 Both functions are safe to run twice for the same id: a finished batch is skipped, a
 saved node is never generated again, and usage is added once, by whoever completes the
@@ -23,7 +24,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ttc_core import webhooks
-from ttc_core.batches import expand
 from ttc_core.budgets import budget_exhausted, budget_label, trim_to_budget
 from ttc_core.expansion import (
     STEP_ROLES,
@@ -45,7 +45,7 @@ from ttc_core.strategies import Expand, Selection, get_strategy
 from ttc_core.thinking import planning_view
 from ttc_core.tree import TreeView, node_id_for
 
-__all__ = ["FollowUp", "advance", "drive", "expand", "fail_job", "job_of_batch"]
+__all__ = ["FollowUp", "advance", "drive", "fail_job", "job_of_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,10 @@ def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) ->
 def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
     if not updates:
         return
-    rows = session.execute(select(Node.id, Node.meta).where(Node.id.in_(list(updates)))).all()
+    rows = session.execute(
+        select(Node.id, Node.meta).where(Node.id.in_(list(updates))).order_by(Node.id)
+    ).all()
+    # In id order, after the job's lock (the lock order of ttc_core.claims).
     session.execute(
         update(Node),
         [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
@@ -204,7 +207,7 @@ def _finish(
         node = session.get(Node, selection.node_id)
         if node is not None and node.role in STEP_ROLES:
             params = get_strategy(job.strategy).parse_params(job.params)
-            delimiter = str(getattr(params, "delimiter", "\n\n"))
+            delimiter = params.step_delimiter()
             steps = [n.text for n in path_text(session, node.id) if n.role in STEP_ROLES]
             text = delimiter.join(steps)
         elif node is not None:

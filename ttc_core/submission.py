@@ -20,14 +20,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
-from ttc_core.auto import check_policy
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
-from ttc_core.strategies import STRATEGIES, AutoParams, SamplingParams, get_strategy
+from ttc_core.strategies import (
+    STRATEGIES,
+    AutoParams,
+    SamplingParams,
+    check_policy,
+    get_strategy,
+)
 from ttc_core.thinking import ThinkingSpec, check_thinking
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import MathSpec, VerifierSpec, check_spec

@@ -28,6 +28,10 @@ from ttc_worker.queues import (
 
 settings = get_settings()
 
+#: How long a message delivered to a worker may stay unacknowledged before the broker
+#: hands it out again: longer than any task (``task_time_limit_s``).
+VISIBILITY_TIMEOUT_S = settings.task_time_limit_s * 2 + 60
+
 app = Celery(
     "ttc",
     broker=settings.broker_url,
@@ -39,7 +43,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_time_limit=settings.task_time_limit_s,
     task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
-    broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2 + 60},
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     task_serializer="json",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, fail_job, job_of_batch
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime
-from ttc_worker.app import app
+from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
 from ttc_worker.dispatch import enqueue
 from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, EXPAND_QUEUE, EXPAND_TASK, REAP_TASK
 from ttc_worker.webhook_tasks import reap_deliveries
@@ -63,7 +64,15 @@ def batch_task(self: Any, batch_id: str) -> None:
 @app.task(name=REAP_TASK, ignore_result=True)
 def reap_task() -> None:
     ctx = runtime.context()
-    enqueue(find_stalled(ctx.db, stall_s=ctx.settings.stall_s))
+    lost_after = ctx.settings.batch_message_lost_s or VISIBILITY_TIMEOUT_S
+    enqueue(
+        find_stalled(
+            ctx.db,
+            stall_s=ctx.settings.stall_s,
+            lost_after_s=lost_after,
+            no_message_waiting=no_expand_message_waiting,
+        )
+    )
     enqueue(find_stalled_batches(ctx.db, stall_s=ctx.settings.stall_s))
     reap_deliveries()
 
@@ -96,6 +105,25 @@ def _chain(batch_id: str) -> _Retry | None:
     except BatchError as err:
         return _on_failure(err.batch_id, err.__cause__ or err)
     return None
+
+
+def no_expand_message_waiting() -> bool:
+    """Whether the broker holds no expansion message: none queued and none delivered but
+    unacked (a worker's reserved or countdown tasks). Then an unclaimed batch's message
+    is provably lost. Redis transport only; other brokers answer False (not known)."""
+    try:
+        with app.connection_for_read() as conn:
+            channel: Any = conn.default_channel
+            if not hasattr(channel, "unacked_key") or channel._size(EXPAND_QUEUE):
+                return False
+            for raw in channel.client.hvals(channel.unacked_key):
+                _message, _exchange, routing_key = json.loads(raw)
+                if routing_key == EXPAND_QUEUE:
+                    return False
+            return True
+    except Exception:
+        log.warning("could not inspect the broker's expansion queue", exc_info=True)
+        return False
 
 
 def _on_failure(batch_id: str, exc: BaseException) -> _Retry | None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from ttc_core.auto import AutoPolicy
+from ttc_core.errors import InputError, UnknownNameError
 from ttc_core.strategies.auto import Auto, AutoParams
 from ttc_core.strategies.base import (
     Expand,
@@ -22,8 +26,9 @@ from ttc_core.strategies.think import Think, ThinkParams
 from ttc_core.strategies.tot_bfs import TotBfs, TotBfsParams
 from ttc_core.strategies.tot_dfs import TotDfs, TotDfsParams
 
-STRATEGIES: dict[str, Strategy[Any]] = {
-    s.name: s
+STRATEGIES: dict[str, Strategy[Any]] = {}
+STRATEGIES.update(
+    (s.name, s)
     for s in (
         BestOfN(),
         SelfConsistency(),
@@ -34,9 +39,9 @@ STRATEGIES: dict[str, Strategy[Any]] = {
         Mcts(),
         Refine(),
         Think(),
-        Auto(),
+        Auto(STRATEGIES),
     )
-}
+)
 
 
 def get_strategy(name: str) -> Strategy[Any]:
@@ -44,6 +49,29 @@ def get_strategy(name: str) -> Strategy[Any]:
         return STRATEGIES[name]
     except KeyError:
         raise KeyError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}") from None
+
+
+def check_policy(policy: AutoPolicy, *, field: str = "auto_policy") -> None:
+    """Every band of an ``auto`` policy names a known strategy (not ``auto``) whose
+    parameters parse; raises :class:`InputError` naming the offending field
+    (``<field>.bands.<i>.strategy`` ...)."""
+    for i, band in enumerate(policy.bands):
+        where = f"{field}.bands.{i}"
+        strategy = STRATEGIES.get(band.strategy)
+        if strategy is None or band.strategy == "auto":
+            known = ", ".join(sorted(n for n in STRATEGIES if n != "auto"))
+            raise UnknownNameError(
+                f"band {band.name!r} names unknown strategy {band.strategy!r}; known: {known}",
+                field=f"{where}.strategy",
+            )
+        try:
+            strategy.parse_params(band.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise InputError(
+                f"band {band.name!r}: params.{loc}: {err['msg']}", field=f"{where}.params.{loc}"
+            ) from None
 
 
 __all__ = [
@@ -73,5 +101,6 @@ __all__ = [
     "TotBfsParams",
     "TotDfs",
     "TotDfsParams",
+    "check_policy",
     "get_strategy",
 ]

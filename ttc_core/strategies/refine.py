@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import Field
 
 from ttc_core.strategies.base import Expand, Plan, SamplingParams, Selection, Strategy
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.tree import NodeRole, NodeView, TreeView
 
-ATTEMPT_ROLES = ("sample", "revise")
+ATTEMPT_ROLES = (NodeRole.sample, NodeRole.revise)
 
 
 class RefineParams(SamplingParams):
@@ -29,6 +29,9 @@ class RefineParams(SamplingParams):
         le=1.0,
         description="a score that counts as passing (for verifiers without a reference)",
     )
+
+    def shows_feedback(self) -> bool:
+        return self.use_feedback
 
 
 def chain(tree: TreeView, head: NodeView) -> list[NodeView]:
@@ -54,19 +57,19 @@ class Refine(Strategy[RefineParams]):
     def plan(self, tree: TreeView, params: RefineParams, state: Mapping[str, Any]) -> Plan:
         heads = tree.children(tree.root_id)
         if not heads:
-            return Plan(expansions=[Expand(tree.root_id, params.n, role="sample")])
+            return Plan(expansions=[Expand(tree.root_id, params.n, role=NodeRole.sample)])
         expansions = []
         for head in heads:
             nodes = chain(tree, head)
             last = nodes[-1]
             if not last.usable:
                 continue
-            if last.role == "critique":
-                expansions.append(Expand(last.id, 1, role="revise"))
+            if last.role == NodeRole.critique:
+                expansions.append(Expand(last.id, 1, role=NodeRole.revise))
                 continue
-            revisions = sum(1 for n in nodes if n.role == "revise")
+            revisions = sum(1 for n in nodes if n.role == NodeRole.revise)
             if not passed(last, params) and revisions < params.rounds:
-                expansions.append(Expand(last.id, 1, role="critique"))
+                expansions.append(Expand(last.id, 1, role=NodeRole.critique))
         if expansions:
             return Plan(expansions=expansions)
         return Plan(finish=self.select(tree, params))
@@ -84,5 +87,5 @@ class Refine(Strategy[RefineParams]):
             best,
             path=[n.id for n in tree.path(best.id)],
             passed=passed(best, params),
-            revisions=sum(1 for n in tree.path(best.id) if n.role == "revise"),
+            revisions=sum(1 for n in tree.path(best.id) if n.role == NodeRole.revise),
         )
