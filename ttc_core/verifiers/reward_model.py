@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from ttc_core.settings import EndpointConfig
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
 from ttc_core.verifiers.exact import normalize_reference, shorten
+from ttc_core.verifiers.patterns import AnswerPattern
 
 __all__ = ["RewardModelVerifier"]
 
@@ -65,7 +65,7 @@ class RewardModelVerifier:
         endpoint: EndpointConfig,
         client: httpx.AsyncClient,
         reference: str | None = None,
-        pattern: re.Pattern[str] | None = None,
+        pattern: AnswerPattern | None = None,
         batch_size: int = 32,
         *,
         name: str | None = None,
