@@ -10,6 +10,7 @@ import hashlib
 import json
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,9 +27,10 @@ from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import run_stack
 from ttc_core.auth import create_key
 from ttc_core.db import Database
-from ttc_core.models import ApiKey
+from ttc_core.models import ApiKey, BatchStatus, ExpansionBatch
 from ttc_core.sandbox import SandboxConfig
 from ttc_core.sandbox.probe import probe_sandbox
+from ttc_core.sandbox.watchdog import pids_of_uid
 
 pytestmark = [
     pytest.mark.integration,
@@ -236,3 +238,55 @@ def _run_hostile_job(
     assert "tests.py" in sample["meta"]["feedback"]
     assert _fingerprint(db) == before  # no key row added, no source byte changed
     assert "pwned" not in SOURCE.read_text()
+
+
+def _sandbox_pids() -> list[int]:
+    config = SandboxConfig()
+    return [
+        pid
+        for uid in range(config.uid_base, config.uid_base + config.slots)
+        for pid in pids_of_uid(uid)
+    ]
+
+
+def test_cancel_stops_a_running_verification_within_2s(hostile: dict[str, Any]) -> None:
+    db: Database = hostile["db"]
+    headers = {"Authorization": f"Bearer {hostile['key']}"}
+    body = {
+        "strategy": "best_of_n",
+        "endpoint": "coder",
+        "prompt": "write add(a, b)",
+        "params": {"n": 1},
+        "reference": "unused",
+        "verifier": {
+            "kind": "code",
+            "tests": "import time\n\ndef test_slow():\n    time.sleep(55)\n",
+            "timeout_s": 60,
+        },
+    }
+    with httpx.Client(base_url=hostile["api"], headers=headers, timeout=30) as client:
+        resp = client.post("/v1/jobs", json=body)
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["id"]
+        wait_until(_sandbox_pids, timeout=60, every=0.1)  # the verification is running
+        cancelled = time.monotonic()
+        resp = client.post(f"/v1/jobs/{job_id}/cancel")
+        assert resp.status_code in (200, 202), resp.text
+
+    def batches_open() -> int:
+        with db.session() as session:
+            return len(
+                session.scalars(
+                    select(ExpansionBatch.id).where(
+                        ExpansionBatch.job_id == job_id,
+                        ExpansionBatch.status == BatchStatus.pending,
+                    )
+                ).all()
+            )
+
+    wait_until(lambda: not _sandbox_pids(), timeout=30, every=0.05)
+    gone = time.monotonic() - cancelled
+    wait_until(lambda: batches_open() == 0, timeout=30, every=0.05)
+    ended = time.monotonic() - cancelled
+    assert gone < 2.0, f"sandbox processes outlived the cancel by {gone:.2f}s"
+    assert ended < 2.0, f"the batch ended {ended:.2f}s after the cancel"
