@@ -216,6 +216,16 @@ class Settings(BaseSettings):
     #: the worker create one (else a watchdog summing the run uid's memory).
     code_sandbox_cgroups: bool = True
 
+    #: Fair dispatch (ttc_worker/fairness.py): driver steps and expansion batches one
+    #: tenant may run at once across every worker; a task over the cap goes back to the
+    #: queue so other tenants' work runs. Keep it below the workers' total concurrency
+    #: (processes) for a tenant's backlog never to stall another's job; 0: off.
+    tenant_max_running_tasks: int = Field(default=4, ge=0, le=100_000)
+    #: Of those, how many may belong to jobs with a code verifier (sandboxed runs).
+    tenant_max_code_tasks: int = Field(default=1, ge=1, le=100_000)
+    #: Pause before a task over its tenant's cap puts its message back.
+    fair_defer_s: float = Field(default=0.05, ge=0, le=5)
+
     @field_validator("endpoints", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: object) -> object:

@@ -7,12 +7,9 @@ reports failed tests, and the database and the source tree are unchanged."""
 from __future__ import annotations
 
 import hashlib
-import json
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +21,7 @@ from sqlalchemy import func, select
 
 import ttc_core.auth
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
+from tests.integration.coder import serve_program
 from ttc_cli.stack import run_stack
 from ttc_core.auth import create_key
 from ttc_core.db import Database
@@ -121,49 +119,10 @@ def attack_tests(redis_port: int) -> str:
     )
 
 
-class Coder(BaseHTTPRequestHandler):
-    """An OpenAI-compatible 'model' whose every sample is :data:`PROGRAM`."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-        content = "```python\n" + PROGRAM + "```"
-        choices = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-            for i in range(int(body.get("n") or 1))
-        ]
-        usage = {"prompt_tokens": 5, "completion_tokens": 50, "total_tokens": 55}
-        raw = json.dumps(
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "model": "coder",
-                "choices": choices,
-                "usage": usage,
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def coder() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Coder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_program(PROGRAM) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
