@@ -43,6 +43,7 @@ from ttc_core.thinking import (
 )
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import Candidate, build_verifier, parse_verifier_spec
+from ttc_core.verifiers.patterns import AnswerPattern
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any
     }
 
 
-def is_final_step(text: str, pattern: re.Pattern[str] | None) -> bool:
+def is_final_step(text: str, pattern: AnswerPattern | None) -> bool:
     if not text.strip():
         return True  # the model ended the solution: nothing left to continue
     if pattern is not None and pattern.search(text):
@@ -386,8 +387,8 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
         if node.run.role in STEP_ROLES:  # lets a search merge paths reaching one state
             node.row["meta"]["state"] = state_key([*node.parent.steps, node.choice.text])
     spec = parse_verifier_spec(job.verifier)
-    raw_pattern: str | None = getattr(spec, "pattern", None)
-    pattern = re.compile(raw_pattern) if raw_pattern else None
+    # The tenant's pattern, compiled by RE2 (linear time; see ttc_core.verifiers.patterns).
+    pattern = spec.compiled_pattern() if getattr(spec, "pattern", None) else None
     max_depth = params.depth_limit()
     for node in fresh:
         if node.run.role in STEP_ROLES:

@@ -195,6 +195,42 @@ class Settings(BaseSettings):
     #: Time allowed to resolve a webhook host name.
     webhook_resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
+    #: Code sandbox (see README "Security"): ``auto`` = bubblewrap when this host can
+    #: give it (else code verification is refused), ``bwrap`` = require it (the API
+    #: trusts this without probing), ``unsafe-none`` = plain subprocesses, UNSAFE: only
+    #: for deployments whose tenants are all trusted.
+    code_sandbox: Literal["auto", "bwrap", "unsafe-none"] = "auto"
+    #: Only admin keys may submit ``verifier.tests`` (tenant-written code) when on.
+    code_tests_admin_only: bool = False
+    #: First host uid of the dedicated per-run sandbox uids (need no passwd entry).
+    code_sandbox_uid_base: int = Field(default=61000, ge=1000, le=2**31 - 65536)
+    #: Sandboxed runs at once per host (one dedicated uid each).
+    code_sandbox_slots: int = Field(default=16, ge=1, le=4096)
+    #: Processes and threads one run's whole tree may hold.
+    code_sandbox_max_processes: int = Field(default=64, ge=4, le=4096)
+    #: Size of a run's private writable /tmp (tmpfs), MB.
+    code_sandbox_tmp_mb: int = Field(default=64, ge=1, le=4096)
+    #: Largest file a run may write, MB (RLIMIT_FSIZE).
+    code_sandbox_max_file_mb: int = Field(default=16, ge=1, le=4096)
+    #: Open files per sandboxed process (RLIMIT_NOFILE).
+    code_sandbox_max_open_files: int = Field(default=64, ge=16, le=65536)
+    #: Interpreter inside the sandbox (None: the worker's own base interpreter if the
+    #: sandbox can reach it, else /usr/bin/python3).
+    code_sandbox_python: str | None = None
+    #: A cgroup per run for the whole tree's memory and processes, where the host lets
+    #: the worker create one (else a watchdog summing the run uid's memory).
+    code_sandbox_cgroups: bool = True
+
+    #: Fair dispatch (ttc_worker/fairness.py): driver steps and expansion batches one
+    #: tenant may run at once across every worker; a task over the cap goes back to the
+    #: queue so other tenants' work runs. Keep it below the workers' total concurrency
+    #: (processes) for a tenant's backlog never to stall another's job; 0: off.
+    tenant_max_running_tasks: int = Field(default=4, ge=0, le=100_000)
+    #: Of those, how many may belong to jobs with a code verifier (sandboxed runs).
+    tenant_max_code_tasks: int = Field(default=1, ge=1, le=100_000)
+    #: Pause before a task over its tenant's cap puts its message back.
+    fair_defer_s: float = Field(default=0.05, ge=0, le=5)
+
     @field_validator("endpoints", mode="before")
     @classmethod
     def _parse_endpoints(cls, value: object) -> object:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
+from ttc_core.sandbox.policy import check_code_submission
 from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
@@ -127,9 +128,12 @@ def _refuse_nul(value: Any, field: str = "") -> None:
 
 
 def validate_job(
-    spec: JobSpec, settings: Settings, *, resolver: Resolver | None = None
+    spec: JobSpec, settings: Settings, *, resolver: Resolver | None = None, admin: bool = False
 ) -> SamplingParams:
-    """Check names, parameters and limits; returns the strategy's parsed parameters."""
+    """Check names, parameters and limits; returns the strategy's parsed parameters.
+
+    ``admin``: whether the submitting key is an admin's (see ``code_tests_admin_only``).
+    """
     _refuse_nul(spec.model_dump(mode="json", exclude_none=True))
     if spec.strategy not in STRATEGIES:
         raise UnknownNameError(
@@ -175,6 +179,8 @@ def validate_job(
         check_spec(spec.verifier, settings.endpoints)
     except ValueError as exc:
         raise InputError(str(exc), field="verifier.endpoint") from None
+    if spec.verifier.kind == "code":
+        check_code_submission(settings, admin=admin)
     if spec.prm is not None:
         try:
             check_scorer_spec(spec.prm, settings.endpoints)
@@ -211,10 +217,11 @@ def create_job(
     *,
     tenant: str,
     resolver: Resolver | None = None,
+    admin: bool = False,
 ) -> Job:
     """Validate, then write the job, its root node and its first event (one transaction
     is the caller's). The caller enqueues the first driver step after commit."""
-    params = validate_job(spec, settings, resolver=resolver)
+    params = validate_job(spec, settings, resolver=resolver, admin=admin)
     job_id = str(uuid.uuid4())
     job = Job(
         id=job_id,

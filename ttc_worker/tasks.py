@@ -21,7 +21,15 @@ from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
 from ttc_worker.dispatch import enqueue
-from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, EXPAND_QUEUE, EXPAND_TASK, REAP_TASK
+from ttc_worker.fair_dispatch import fair
+from ttc_worker.queues import (
+    ADVANCE_TASK,
+    BATCH_TASK,
+    DRIVER_QUEUE,
+    EXPAND_QUEUE,
+    EXPAND_TASK,
+    REAP_TASK,
+)
 from ttc_worker.webhook_tasks import reap_deliveries
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,7 @@ PERMANENT_ERRORS = (ScorerError, VerifierError, InputError)
 
 
 @app.task(name=ADVANCE_TASK, bind=True, max_retries=5)
+@fair("advance", ADVANCE_TASK, DRIVER_QUEUE)
 def advance_task(self: Any, job_id: str) -> None:
     try:
         followups = advance(runtime.context(), job_id)
@@ -78,6 +87,7 @@ def reap_task() -> None:
 
 
 @app.task(name=EXPAND_TASK, bind=True, max_retries=10)
+@fair("expand", EXPAND_TASK, EXPAND_QUEUE)
 def expand_task(self: Any, batch_id: str) -> None:
     """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
     too (``ttc_core.batches.expand_chain``); other batches go to the queue."""

@@ -23,6 +23,7 @@ import httpx
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.limiter import ConcurrencyLimiter
+from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import with_retries
 from ttc_core.settings import EndpointConfig
 
@@ -232,18 +233,20 @@ class InferenceClient:
         except httpx.TimeoutException as exc:
             raise RetryableInferenceError(f"timeout after {self.endpoint.timeout_s}s") from exc
         except httpx.TransportError as exc:
-            raise RetryableInferenceError(f"transport error: {exc!r}") from exc
+            raise RetryableInferenceError(
+                f"transport error: {self._summary(repr(exc), 300)}"
+            ) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RetryableInferenceError(
-                f"HTTP {resp.status_code}: {resp.text[:200]}",
+                f"HTTP {resp.status_code}: {self._summary(resp.text, 200)}",
                 status=resp.status_code,
                 retry_after=parse_retry_after(resp.headers.get("retry-after")),
             )
         if resp.status_code >= 400:
             raise RejectedRequestError(
-                f"HTTP {resp.status_code}: {resp.text[:300]}",
+                f"HTTP {resp.status_code}: {self._summary(resp.text, 300)}",
                 status=resp.status_code,
-                body=resp.text[:2000],
+                body=self._summary(resp.text, 2000),
             )
         try:
             payload = resp.json()
@@ -252,6 +255,10 @@ class InferenceClient:
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             raise RetryableInferenceError("malformed response body (no choices)")
         return payload
+
+    def _summary(self, text: str, limit: int) -> str:
+        """Upstream text as tenants may see it: bounded, the endpoint's key redacted."""
+        return upstream_summary(text, [self.endpoint.api_key()], limit)
 
     def _parse(
         self, payload: dict[str, Any], start: int, k: int, seed: int | None, latency_ms: float

@@ -9,6 +9,7 @@ at once. Every failure that ends the call is a :class:`ScorerError` naming the e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 
 from ttc_core.errors import RetryableInferenceError
 from ttc_core.inference.client import parse_retry_after
+from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import backoff_delay
 from ttc_core.scoring.base import ScorerError
 from ttc_core.settings import EndpointConfig
@@ -64,19 +66,23 @@ async def _attempt(
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ScorerError(f"{what}: request failed: {type(exc).__name__}: {exc}") from exc
     status = response.status_code
+    if status < 400:
+        with contextlib.suppress(ValueError):
+            return response.json()
+    upstream = upstream_summary(response.text, [endpoint.api_key()])  # bounded, redacted
     if status == 429 or status >= 500:
         raise RetryableInferenceError(
-            f"HTTP {status}: {shorten(response.text)!r}",
+            f"HTTP {status}: {upstream!r}",
             status=status,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
     if status >= 400:
-        raise ScorerError(f"{what} refused the request: HTTP {status}: {shorten(response.text)!r}")
+        raise ScorerError(f"{what} refused the request: HTTP {status}: {upstream!r}")
     try:
         return response.json()
     except ValueError:
         raise RetryableInferenceError(
-            f"answered {status} with a body that is not JSON: {shorten(response.text)!r}",
+            f"answered {status} with a body that is not JSON: {upstream!r}",
             status=status,
         ) from None
 

@@ -22,18 +22,20 @@ as it is at once for other 4xx answers and malformed responses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 
+from ttc_core.inference.redact import upstream_summary
 from ttc_core.settings import EndpointConfig
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
 from ttc_core.verifiers.exact import normalize_reference, shorten
+from ttc_core.verifiers.patterns import AnswerPattern
 
 __all__ = ["RewardModelVerifier"]
 
@@ -65,7 +67,7 @@ class RewardModelVerifier:
         endpoint: EndpointConfig,
         client: httpx.AsyncClient,
         reference: str | None = None,
-        pattern: re.Pattern[str] | None = None,
+        pattern: AnswerPattern | None = None,
         batch_size: int = 32,
         *,
         name: str | None = None,
@@ -209,15 +211,17 @@ class RewardModelVerifier:
                 ) from exc
             else:
                 if response.is_success:
-                    try:
+                    with contextlib.suppress(ValueError):
                         return response.json()
-                    except ValueError:
-                        raise VerifierError(
-                            f"reward endpoint {self.name!r} ({self.url}) answered "
-                            f"{response.status_code} with a body that is not JSON: "
-                            f"{shorten(response.text, 200)!r}"
-                        ) from None
-                detail = f"HTTP {response.status_code}: {shorten(response.text, 200)!r}"
+                # Tenants read this text: bounded, the endpoint's key and credentials out.
+                upstream = upstream_summary(response.text, [self.endpoint.api_key()], 200)
+                if response.is_success:
+                    raise VerifierError(
+                        f"reward endpoint {self.name!r} ({self.url}) answered "
+                        f"{response.status_code} with a body that is not JSON: "
+                        f"{upstream!r}"
+                    )
+                detail = f"HTTP {response.status_code}: {upstream!r}"
                 if response.status_code not in _RETRY_STATUS:
                     raise VerifierError(
                         f"reward endpoint {self.name!r} ({self.url}) refused the request: {detail}"
