@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
+from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
 from ttc_api.openapi import install_openapi
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.submission_rate = make_submission_rate(settings)
     warn_if_auth_off(settings)
     install_problem_handlers(app)
+    # Innermost first: the body is checked once the size limit has let it through.
+    app.add_middleware(StorableJSONBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)

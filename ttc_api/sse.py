@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ttc_api.schemas import EventPublic
+from ttc_api.storable import scrub
 from ttc_core.db import Database
 from ttc_core.models import TERMINAL_STATUSES, Job, JobEvent
 
@@ -43,7 +44,8 @@ def events_after(session: Session, job_id: str, after: int, limit: int) -> list[
         .limit(limit)
     ).all()
     return [
-        EventPublic(id=seq, kind=kind, data=data, created_at=at) for seq, kind, data, at in rows
+        EventPublic(id=seq, kind=kind, data=scrub(data), created_at=at)
+        for seq, kind, data, at in rows
     ]
 
 

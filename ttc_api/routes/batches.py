@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -10,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
 from ttc_api import examples
-from ttc_api.cursors import decode_cursor, encode_cursor
+from ttc_api.cursors import encode_cursor, read_cursor
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
@@ -20,6 +19,7 @@ from ttc_api.deps import (
     TenantDep,
 )
 from ttc_api.problems import PROBLEM_RESPONSES
+from ttc_api.storable import scrub
 from ttc_core.errors import NotFoundError
 from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
@@ -66,11 +66,11 @@ def _public(session: SessionDep, batch: ProblemBatch, *, problems: bool) -> Batc
     return BatchPublic(
         id=batch.id,
         status=batch.status,
-        spec=batch.spec,
-        rounds=list(batch.state.get("log", [])),
-        summary=live["summary"],
-        problems=live["problems"] if problems else None,
-        error=batch.error,
+        spec=scrub(batch.spec),
+        rounds=scrub(list(batch.state.get("log", []))),
+        summary=scrub(live["summary"]),
+        problems=scrub(live["problems"]) if problems else None,
+        error=scrub(batch.error),
     )
 
 
@@ -113,8 +113,7 @@ def read_batches(
     if tenant is not None:
         query = query.where(ProblemBatch.tenant == tenant)
     if cursor:
-        created, batch_id = decode_cursor(cursor, 2)
-        created_at = dt.datetime.fromisoformat(created)
+        created_at, batch_id = read_cursor(cursor, "datetime", "str")
         query = query.where(
             or_(
                 ProblemBatch.created_at < created_at,

@@ -12,6 +12,7 @@ from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_api.schemas import EventsPublic
 from ttc_api.services import get_job
 from ttc_api.sse import EVENT_STREAM, event_stream, events_after, wants_event_stream
+from ttc_api.storable import INT32_MAX
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=PROBLEM_RESPONSES)
 
@@ -93,11 +94,16 @@ def read_events(
     request: Request,
     db: DatabaseDep,
     tenant: TenantDep,
-    after: Annotated[int, Query(ge=0, description="only events with id > after")] = 0,
+    after: Annotated[int, Query(ge=0, le=INT32_MAX, description="only events with id > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (polling)")] = 200,
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="resume after this id (wins over after)"),
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=INT32_MAX,
+            description="resume after this id (wins over after)",
+        ),
     ] = None,
 ) -> EventsPublic | StreamingResponse:
     """A page of events, or (``Accept: text/event-stream``) a stream until the job ends."""

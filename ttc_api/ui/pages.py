@@ -20,6 +20,7 @@ from ttc_api.deps import SessionDep, SettingsDep, TenantDep
 from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_api.schemas import JobsPublic
 from ttc_api.services import NO_NUL, get_job, job_public, list_nodes, node_detail
+from ttc_api.storable import scrub
 from ttc_api.ui.access import (
     PageViewerDep,
     Viewer,
@@ -188,7 +189,7 @@ def _job_page(
         settings,
         title=f"{title} {job.id[:8]}",
         job_id=job.id,
-        initial=initial,
+        initial=scrub(initial),
     )
 
 
