@@ -16,14 +16,16 @@ from ttc_api.deps import (
     PrincipalDep,
     SessionDep,
     SettingsDep,
+    SubmissionRateDep,
     TenantDep,
 )
-from ttc_api.problems import PROBLEM_RESPONSES
+from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
 from ttc_api.storable import scrub
+from ttc_core import problem_batches
 from ttc_core.errors import NotFoundError
 from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
-from ttc_core.problem_batches import BatchSpec, create_batch, report
+from ttc_core.problem_batches import BatchSpec, report
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=PROBLEM_RESPONSES)
 
@@ -78,7 +80,7 @@ def _public(session: SessionDep, batch: ProblemBatch, *, problems: bool) -> Batc
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
-    responses={202: examples.json_example(examples.BATCH_ACCEPTED)},
+    responses={202: examples.json_example(examples.BATCH_ACCEPTED), **problem_responses(429)},
     openapi_extra=examples.request_example(examples.BATCH_SUBMIT),
 )
 def submit_batch(
@@ -88,10 +90,12 @@ def submit_batch(
     settings: SettingsDep,
     dispatcher: DispatcherDep,
     principal: PrincipalDep,
+    rate: SubmissionRateDep,
 ) -> BatchAccepted:
     """Submit problems with one budget; ttc probes all, then spends the rest where it helps."""
-    with db.transaction() as session:
-        batch, job_ids = create_batch(session, spec, settings, tenant=principal.tenant)
+    batch, job_ids = problem_batches.submit_batch(
+        db=db, settings=settings, rate=rate, tenant=principal.tenant, spec=spec
+    )
     # Enqueue only after commit: a worker must find the rows it is told about.
     dispatcher.dispatch([FollowUp("advance", job_id) for job_id in job_ids])
     location = f"/v1/batches/{batch.id}"
