@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ttc_api.csrf import SameOriginCookieActions
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
 from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
+    # Outermost: a forged cookie request is refused before its body is even read.
+    app.add_middleware(SameOriginCookieActions)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)
     app.include_router(batches.router, dependencies=AUTHENTICATED)
     app.include_router(nodes.router, dependencies=AUTHENTICATED)
