@@ -12,6 +12,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from sqlalchemy.orm import Session
 
 from ttc_api.csrf import SESSION_COOKIE
+from ttc_api.event_hub import EventHub
 from ttc_core.auth import Principal, verify_key
 from ttc_core.db import Database
 from ttc_core.errors import AuthError, ForbiddenError
@@ -49,6 +50,11 @@ def _session(db: Annotated[Database, Depends(_database)]) -> Iterator[Session]:
 def _dispatcher(request: Request) -> Dispatcher:
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
+
+
+def _event_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
 
 
 def _submission_rate(request: Request) -> SubmissionRate:
@@ -118,6 +124,7 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 TenantDep = Annotated[str | None, Depends(_tenant)]
 AdminDep = Annotated[Principal, Depends(_admin)]
 SubmissionRateDep = Annotated[SubmissionRate, Depends(_submission_rate)]
+EventHubDep = Annotated[EventHub, Depends(_event_hub)]
 #: For ``include_router(..., dependencies=AUTHENTICATED)``: every route of the router
 #: needs a valid key, whether or not it reads the tenant.
 AUTHENTICATED = [Depends(_principal)]
