@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from ttc_api.cursors import decode_cursor, encode_cursor
+from ttc_api.cursors import encode_cursor, read_cursor
 from ttc_api.schemas import (
     JobPublic,
     JobResult,
@@ -20,11 +20,14 @@ from ttc_api.schemas import (
     Progress,
     Usage,
 )
+from ttc_api.storable import scrub
 from ttc_core.errors import InputError, NotFoundError
 from ttc_core.models import Job, Node, NodeStatus
 from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
+
+log = logging.getLogger(__name__)
 
 
 def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
@@ -34,18 +37,30 @@ def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
     return job
 
 
+def _planned_samples(job: Job) -> int | None:
+    """What the strategy plans in all; None when the stored parameters no longer parse
+    (a row older than a check, or odd content): a list must still show the job."""
+    try:
+        strategy = get_strategy(job.strategy)
+        return strategy.planned_samples(strategy.parse_params(job.params))
+    except Exception:
+        log.warning("job %s: stored params do not parse", job.id, exc_info=True)
+        return None
+
+
 def job_public(job: Job) -> JobPublic:
-    strategy = get_strategy(job.strategy)
-    planned = strategy.planned_samples(strategy.parse_params(job.params))
+    """The job as the API shows it. Stored text is scrubbed (:func:`scrub`): a row
+    holding what cannot be encoded shows U+FFFD instead of failing every list."""
+    planned = _planned_samples(job)
     return JobPublic(
         id=job.id,
         status=job.status,
         strategy=job.strategy,
         endpoint=job.endpoint,
-        params=job.params,
-        verifier=job.verifier,
-        budget=job.budget,
-        thinking=job.thinking,
+        params=scrub(job.params),
+        verifier=scrub(job.verifier),
+        budget=scrub(job.budget),
+        thinking=scrub(job.thinking),
         seed=job.seed,
         root_node_id=node_id_for(job.id, None, 0),
         progress=Progress(
@@ -63,8 +78,8 @@ def job_public(job: Job) -> JobPublic:
             cost=round(job.cost, 8),
             thinking_tokens=job.thinking_tokens or 0,
         ),
-        result=JobResult.model_validate(job.result) if job.result else None,
-        error=job.error,
+        result=JobResult.model_validate(scrub(job.result)) if job.result else None,
+        error=scrub(job.error),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
@@ -89,13 +104,7 @@ def list_jobs(
     if strategy is not None:
         query = query.where(Job.strategy == strategy)
     if cursor:
-        created, job_id = decode_cursor(cursor, 2)
-        try:
-            created_at = dt.datetime.fromisoformat(str(created))
-        except ValueError:
-            raise InputError("malformed cursor", field="cursor") from None
-        if not isinstance(job_id, str) or "\x00" in job_id:
-            raise InputError("malformed cursor", field="cursor")
+        created_at, job_id = read_cursor(cursor, "datetime", "str")
         query = query.where(
             or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
         )
@@ -110,10 +119,12 @@ def list_jobs(
 
 def _node_public(node: Node, children: int | None = None) -> NodePublic:
     return NodePublic.model_validate(
-        {
-            **{c: getattr(node, c) for c in NodePublic.model_fields if hasattr(node, c)},
-            "children": children,
-        }
+        scrub(
+            {
+                **{c: getattr(node, c) for c in NodePublic.model_fields if hasattr(node, c)},
+                "children": children,
+            }
+        )
     )
 
 
@@ -170,18 +181,6 @@ def _subtree_ids(job: Job, node_id: str) -> Select[str]:
     return select(below.c.id)
 
 
-def _cursor_ints(cursor: str, arity: int) -> list[Any]:
-    """A decoded cursor whose first value is an int and whose others are plain strings."""
-    values = decode_cursor(cursor, arity)
-    try:
-        values[0] = int(values[0])
-    except (TypeError, ValueError):
-        raise InputError("malformed cursor", field="cursor") from None
-    if any(not isinstance(v, str) or "\x00" in v for v in values[1:]):
-        raise InputError("malformed cursor", field="cursor")
-    return values
-
-
 def list_nodes(
     session: Session,
     job: Job,
@@ -198,7 +197,7 @@ def list_nodes(
     if parent_id is not None:
         query = query.where(Node.parent_id == parent_id)
         if cursor:
-            (after,) = _cursor_ints(cursor, 1)
+            (after,) = read_cursor(cursor, "int")
             query = query.where(Node.child_index > after)
         query = query.order_by(Node.child_index)
     else:
@@ -208,7 +207,7 @@ def list_nodes(
                 raise NotFoundError(f"no node {under} in job {job.id}")
             query = query.where(Node.id.in_(_subtree_ids(job, under)))
         if cursor:
-            depth, node_id = _cursor_ints(cursor, 2)
+            depth, node_id = read_cursor(cursor, "int", "str")
             query = query.where(tuple_(Node.depth, Node.id) > tuple_(depth, node_id))
         query = query.order_by(Node.depth, Node.id)
     if filters is not None:
@@ -246,5 +245,5 @@ def node_detail(session: Session, job: Job, node_id: str) -> NodeDetail:
     return NodeDetail(
         **public.model_dump(),
         path=[_node_public(n) for n in path],
-        path_text="".join(n.text for n in path if n.parent_id is not None),
+        path_text=scrub("".join(n.text for n in path if n.parent_id is not None)),
     )

@@ -243,6 +243,21 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class UiSession(Base):
+    """A login of the admin UI: the browser's cookie holds a random token, this row only
+    its SHA-256 and the key it stands for. Logout revokes it; so does revoking the key
+    (a session of a revoked key is never valid)."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class IdempotencyState(enum.StrEnum):
     #: The first request with this key is creating its job.
     in_progress = "in_progress"

@@ -13,7 +13,7 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ttc_core.auto import DEFAULT_POLICY, AutoPolicy
@@ -194,6 +194,23 @@ class Settings(BaseSettings):
     webhook_progress_interval_s: float = Field(default=5.0, ge=0)
     #: Time allowed to resolve a webhook host name.
     webhook_resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # --- Web security and limits (API side): UI sessions, CSRF, SSE streams.
+    #: How long a UI login lasts (its server-side session; logout ends it sooner).
+    ui_session_ttl_s: float = Field(default=43_200.0, gt=0)
+    #: Signs the login form's CSRF token. Unset: a random one per API process (then
+    #: several API processes behind one address must share it: set it).
+    ui_secret: SecretStr | None = None
+    #: Open event streams one API key may hold; the next one is a 429.
+    sse_max_streams_per_key: int = Field(default=32, ge=1)
+    #: A stream with nothing to send for this long ends (a paused job, an idle one); the
+    #: client may reconnect with ``Last-Event-ID``.
+    sse_idle_s: float = Field(default=600.0, gt=0)
+    #: How often an open stream checks that its key is still valid (a revoked key's
+    #: streams end within this).
+    sse_auth_check_s: float = Field(default=2.0, gt=0, le=60)
+    #: How often a job's events are read while streams wait on it (one read per job for
+    #: all its streams in this process).
+    sse_poll_s: float = Field(default=0.25, gt=0, le=10)
 
     #: Code sandbox (see README "Security"): ``auto`` = bubblewrap when this host can
     #: give it (else code verification is refused), ``bwrap`` = require it (the API

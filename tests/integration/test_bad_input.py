@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.helpers import wait_until
 from tests.integration.conftest import Stack
@@ -200,3 +201,198 @@ def test_nul_in_the_url_is_refused_by_name(stack: Stack) -> None:
     assert stack.api.post("/v1/jobs/%00/cancel").status_code == 404
     resp = stack.api.get("/v1/jobs", params={"cursor": "a\x00"})
     assert resp.status_code == 422 and resp.json()["field"] == "cursor", resp.text
+
+
+# ------------------------------------------------ what cannot be stored, at the door
+
+#: Request bodies as raw JSON text: an encoder would refuse (or rewrite) what they carry.
+_PROMPT = '"prompt": "What is 6 times 7?"'
+_BASE = '"strategy": "self_consistency", "endpoint": "sim"'
+UNSTORABLE_BODIES = [
+    (
+        "lone surrogate in params.stop",
+        f'{{{_BASE}, {_PROMPT}, "params": {{"n": 2, "stop": ["\\ud800"]}}}}',
+        "params.stop.0",
+    ),
+    ("lone surrogate in the prompt", f'{{{_BASE}, "prompt": "6 x 7 \\udfff?"}}', "prompt"),
+    (
+        "lone surrogate in a message",
+        f'{{{_BASE}, "messages": [{{"role": "user", "content": "hi \\ud83d"}}]}}',
+        "messages.0.content",
+    ),
+    (
+        "lone surrogate in a verifier field",
+        f'{{{_BASE}, {_PROMPT}, "verifier": {{"kind": "regex", "pattern": "(\\\\d+)\\ud800"}}}}',
+        "verifier.pattern",
+    ),
+    (
+        "lone surrogate in the webhook url",
+        f'{{{_BASE}, {_PROMPT}, "webhook": {{"url": "https://example.com/\\ud800"}}}}',
+        "webhook.url",
+    ),
+    ("lone surrogate in a key", f'{{{_BASE}, {_PROMPT}, "params": {{"\\ud800": 1}}}}', "params"),
+    (
+        "NUL in params.stop",
+        f'{{{_BASE}, {_PROMPT}, "params": {{"stop": ["a\\u0000"]}}}}',
+        "params.stop.0",
+    ),
+    (
+        "Infinity in budget.max_cost",
+        f'{{{_BASE}, {_PROMPT}, "budget": {{"max_cost": Infinity}}}}',
+        "budget.max_cost",
+    ),
+    (
+        "NaN in budget.max_cost",
+        f'{{{_BASE}, {_PROMPT}, "budget": {{"max_cost": NaN}}}}',
+        "budget.max_cost",
+    ),
+    (
+        "1e999 in budget.max_seconds",
+        f'{{{_BASE}, {_PROMPT}, "budget": {{"max_seconds": 1e999}}}}',
+        "budget.max_seconds",
+    ),
+    (
+        "-Infinity in params.temperature",
+        f'{{{_BASE}, {_PROMPT}, "params": {{"temperature": -Infinity}}}}',
+        "params.temperature",
+    ),
+    (
+        "an integer past 64 bits",
+        f'{{{_BASE}, {_PROMPT}, "budget": {{"max_tokens": {2**64}}}}}',
+        "budget.max_tokens",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "field"), UNSTORABLE_BODIES, ids=[c[0] for c in UNSTORABLE_BODIES]
+)
+def test_unstorable_input_is_refused_by_name(
+    stack: Stack, name: str, body: str, field: str
+) -> None:
+    before = _jobs(stack)
+    resp = stack.api.post(
+        "/v1/jobs", content=body.encode(), headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["field"] == field, resp.json()
+    assert _jobs(stack) == before
+
+
+def test_unstorable_input_is_refused_on_every_route(stack: Stack) -> None:
+    """The check sits in front of every JSON body, not only job submissions."""
+    for path, body, field in (
+        (
+            "/v1/batches",
+            '{"endpoint": "sim", "problems": [{"prompt": "\\ud800"}], "budget": {"samples": 8}}',
+            "problems.0.prompt",
+        ),
+        (
+            "/v1/batches",
+            '{"endpoint": "sim", "problems": [{"prompt": "1+1"}], "budget": {"samples": NaN}}',
+            "budget.samples",
+        ),
+        ("/v1/jobs/x/nodes/y/expand", '{"k": Infinity}', "k"),
+    ):
+        resp = stack.api.post(path, content=body, headers={"content-type": "application/json"})
+        assert resp.status_code == 422, (path, resp.text)
+        assert resp.json()["field"] == field, resp.json()
+
+
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def test_out_of_range_cursors_and_event_ids_are_refused_by_name(stack: Stack) -> None:
+    job_id = stack.api.post("/v1/jobs", json=GOOD).json()["id"]
+    too_big = str(2**63)
+    checks = [
+        (f"/v1/jobs/{job_id}/events", {"after": too_big}, {}, "after"),
+        # Event ids are 32-bit: past that, no event can follow.
+        (f"/v1/jobs/{job_id}/events", {"after": str(2**31)}, {}, "after"),
+        (f"/v1/jobs/{job_id}/events", {}, {"Last-Event-ID": too_big}, "Last-Event-ID"),
+        (f"/v1/jobs/{job_id}/events", {}, {"Last-Event-ID": "garbage"}, "Last-Event-ID"),
+        (
+            f"/v1/jobs/{job_id}/events",
+            {},
+            {"Last-Event-ID": too_big, "Accept": "text/event-stream"},
+            "Last-Event-ID",
+        ),
+        (f"/v1/jobs/{job_id}/nodes", {"cursor": _cursor('[Infinity, "a"]')}, {}, "cursor"),
+        (f"/v1/jobs/{job_id}/nodes", {"cursor": _cursor('[1e30, "a"]')}, {}, "cursor"),
+        (f"/v1/jobs/{job_id}/nodes", {"cursor": _cursor(f'[{2**70}, "a"]')}, {}, "cursor"),
+        (
+            f"/v1/jobs/{job_id}/nodes",
+            {"parent_id": f"{job_id}:root", "cursor": _cursor("[NaN]")},
+            {},
+            "cursor",
+        ),
+        (f"/v1/jobs/{job_id}/nodes", {"min_score": "inf"}, {}, "min_score"),
+        ("/v1/batches", {"cursor": _cursor("[1, 2]")}, {}, "cursor"),
+        ("/v1/batches", {"cursor": _cursor('["not a time", "x"]')}, {}, "cursor"),
+        ("/v1/batches", {"cursor": "%%%"}, {}, "cursor"),
+        ("/v1/jobs", {"cursor": _cursor('["2026-01-01T00:00:00", 7]')}, {}, "cursor"),
+        ("/v1/jobs", {"cursor": _cursor('["2026-01-01T00:00:00", "\\ud800"]')}, {}, "cursor"),
+    ]
+    for path, params, headers, field in checks:
+        resp = stack.api.get(path, params=params, headers=headers)
+        assert resp.status_code == 422, (path, params, headers, resp.text)
+        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert resp.json()["field"] == field, (path, params, resp.json())
+
+
+def test_a_stored_row_with_odd_data_does_not_break_the_lists(stack: Stack) -> None:
+    """A row written before the door was shut (or by a model's output) holding a lone
+    surrogate or params that no longer parse: every list and page still answers,
+    showing U+FFFD in place of what cannot be encoded."""
+    odd = stack.api.post("/v1/jobs", json=GOOD).json()["id"]
+    broken = stack.api.post("/v1/jobs", json=GOOD).json()["id"]
+    wait_until(lambda: stack.api.get(f"/v1/jobs/{odd}").json()["status"] == "succeeded")
+    db = Database(stack.database_url)
+    with db.transaction() as session:
+        # Postgres ``json`` keeps the escape as written; reading it back gives Python a
+        # lone surrogate (what a job submitted before this check stored).
+        session.execute(
+            text(
+                "UPDATE jobs SET params = CAST(:p AS json), result = CAST(:r AS json) "
+                "WHERE id = :id"
+            ),
+            {
+                "id": odd,
+                "p": '{"n": 4, "stop": ["\\ud800"]}',
+                "r": '{"answer": "4\\udc00", "text": "x", "score": 0.5, "node_id": null}',
+            },
+        )
+        session.execute(
+            text("UPDATE jobs SET params = CAST(:p AS json) WHERE id = :id"),
+            {"id": broken, "p": '{"n": "many", "beams": []}'},
+        )
+        session.execute(
+            text("UPDATE job_events SET data = CAST(:d AS json) WHERE job_id = :id AND seq = 1"),
+            {"id": odd, "d": '{"strategy": "\\ud800"}'},
+        )
+        session.execute(
+            text("UPDATE nodes SET meta = CAST(:m AS json) WHERE job_id = :id"),
+            {"id": odd, "m": '{"note": "\\udfff"}'},
+        )
+    listed = stack.api.get("/v1/jobs", params={"limit": 200})
+    assert listed.status_code == 200, listed.text
+    by_id = {j["id"]: j for j in listed.json()["data"]}
+    assert by_id[odd]["params"]["stop"] == ["\ufffd"]
+    assert by_id[odd]["result"]["answer"] == "4\ufffd"
+    assert by_id[broken]["progress"]["planned_samples"] is None
+    for path in (
+        f"/v1/jobs/{odd}",
+        f"/v1/jobs/{odd}/events",
+        f"/v1/jobs/{odd}/nodes",
+        f"/v1/jobs/{broken}",
+        "/ui/api/jobs",
+        f"/ui/jobs/{odd}",
+        f"/ui/jobs/{odd}/tree",
+        "/ui/jobs",
+    ):
+        resp = stack.api.get(path)
+        assert resp.status_code == 200, (path, resp.text[:500])
+    events = stack.api.get(f"/v1/jobs/{odd}/events", headers={"Accept": "text/event-stream"})
+    assert events.status_code == 200 and "\ufffd" in events.text

@@ -41,8 +41,12 @@ def read_nodes(
     status: Annotated[
         NodeStatusFilter | None, Query(description="pending (not scored yet), done, ...")
     ] = None,
-    min_score: Annotated[float | None, Query(description="score >= this")] = None,
-    max_score: Annotated[float | None, Query(description="score <= this")] = None,
+    min_score: Annotated[
+        float | None, Query(allow_inf_nan=False, description="score >= this")
+    ] = None,
+    max_score: Annotated[
+        float | None, Query(allow_inf_nan=False, description="score <= this")
+    ] = None,
     q: Annotated[
         str | None, Query(max_length=200, pattern=NO_NUL, description="step text contains")
     ] = None,
