@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from ttc_core import ledger
 from ttc_core.expansion import (
     SCORE_COLUMNS,
     ParentContext,
@@ -31,6 +32,8 @@ from ttc_core.expansion import (
     rescore,
 )
 from ttc_core.followup import FollowUp
+from ttc_core.job_failures import report_unscorable
+from ttc_core.job_usage import add_spend, unstored_usage
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -101,6 +104,8 @@ class _Claim:
     runs: list[Run]
     parents: dict[str, ParentContext]
     unscored: list[Node] = field(default_factory=list)
+    #: What this attempt was answered (set by :func:`_work`), counted by :func:`_complete`.
+    paid: ledger.Ledger = field(default_factory=ledger.Ledger)
 
 
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
@@ -252,6 +257,7 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     def insert_rows(rows: list[dict[str, Any]]) -> None:
         with ctx.db.engine.begin() as conn:
             insert_nodes(conn, rows)
+        ledger.record_stored(rows)  # their tokens are counted through the nodes
 
     def update_scores(rows: list[dict[str, Any]]) -> None:
         # Only rows still waiting for their scores: a prune that landed meanwhile stays.
@@ -282,18 +288,34 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     if runs or claim.unscored:
         heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
         try:
-            if claim.unscored:
-                await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
-            if runs:
-                requests = await generate_rows(
-                    ctx, job, batch_id, runs, claim.parents, save, save_scores
-                )
+            with ledger.attempt() as claim.paid:
+                if claim.unscored:
+                    await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
+                if runs:
+                    requests = await generate_rows(
+                        ctx, job, batch_id, runs, claim.parents, save, save_scores
+                    )
         except BaseException:
+            _count_failed_attempt(ctx, job, claim.paid)  # the servers were paid all the same
             _release_claim(ctx, batch_id, token)  # so that a retry can start at once
             raise
         finally:
             heartbeat.cancel()
     return requests, trouble_before
+
+
+def _count_failed_attempt(ctx: EngineContext, job: Job, paid: ledger.Ledger) -> None:
+    """A failed attempt's answered requests and the tokens none of its saved nodes carries
+    go to the job now (its saved nodes count when the batch completes, or when the job
+    fails: ``ttc_core.job_usage.count_abandoned``)."""
+    usage = unstored_usage(paid, job.endpoint, ctx.settings.endpoints)
+    if not usage:
+        return
+    try:
+        with ctx.db.transaction() as session:
+            add_spend(session, job.id, usage)
+    except Exception:
+        log.warning("job %s: could not count a failed attempt's usage", job.id, exc_info=True)
 
 
 def _complete(
@@ -308,7 +330,7 @@ def _complete(
     job, batch_id = claim.job, claim.batch_id
     if claim.runs or claim.unscored:
         _prune_landed_under_pruned(session, job.id, batch_id)
-    followups = _complete_batch(ctx, session, job, batch_id, requests)
+    followups = _complete_batch(ctx, session, job, batch_id, requests, claim.paid)
     client = ctx.inference(job.endpoint)
     failed_attempts = client.failed_attempts - trouble_before[0]
     openings = client.breaker.openings - trouble_before[1]
@@ -325,6 +347,8 @@ def _complete(
             circuit_openings=openings,
             circuit_open=client.breaker.is_open,
         )
+    # Replies that could not be read were scored 0; the job ends only if nothing scores.
+    report_unscorable(session, job, batch_id, claim.paid, ctx.settings, step_done=bool(followups))
     return followups
 
 
@@ -369,8 +393,17 @@ def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> 
 
 
 def _complete_batch(
-    ctx: EngineContext, session: Session, job: Job, batch_id: str, requests: int
+    ctx: EngineContext,
+    session: Session,
+    job: Job,
+    batch_id: str,
+    requests: int,
+    paid: ledger.Ledger | None = None,
 ) -> list[FollowUp]:
+    # This attempt's requests and the tokens no node carries (judge votes, reward-model
+    # calls, requests of a fan-out that failed): counted once, whoever completes the batch.
+    extra = unstored_usage(paid or ledger.Ledger(), job.endpoint, ctx.settings.endpoints)
+    requests = max(requests, extra.requests)
     claimed = session.execute(
         update(ExpansionBatch)
         .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending)
@@ -379,7 +412,10 @@ def _complete_batch(
         )
     )
     if getattr(claimed, "rowcount", 0) != 1:
-        return []  # another run of this batch completed it first; its usage is counted
+        # Another run of this batch completed it first and counted its nodes; what this
+        # run was answered is paid for all the same.
+        add_spend(session, job.id, extra)
+        return []
     prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(
             func.coalesce(func.sum(Node.prompt_tokens), 0),
@@ -401,13 +437,13 @@ def _complete_batch(
         update(Job)
         .where(Job.id == job.id)
         .values(
-            prompt_tokens=Job.prompt_tokens + prompt_tokens,
-            completion_tokens=Job.completion_tokens + completion_tokens,
+            prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
             thinking_tokens=Job.thinking_tokens + thinking,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
-            cost=Job.cost + cost,
+            cost=Job.cost + cost + extra.cost,
             pending_batches=Job.pending_batches - 1,
             updated_at=utcnow(),
         )
