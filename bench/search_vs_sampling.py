@@ -215,7 +215,7 @@ class Outcome:
     problem: str
     correct: bool
     completion_tokens: int
-    #: Generation requests the job counts (``job.requests``: not the judge's).
+    #: Generation requests (``job.requests`` less the judge's, which it counts too).
     requests: int
     #: Requests of the LLM judge (counted by :class:`SeededJudge`).
     judge_requests: int
@@ -269,7 +269,8 @@ def collect(bench: Bench, job_ids: Sequence[str], problems: Sequence[str]) -> li
                     problem=problem,
                     correct=bool((job.result or {}).get("correct")),
                     completion_tokens=job.completion_tokens,
-                    requests=job.requests,
+                    # job.requests counts the judge's requests too (they were paid for).
+                    requests=job.requests - judge,
                     judge_requests=judge,
                     nodes=job.node_count,
                     score=(job.result or {}).get("score"),

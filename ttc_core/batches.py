@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from ttc_core import ledger
 from ttc_core.claims import ClaimLost, fence, heartbeat, retry_on_disconnect, supervised
 from ttc_core.engine_cancel import stop_when_cancelled
 from ttc_core.expansion import (
@@ -35,6 +36,8 @@ from ttc_core.expansion import (
     rescore,
 )
 from ttc_core.followup import FollowUp
+from ttc_core.job_failures import report_unscorable
+from ttc_core.job_usage import add_spend, unstored_usage
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -107,6 +110,8 @@ class _Claim:
     runs: list[Run]
     parents: dict[str, ParentContext]
     unscored: list[Node] = field(default_factory=list)
+    #: What this attempt was answered (set by :func:`_work`), counted by :func:`_complete`.
+    paid: ledger.Ledger = field(default_factory=ledger.Ledger)
 
 
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
@@ -269,6 +274,7 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
                 insert_nodes(conn, sorted(rows, key=lambda r: r["id"]))
 
         retry_on_disconnect(write)
+        ledger.record_stored(rows)  # their tokens are counted through the nodes
 
     def update_scores(rows: list[dict[str, Any]]) -> None:
         # Only rows still waiting for their scores: a prune that landed meanwhile stays.
@@ -306,14 +312,16 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     if runs or claim.unscored:
 
         async def generate() -> int:
-            # A cancel of the job stops this batch's requests and code runs (within ~0.5 s).
-            async with stop_when_cancelled(ctx, job.id):
-                if claim.unscored:
-                    await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
-                if runs:
-                    return await generate_rows(
-                        ctx, job, batch_id, runs, claim.parents, save, save_scores
-                    )
+            # A cancel of the job stops this batch's requests and code runs (within ~0.5 s);
+            # the ledger keeps what every answered request cost, whatever happens next.
+            with ledger.attempt() as claim.paid:
+                async with stop_when_cancelled(ctx, job.id):
+                    if claim.unscored:
+                        await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
+                    if runs:
+                        return await generate_rows(
+                            ctx, job, batch_id, runs, claim.parents, save, save_scores
+                        )
             return 0
 
         try:
@@ -325,9 +333,24 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
         except ClaimLost:
             raise
         except BaseException:
+            _count_failed_attempt(ctx, job, claim.paid)  # the servers were paid all the same
             _release_claim(ctx, batch_id, token)  # so that a retry can start at once
             raise
     return requests, trouble_before
+
+
+def _count_failed_attempt(ctx: EngineContext, job: Job, paid: ledger.Ledger) -> None:
+    """A failed attempt's answered requests and the tokens none of its saved nodes carries
+    go to the job now (its saved nodes count when the batch completes, or when the job
+    fails: ``ttc_core.job_usage.count_abandoned``)."""
+    usage = unstored_usage(paid, job.endpoint, ctx.settings.endpoints)
+    if not usage:
+        return
+    try:
+        with ctx.db.transaction() as session:
+            add_spend(session, job.id, usage)
+    except Exception:
+        log.warning("job %s: could not count a failed attempt's usage", job.id, exc_info=True)
 
 
 def _complete(
@@ -343,7 +366,9 @@ def _complete(
     order (``ttc_core.claims``): the job, the batch, then its nodes."""
     job, batch_id = claim.job, claim.batch_id
     lock_job_row(session, job.id)
-    followups = _complete_batch(ctx, session, job, batch_id, requests, token=claim.token)
+    followups = _complete_batch(
+        ctx, session, job, batch_id, requests, token=claim.token, paid=claim.paid
+    )
     if claim.runs or claim.unscored:
         _prune_landed_under_pruned(session, job.id, batch_id)
     client = ctx.inference(job.endpoint)
@@ -361,6 +386,8 @@ def _complete(
             circuit_openings=openings,
             circuit_open=client.breaker.is_open,
         )
+    # Replies that could not be read were scored 0; the job ends only if nothing scores.
+    report_unscorable(session, job, batch_id, claim.paid, ctx.settings, step_done=bool(followups))
     return followups
 
 
@@ -406,10 +433,15 @@ def _complete_batch(
     requests: int,
     *,
     token: str | None = None,
+    paid: ledger.Ledger | None = None,
 ) -> list[FollowUp]:
     """Mark the batch done and add its usage to the job, once: only while ``token`` (when
     given) still holds the claim. The caller holds the job's row lock."""
     fenced = [ExpansionBatch.claim_token == token] if token is not None else []
+    # This attempt's requests and the tokens no node carries (judge votes, reward-model
+    # calls, requests of a fan-out that failed): counted once, whoever completes the batch.
+    extra = unstored_usage(paid or ledger.Ledger(), job.endpoint, ctx.settings.endpoints)
+    requests = max(requests, extra.requests)
     claimed = session.execute(
         update(ExpansionBatch)
         .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending, *fenced)
@@ -419,8 +451,10 @@ def _complete_batch(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         # Another run of this batch completed it first (its usage is counted), or took it
-        # over from us (it counts the rows we saved when it completes).
+        # over from us (it counts the rows we saved when it completes); what this run was
+        # answered beyond those rows is paid for all the same.
         log.info("batch %s: completed or taken over by another worker", batch_id)
+        add_spend(session, job.id, extra)
         return []
     prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(
@@ -443,13 +477,13 @@ def _complete_batch(
         update(Job)
         .where(Job.id == job.id)
         .values(
-            prompt_tokens=Job.prompt_tokens + prompt_tokens,
-            completion_tokens=Job.completion_tokens + completion_tokens,
+            prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
             thinking_tokens=Job.thinking_tokens + thinking,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
-            cost=Job.cost + cost,
+            cost=Job.cost + cost + extra.cost,
             pending_batches=Job.pending_batches - 1,
             updated_at=utcnow(),
         )

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttc_core import prompts
+from ttc_core import ledger, prompts
 from ttc_core.errors import InferenceError
 from ttc_core.inference import Choice, GenerationRequest
 from ttc_core.inference.client import gather_or_cancel, render_messages
@@ -309,12 +309,11 @@ async def _think_then_answer(
                 thought.tokens,
                 thought.latency_ms,
                 seed,
+                thought.notes,
             ),
         )
-        think_row.update(
-            status=NodeStatus.done,
-            meta={"forcings": thought.forcings, "closed_by": thought.closed_by},
-        )
+        think_row["status"] = NodeStatus.done
+        think_row["meta"].update(forcings=thought.forcings, closed_by=thought.closed_by)
         await save([think_row])
         answer_run = Run(think_row["id"], run.parent_depth + 1, 0, 1, run.role)
         request = answer_request(
@@ -335,7 +334,7 @@ async def _think_then_answer(
             return thought.requests
         choice = generation.choices[0]
         row = base_row(job, batch_id, answer_run, choice)
-        row["meta"] = {"thinking_tokens": thought.tokens, "forcings": thought.forcings}
+        row["meta"].update(thinking_tokens=thought.tokens, forcings=thought.forcings)
         here = ParentContext(address=f"{parent.address}/{index}".lstrip("/"))
         fresh = [NewNode(answer_run, choice, here, row)]
         await _score_and_save(ctx, job, params, fresh, save, save_scores)
@@ -366,7 +365,8 @@ def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any
         "finish_reason": choice.finish_reason,
         "latency_ms": choice.latency_ms,
         "seed": choice.seed,
-        "meta": {},
+        # What the client fixed in the output (NUL replaced, usage estimated), visibly.
+        "meta": {key: dict(value) for key, value in (choice.notes or {}).items()},
         "created_at": utcnow(),
     }
 
@@ -407,6 +407,8 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
             if verdict.feedback:
                 node.row["meta"]["feedback"] = verdict.feedback
             node.row["meta"]["verifier_score"] = verdict.score
+            if verdict.score_error:
+                _unscorable(node, getattr(spec, "endpoint", spec.kind), verdict.score_error)
     if job.prm:
         await _step_scores(ctx, job, params, [n for n in fresh if n.run.role != "critique"])
 
@@ -437,6 +439,15 @@ async def _step_scores(
     for node, result in zip(nodes, results, strict=True):
         node.row["step_score"] = result.last
         node.row["score"] = result.aggregate(spec.aggregation)
+        if result.note:
+            _unscorable(node, spec.endpoint, result.note)
+
+
+def _unscorable(node: NewNode, endpoint: str, reason: str) -> None:
+    """A node scored 0 because its scorer's reply could not be read: the reason on the
+    node, and in the attempt's ledger for the batch's ``endpoint_trouble`` event."""
+    node.row["meta"]["score_error"] = reason[:500]
+    ledger.note_unscorable(endpoint, node.row["id"], reason)
 
 
 def failed_rows(job: Job, batch_id: str, run: Run, error: str) -> list[dict[str, Any]]:

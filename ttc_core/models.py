@@ -27,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Text that models and servers wrote is cleaned on its way in (NUL, lone surrogates).
+from ttc_core.text_safety import SafeJSON, SafeText
+
 #: BIGINT on Postgres, INTEGER (rowid alias, so autoincrement works) on SQLite.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -104,8 +107,8 @@ class Job(Base):
     node_count: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_nodes: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON)
+    error: Mapped[str | None] = mapped_column(SafeText)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     driver_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -144,10 +147,10 @@ class Node(Base):
     child_index: Mapped[int] = mapped_column(Integer, default=0)
     #: ``root`` (the prompt), ``sample`` (a whole answer) or ``step`` (one reasoning step).
     role: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(SafeText, default="")
     status: Mapped[str] = mapped_column(String(16), default=NodeStatus.done)
     is_terminal: Mapped[bool] = mapped_column(Boolean, default=False)
-    answer: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(SafeText)
     #: What strategies rank by: the aggregated step-scorer value of the path when the job
     #: has a step scorer, else the verifier's score.
     score: Mapped[float | None] = mapped_column(Float)
@@ -159,7 +162,7 @@ class Node(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     latency_ms: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
@@ -191,7 +194,7 @@ class ExpansionBatch(Base):
     #: the reaper sends another only when that one is provably lost (``ttc_core.reaper``).
     enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
     requests: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(SafeText)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -204,7 +207,7 @@ class JobEvent(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     #: 1, 2, 3... per job, in commit order: the SSE ``id`` and the polling cursor.

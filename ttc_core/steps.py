@@ -29,6 +29,8 @@ from ttc_core.expansion import (
     STEP_ROLES,
 )
 from ttc_core.followup import FollowUp
+from ttc_core.job_failures import explain
+from ttc_core.job_usage import count_abandoned
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -222,7 +224,7 @@ def _finish(
         "details": selection.details,
     }
     job.status = JobStatus.failed if selection.error else JobStatus.succeeded
-    job.error = selection.error
+    job.error = explain(session, job, selection.error) if selection.error else None
     job.finished_at = utcnow()
     job.lease_owner = None
     append_event(
@@ -248,6 +250,7 @@ def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
         job = lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
+        count_abandoned(session, job, ctx.settings.endpoints)  # paid for, never completed
         job.status = JobStatus.failed
         job.error = error[:2000]
         job.finished_at = utcnow()

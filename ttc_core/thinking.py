@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_core.errors import InputError, LimitError
 from ttc_core.inference import GenerationRequest, InferenceClient
+from ttc_core.inference.usage import merge_notes
 from ttc_core.settings import EndpointConfig, ReasoningControls, Settings
 from ttc_core.tree import NodeView, TreeView
 
@@ -199,6 +200,8 @@ class Thought:
     closed_by: str
     finish_reason: str | None
     latency_ms: float
+    #: What the client fixed in the rounds' output (``meta.sanitized``, ``meta.usage``).
+    notes: dict[str, Any] | None = None
 
 
 async def force_thought(
@@ -215,6 +218,7 @@ async def force_thought(
     controls = client.endpoint.reasoning
     text = ""
     tokens = prompt_tokens = requests = forcings = 0
+    notes: dict[str, Any] | None = None
     began = time.perf_counter()
     while True:
         request = continuation(
@@ -229,6 +233,7 @@ async def force_thought(
         generation = await client.generate(with_controls(request, spec, client.endpoint))
         choice = generation.choices[0]
         text += choice.text
+        notes = merge_notes(notes, choice.notes)
         tokens += choice.completion_tokens
         prompt_tokens += choice.prompt_tokens
         requests += generation.requests
@@ -251,6 +256,7 @@ async def force_thought(
             closed_by=closed_by,
             finish_reason=choice.finish_reason,
             latency_ms=(time.perf_counter() - began) * 1000,
+            notes=notes,
         )
 
 

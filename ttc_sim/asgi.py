@@ -39,7 +39,10 @@ def dumps(obj: Any) -> bytes:
 
 
 class HTTPError(Exception):
-    """An error answered with ``{"error": {"message", "type", "param", "code"}}``."""
+    """An error answered with ``{"error": {"message", "type", "param", "code"}}``.
+
+    ``error_type`` replaces the OpenAI-style type (vLLM says ``"BadRequestError"``);
+    ``omit_param`` leaves ``param`` out, as llama.cpp's errors do."""
 
     def __init__(
         self,
@@ -49,6 +52,8 @@ class HTTPError(Exception):
         param: str | None = None,
         code: str | int | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        error_type: str | None = None,
+        omit_param: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -56,16 +61,19 @@ class HTTPError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or []
+        self.error_type = error_type
+        self.omit_param = omit_param
 
     def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": _ERROR_TYPES.get(self.status, "server_error"),
-                "param": self.param,
-                "code": self.code if self.code is not None else self.status,
-            }
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type or _ERROR_TYPES.get(self.status, "server_error"),
+            "param": self.param,
+            "code": self.code if self.code is not None else self.status,
         }
+        if self.omit_param:
+            del error["param"]
+        return {"error": error}
 
 
 class ClientGone(Exception):

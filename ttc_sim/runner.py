@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import types
+import typing
 from typing import Any
 
 import uvicorn
@@ -165,6 +166,10 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "") else float(text)
 
 
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null", "") else int(text)
+
+
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--option`` per :class:`SimConfig` field (``--base-latency-s``, ``--slots``,
     ``--reject-n/--no-reject-n``, ...). Defaults are ``None``, meaning "the SimConfig
@@ -181,6 +186,11 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, type=int, default=None, help=helptext)
         elif info.annotation is float:
             group.add_argument(flag, dest=name, type=float, default=None, help=helptext)
+        elif typing.get_origin(info.annotation) is typing.Literal:
+            choices = [str(c) for c in typing.get_args(info.annotation)]
+            group.add_argument(flag, dest=name, choices=choices, default=None, help=helptext)
+        elif info.annotation == int | None:
+            group.add_argument(flag, dest=name, type=_optional_int, default=None, help=helptext)
         else:
             group.add_argument(flag, dest=name, type=_optional_float, default=None, help=helptext)
 

@@ -20,12 +20,16 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ttc_core import ledger
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
 from ttc_core.inference.breaker import CircuitBreaker
+from ttc_core.inference.failures import describe_status, describe_transport_error
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import with_retries
+from ttc_core.inference.usage import estimate_tokens, read_count
 from ttc_core.settings import EndpointConfig
+from ttc_core.text_safety import clean_text, decode_json_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,6 +62,13 @@ class Choice:
     completion_tokens: int
     latency_ms: float
     seed: int | None
+    #: What the client had to fix in this sample's output, for the node's meta:
+    #: ``{"sanitized": {"nul": 3}, "usage": {"completion_tokens": "negative (-5); ..."}}``.
+    notes: dict[str, Any] | None = None
+
+
+#: Longest finish reason kept (the column is 32 characters; servers may send anything).
+MAX_FINISH_REASON = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +224,14 @@ class InferenceClient:
         payload, latency_ms = await with_retries(
             attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
         )
-        return self._parse(payload, start, k, seed, latency_ms)
+        generation = self._parse(payload, start, k, seed, latency_ms, req, body)
+        # Paid for, whatever becomes of it (a sibling request failing, a scorer failing).
+        ledger.record(
+            self.name,
+            sum(c.prompt_tokens for c in generation.choices),
+            sum(c.completion_tokens for c in generation.choices),
+        )
+        return generation
 
     async def _within_rates(self, req: GenerationRequest, k: int) -> None:
         """Reserve this request's share of the endpoint's rate limits (worst case)."""
@@ -230,30 +248,32 @@ class InferenceClient:
             resp = await self._http.post(
                 url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
             )
-        except httpx.TimeoutException as exc:
-            raise RetryableInferenceError(f"timeout after {self.endpoint.timeout_s}s") from exc
         except httpx.TransportError as exc:
+            message = describe_transport_error(exc, url, self.endpoint.timeout_s)
+            raise RetryableInferenceError(message) from exc
+        status = resp.status_code
+        if status == 429 or status >= 500:
             raise RetryableInferenceError(
-                f"transport error: {self._summary(repr(exc), 300)}"
-            ) from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise RetryableInferenceError(
-                f"HTTP {resp.status_code}: {self._summary(resp.text, 200)}",
-                status=resp.status_code,
+                describe_status(url, status, self._summary(resp.text, 200)),
+                status=status,
                 retry_after=parse_retry_after(resp.headers.get("retry-after")),
             )
-        if resp.status_code >= 400:
+        if status >= 400:
             raise RejectedRequestError(
-                f"HTTP {resp.status_code}: {self._summary(resp.text, 300)}",
-                status=resp.status_code,
+                describe_status(url, status, self._summary(resp.text, 300)),
+                status=status,
                 body=self._summary(resp.text, 2000),
             )
         try:
-            payload = resp.json()
+            # Bytes that are not UTF-8 are the model's, not a broken response: decoded,
+            # then replaced (and counted) with the rest of the text in _parse.
+            payload = decode_json_body(resp.content)
         except ValueError as exc:
-            raise RetryableInferenceError("malformed response body (not JSON)") from exc
+            raise RetryableInferenceError(
+                f"POST {url} answered {status} with a body that is not JSON: {resp.content[:120]!r}"
+            ) from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-            raise RetryableInferenceError("malformed response body (no choices)")
+            raise RetryableInferenceError(f"POST {url} answered {status} without a choices list")
         return payload
 
     def _summary(self, text: str, limit: int) -> str:
@@ -261,37 +281,100 @@ class InferenceClient:
         return upstream_summary(text, [self.endpoint.api_key()], limit)
 
     def _parse(
-        self, payload: dict[str, Any], start: int, k: int, seed: int | None, latency_ms: float
+        self,
+        payload: dict[str, Any],
+        start: int,
+        k: int,
+        seed: int | None,
+        latency_ms: float,
+        req: GenerationRequest,
+        body: dict[str, Any],
     ) -> Generation:
-        raw = sorted(payload["choices"], key=lambda c: c.get("index", 0))
+        raw = [c if isinstance(c, dict) else {} for c in payload["choices"]]
+        raw.sort(key=_choice_index)
         if len(raw) != k:
-            raise InferenceError(f"asked for {k} choices, got {len(raw)}")
-        texts = [choice_text(c) for c in raw]
-        usage = payload.get("usage") or {}
-        prompt_parts = split_evenly(int(usage.get("prompt_tokens") or 0), [1] * k)
-        # Servers report completion tokens per request; share them by text length.
-        completion_parts = split_evenly(
-            int(usage.get("completion_tokens") or 0), [max(1, len(t)) for t in texts]
+            raise InferenceError(
+                f"endpoint {self.name!r} answered {len(raw)} choices where {k} were asked for"
+            )
+        cleaned = [clean_text(choice_text(c)) for c in raw]
+        texts = [text for text, _ in cleaned]
+        notes: list[dict[str, Any]] = [
+            {"sanitized": counts} if counts else {} for _, counts in cleaned
+        ]
+        usage = payload.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        prompt = req.prompt if req.prompt is not None else render_messages(req.messages)
+        # No honest server counts more than the request allowed, or far more prompt
+        # tokens than the prompt has characters.
+        per_choice = max(
+            _int_or_0(body.get("max_tokens")), _int_or_0(body.get("max_completion_tokens"))
         )
+        completion_limit = k * per_choice if per_choice else 1 << 62
+        prompt_limit = 4 * len(prompt) + 4096
+        prompt_total, prompt_why = read_count(usage.get("prompt_tokens"), prompt_limit)
+        completion_total, completion_why = read_count(
+            usage.get("completion_tokens"), completion_limit
+        )
+        fixes: dict[str, str] = {}
+        if prompt_total is None:
+            prompt_total = estimate_tokens(prompt)
+            fixes["prompt_tokens"] = f"{prompt_why}; estimated {prompt_total} from the prompt"
+        elif prompt_why:
+            fixes["prompt_tokens"] = prompt_why
+        if completion_total is None:
+            completion_total = sum(estimate_tokens(t) for t in texts)
+            if per_choice:
+                completion_total = min(completion_total, completion_limit)
+            fixes["completion_tokens"] = (
+                f"{completion_why}; estimated {completion_total} from the text"
+            )
+        elif completion_why:
+            fixes["completion_tokens"] = completion_why
+        if fixes:
+            log.warning("endpoint %s sent unusable usage: %s", self.name, fixes)
+            for note in notes:
+                note["usage"] = fixes
+        prompt_parts = split_evenly(prompt_total, [1] * k)
+        # Servers report completion tokens per request; share them by text length.
+        completion_parts = split_evenly(completion_total, [max(1, len(t)) for t in texts])
         choices = [
             Choice(
                 index=start + i,
                 text=texts[i],
-                finish_reason=raw[i].get("finish_reason"),
+                finish_reason=_finish_reason(raw[i].get("finish_reason")),
                 prompt_tokens=prompt_parts[i],
                 completion_tokens=completion_parts[i],
                 latency_ms=latency_ms,
                 seed=None if seed is None else seed + i,
+                notes=notes[i] or None,
             )
             for i in range(k)
         ]
         return Generation(choices=choices, requests=1)
 
 
+def _choice_index(choice: dict[str, Any]) -> int:
+    index = choice.get("index")
+    return index if isinstance(index, int) else 0
+
+
+def _int_or_0(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _finish_reason(value: Any) -> str | None:
+    if value is None:
+        return None
+    return clean_text(str(value))[0][:MAX_FINISH_REASON]
+
+
 def choice_text(choice: dict[str, Any]) -> str:
     if "message" in choice:
-        return str((choice.get("message") or {}).get("content") or "")
-    return str(choice.get("text") or "")
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        return content if isinstance(content, str) else str(content or "")
+    text = choice.get("text")
+    return text if isinstance(text, str) else str(text or "")
 
 
 def render_messages(messages: Sequence[dict[str, Any]] | None) -> str:

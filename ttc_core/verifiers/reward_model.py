@@ -16,7 +16,10 @@ a trailing ``/v1`` is tolerated and not doubled.
 Transient failures (5xx, 429, connect errors, timeouts) are retried up to
 ``endpoint.max_retries`` times with exponential backoff and jitter (``Retry-After`` is
 honoured, capped at 30 s); then :class:`~ttc_core.verifiers.base.VerifierError` is raised,
-as it is at once for other 4xx answers and malformed responses.
+as it is at once for other 4xx answers. A malformed response (the wrong shape, scores that
+are not numbers, the wrong count) scores the candidates it was for 0, with the reason in
+``Verdict.score_error``: one garbage reply must not end a search. Each answer's ``usage``
+is counted in the job's usage (:mod:`ttc_core.ledger`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from typing import Any
 
 import httpx
 
+from ttc_core.inference.failures import describe_transport_error
 from ttc_core.inference.redact import upstream_summary
+from ttc_core.scoring._http import record_usage
 from ttc_core.settings import EndpointConfig
+from ttc_core.text_safety import decode_json_body
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
 from ttc_core.verifiers.exact import normalize_reference, shorten
@@ -101,12 +107,12 @@ class RewardModelVerifier:
         if not candidates:
             return []
         scores = await self._scores(candidates)
-        return [self._verdict(c, s) for c, s in zip(candidates, scores, strict=True)]
+        return [self._verdict(c, s, e) for c, (s, e) in zip(candidates, scores, strict=True)]
 
     # -- scoring ---------------------------------------------------------------------------
 
-    async def _scores(self, candidates: Sequence[Candidate]) -> list[float]:
-        """One score per candidate, in order, in batches of ``batch_size``."""
+    async def _scores(self, candidates: Sequence[Candidate]) -> list[tuple[float, str | None]]:
+        """One (score, why it is 0 or None) per candidate, in order, in batches."""
         # (positions, request body) per request.
         jobs: list[tuple[list[int], dict[str, Any]]] = []
         if self.endpoint.reward_protocol == "vllm_classify":
@@ -129,9 +135,13 @@ class RewardModelVerifier:
 
         limit = asyncio.Semaphore(min(MAX_PARALLEL_REQUESTS, self.endpoint.max_concurrency))
 
-        async def run(body: dict[str, Any], expected: int) -> list[float]:
+        async def run(body: dict[str, Any], expected: int) -> list[tuple[float, str | None]]:
             async with limit:
-                return self._parse_scores(await self._post(body), expected)
+                payload = await self._post(body)
+            try:
+                return [(score, None) for score in self._parse_scores(payload, expected)]
+            except VerifierError as exc:  # this reply is unusable; the search goes on
+                return [(0.0, str(exc))] * expected
 
         if len(jobs) == 1:
             results = [await run(jobs[0][1], len(jobs[0][0]))]
@@ -146,7 +156,7 @@ class RewardModelVerifier:
                         raise exc from None
                 raise
             results = [task.result() for task in tasks]
-        scores: list[float] = [math.nan] * len(candidates)
+        scores: list[tuple[float, str | None]] = [(math.nan, None)] * len(candidates)
         for (positions, _), batch_scores in zip(jobs, results, strict=True):
             for i, score in zip(positions, batch_scores, strict=True):
                 scores[i] = score
@@ -203,7 +213,7 @@ class RewardModelVerifier:
                     timeout=self.endpoint.timeout_s,
                 )
             except _TRANSIENT_ERRORS as exc:
-                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                last_error = describe_transport_error(exc, self.url, self.endpoint.timeout_s)
             except httpx.HTTPError as exc:
                 raise VerifierError(
                     f"reward endpoint {self.name!r} ({self.url}) request failed: "
@@ -211,8 +221,12 @@ class RewardModelVerifier:
                 ) from exc
             else:
                 if response.is_success:
-                    with contextlib.suppress(ValueError):
-                        return response.json()
+                    try:
+                        payload = decode_json_body(response.content)
+                        record_usage(self.name, payload)
+                        return payload
+                    except ValueError:
+                        pass
                 # Tenants read this text: bounded, the endpoint's key and credentials out.
                 upstream = upstream_summary(response.text, [self.endpoint.api_key()], 200)
                 if response.is_success:
@@ -237,23 +251,18 @@ class RewardModelVerifier:
 
     # -- verdicts --------------------------------------------------------------------------
 
-    def _verdict(self, candidate: Candidate, score: float) -> Verdict:
+    def _verdict(self, candidate: Candidate, score: float, error: str | None = None) -> Verdict:
         raw = extract_answer(candidate.text, self.pattern)
         answer = (normalize_answer(raw) if raw is not None else "") or None
         ref = self.reference_norm
         if ref is None:
-            return Verdict(score=score, answer=answer, correct=None, feedback=None)
+            return Verdict(score, answer, None, None, error)
         if answer is None:
-            return Verdict(
-                score=score, answer=None, correct=False, feedback="no final answer found"
-            )
+            return Verdict(score, None, False, "no final answer found", error)
         if answer == ref:
-            return Verdict(score=score, answer=answer, correct=True, feedback=None)
+            return Verdict(score, answer, True, None, error)
         return Verdict(
-            score=score,
-            answer=answer,
-            correct=False,
-            feedback=f"expected {shorten(ref)}, got {shorten(answer)}",
+            score, answer, False, f"expected {shorten(ref)}, got {shorten(answer)}", error
         )
 
 
