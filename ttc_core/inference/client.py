@@ -2,9 +2,15 @@
 
 One client per endpoint per process, over one pooled ``httpx.AsyncClient``. Sibling
 samples go out as one request with ``n`` (they share the prompt's KV cache on the
-server); a server that rejects ``n`` gets ``n`` separate requests with consecutive seeds
-instead, which on a deterministic server yields the same samples. Every request holds a
-slot of the endpoint's ``max_concurrency`` (shared across processes by the limiter).
+server); choice i of a request seeded s is the sample of seed s + i (vLLM's and
+llama.cpp's convention). A server that rejects ``n`` gets smaller requests with the same
+seeds instead, which on a deterministic server yields the same samples: as large as its
+message allows (llama.cpp caps ``n`` at ``--parallel`` and says so), else ``n=1``. The
+limit learnt is kept per endpoint for the process (and across workers through the
+limiter's notes, where it keeps any), so later requests go straight to the right size; a
+rejection of ``n`` is not a failure of the server (no retry, no breaker count). Every
+request holds a slot of the endpoint's ``max_concurrency`` (shared across processes by the
+limiter).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -86,20 +93,73 @@ _N_REJECTION = re.compile(
     r"""(?ix) (\bn\b|['"`]n['"`]|number\ of\ (choices|completions))
     .{0,80} (support|must\ be\ 1|only\ 1|not\ allowed|greater\ than\ 1)""",
 )
+#: llama.cpp before ``n`` support (HTTP 500): "Only one completion choice is allowed".
+_ONE_CHOICE = re.compile(r"(?i)only\ one\ completion\ choice")
+#: A rejection that names ``n`` (or llama.cpp's ``n_cmpl``) and a range or maximum:
+#: llama.cpp's "Field 'n': Value must be between 1 <= value <= 4, but got 16", OpenAI's
+#: "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 200".
+_N_RANGE = re.compile(
+    r"""(?ix) (?:['"`](?:n|n_cmpl)['"`]|\bfield\ n\b)
+    .{0,120}? (?:<=\s*value\s*<=|<=|at\ most|maximum\ (?:value\ )?(?:of\ |is\ )?)\s*(\d+)""",
+)
 
 
-def rejects_n(exc: RejectedRequestError) -> bool:
-    """Whether a 4xx says the server does not accept ``n`` > 1 (not some other problem)."""
-    body = exc.body or ""
+def _error_message(body: str) -> tuple[str, Any]:
+    """The error message in an OpenAI-style error body (or the body), and its ``param``."""
     try:
         error = json.loads(body).get("error") or {}
     except (ValueError, AttributeError):
         error = {}
     if isinstance(error, dict):
-        if error.get("param") == "n":
-            return True
-        body = str(error.get("message") or body)
-    return bool(_N_REJECTION.search(body))
+        return str(error.get("message") or body), error.get("param")
+    return body, None
+
+
+def n_limit(exc: InferenceError) -> int | None:
+    """The largest ``n`` a server's refusal of ``n`` allows (1 when it names none), or None
+    when ``exc`` is about something else.
+
+    Recognized: a 4xx whose ``param`` is ``n`` or whose message says ``n`` is not
+    supported or names its maximum (llama.cpp: "Field 'n': Value must be between 1 <=
+    value <= N, but got K", no ``param``), and older llama.cpp's HTTP 500 "Only one
+    completion choice is allowed" (a refusal, though sent as a server error).
+    """
+    if isinstance(exc, NRejectedError):
+        return exc.limit
+    if isinstance(exc, RejectedRequestError):
+        message, param = _error_message(exc.body or "")
+    elif isinstance(exc, RetryableInferenceError) and exc.status == 500:
+        message, param = str(exc), None
+        if not _ONE_CHOICE.search(message):
+            return None
+    else:
+        return None
+    if _ONE_CHOICE.search(message):
+        return 1
+    if match := _N_RANGE.search(message):
+        return max(1, int(match.group(1)))
+    if param == "n" or _N_REJECTION.search(message):
+        return 1
+    return None
+
+
+def rejects_n(exc: InferenceError) -> bool:
+    """Whether an error says the server does not accept this ``n`` (not some other
+    problem): see :func:`n_limit`."""
+    return n_limit(exc) is not None
+
+
+class NRejectedError(RejectedRequestError):
+    """The server refused a request's ``n`` (raised instead of a retryable 500, so that it
+    is neither retried nor counted by the breaker)."""
+
+    def __init__(self, message: str, *, limit: int, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.limit = limit
+
+
+#: ``n`` limits learnt from refusals, per (endpoint name, base URL), for this process.
+_N_LIMITS: dict[tuple[str, str], int] = {}
 
 
 async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
@@ -127,7 +187,14 @@ class InferenceClient:
         self.endpoint = endpoint
         self._http = http
         self._limiter = limiter
-        self._n_supported = endpoint.supports_n
+        self._n_key = (name, endpoint.base_url)
+        #: Most ``n`` one request may carry: the endpoint's setting, lowered by what the
+        #: server's refusals said (learnt once per process, see :meth:`_learn_n_limit`).
+        self.max_n = min(
+            endpoint.max_n_per_request if endpoint.supports_n else 1,
+            _N_LIMITS.get(self._n_key, endpoint.max_n_per_request),
+        )
+        self._n_note_checked = False
         #: Failed attempts that were retried or given up on (for job events and metrics).
         self.failed_attempts = 0
         self.breaker = CircuitBreaker(
@@ -142,30 +209,73 @@ class InferenceClient:
 
     async def generate(self, req: GenerationRequest) -> Generation:
         """All ``req.n`` samples, in order; raises InferenceError if a request fails."""
-        per_request = self.endpoint.max_n_per_request if self._n_supported else 1
-        chunks = [
-            (start, min(per_request, req.n - start)) for start in range(0, req.n, per_request)
-        ]
-        results = await gather_or_cancel([self._chunk(req, s, k) for s, k in chunks])
+        if req.n > 1 and self.max_n > 1:
+            await self._recall_n_limit()
+        results = await gather_or_cancel(
+            [self._chunk(req, s, k) for s, k in chunked(0, req.n, self.max_n)]
+        )
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
 
     async def _chunk(self, req: GenerationRequest, start: int, k: int) -> Generation:
+        """Samples ``start`` .. ``start + k - 1`` of ``req`` in one request (seeded
+        ``req.seed + start``), or in smaller ones if the server refuses this ``n``."""
         seed = None if req.seed is None else req.seed + start
         try:
             return await self._request(req, start, k, seed)
         except RejectedRequestError as exc:
-            if k == 1 or not rejects_n(exc):
+            limit = n_limit(exc) if k > 1 else None
+            if limit is None:
                 raise
-            log.warning("endpoint %s rejected n=%d (%s); sending n=1 requests", self.name, k, exc)
-            self._n_supported = False
+            # Strictly smaller than what was refused, whatever the message claimed.
+            size = min(limit, k - 1, self.max_n)
+            log.warning(
+                "endpoint %s refused n=%d (%s); sending at most n=%d per request",
+                self.name,
+                k,
+                exc,
+                size,
+            )
+            await self._learn_n_limit(size)
             parts = await gather_or_cancel(
-                [
-                    self._request(req, start + i, 1, None if seed is None else seed + i)
-                    for i in range(k)
-                ]
+                [self._chunk(req, s, part) for s, part in chunked(start, k, size)]
             )
             return Generation([c for p in parts for c in p.choices], sum(p.requests for p in parts))
+
+    async def _learn_n_limit(self, limit: int) -> None:
+        """Remember ``limit`` for this endpoint: in this process, and for other workers
+        through the limiter's notes (where it keeps them)."""
+        if limit >= self.max_n:
+            return
+        self.max_n = limit
+        _N_LIMITS[self._n_key] = min(limit, _N_LIMITS.get(self._n_key, limit))
+        note = getattr(self._limiter, "set_note", None)
+        if note is not None:
+            try:
+                await note(self._n_note_key, str(limit), N_NOTE_TTL_S)
+            except Exception as exc:  # a note is an optimization only
+                log.info("endpoint %s: n limit not shared (%s)", self.name, exc)
+
+    async def _recall_n_limit(self) -> None:
+        """Take a limit another worker learnt (once per client)."""
+        if self._n_note_checked:
+            return
+        self._n_note_checked = True
+        note = getattr(self._limiter, "get_note", None)
+        if note is None:
+            return
+        try:
+            value = await note(self._n_note_key)
+        except Exception as exc:  # a note is an optimization only
+            log.info("endpoint %s: n limit not read (%s)", self.name, exc)
+            return
+        if value is not None and str(value).isdigit() and int(value) >= 1:
+            self.max_n = min(self.max_n, int(value))
+            _N_LIMITS[self._n_key] = self.max_n
+
+    @property
+    def _n_note_key(self) -> str:
+        return f"n_limit:{self.name}:{zlib.crc32(self.endpoint.base_url.encode()):08x}"
 
     def _body(self, req: GenerationRequest, k: int, seed: int | None) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -202,7 +312,11 @@ class InferenceClient:
                 began = time.perf_counter()
                 try:
                     payload = await self._post(path, body)
-                except RetryableInferenceError:
+                except RetryableInferenceError as exc:
+                    if k > 1 and (limit := n_limit(exc)) is not None:
+                        # Older llama.cpp refuses n > 1 with a 500: an answer, not an
+                        # outage (retrying it would open the breaker for every n > 1).
+                        raise NRejectedError(str(exc), limit=limit, status=exc.status) from exc
                     self.failed_attempts += 1
                     self.breaker.record_failure()
                     raise
@@ -279,6 +393,17 @@ class InferenceClient:
             for i in range(k)
         ]
         return Generation(choices=choices, requests=1)
+
+
+#: How long a learnt ``n`` limit is shared with other workers (a restarted server may
+#: have a new ``--parallel``; a stale note costs one refused request).
+N_NOTE_TTL_S = 3600
+
+
+def chunked(start: int, count: int, size: int) -> list[tuple[int, int]]:
+    """``(first, k)`` pieces of at most ``size`` covering ``start`` .. ``start + count``."""
+    size = max(1, size)
+    return [(s, min(size, start + count - s)) for s in range(start, start + count, size)]
 
 
 def choice_text(choice: dict[str, Any]) -> str:
