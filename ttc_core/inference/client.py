@@ -22,7 +22,7 @@ import re
 import time
 import zlib
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +30,7 @@ import httpx
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.limiter import ConcurrencyLimiter
+from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
 from ttc_core.inference.retry import with_retries
 from ttc_core.settings import EndpointConfig
 
@@ -195,6 +196,12 @@ class InferenceClient:
             _N_LIMITS.get(self._n_key, endpoint.max_n_per_request),
         )
         self._n_note_checked = False
+        #: llama.cpp's native routes, used for every generation on a llama.cpp endpoint.
+        self._llamacpp = (
+            NativeRoutes(endpoint.base_url, endpoint.api, endpoint.reasoning.think_open)
+            if getattr(endpoint, "server", None) == "llamacpp"
+            else None
+        )
         #: Failed attempts that were retried or given up on (for job events and metrics).
         self.failed_attempts = 0
         self.breaker = CircuitBreaker(
@@ -300,9 +307,14 @@ class InferenceClient:
     async def _request(
         self, req: GenerationRequest, start: int, k: int, seed: int | None
     ) -> Generation:
-        path, body = self._body(req, k, seed)
+        native = self._llamacpp
+        if native is not None:  # llama.cpp: rendered once, samples from /completion
+            prompt = await native.prompt(req, self._render_llamacpp)
+            path, body = native.completion_url, native.body(req, prompt, k, seed)
+        else:
+            path, body = self._body(req, k, seed)
 
-        async def attempt() -> tuple[dict[str, Any], float]:
+        async def attempt() -> tuple[Any, float]:
             await self.breaker.wait_closed()
             async with self._limiter.slot(
                 self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
@@ -311,7 +323,7 @@ class InferenceClient:
                 await self._within_rates(req, k)
                 began = time.perf_counter()
                 try:
-                    payload = await self._post(path, body)
+                    payload = await self._post(path, body, native=native is not None)
                 except RetryableInferenceError as exc:
                     if k > 1 and (limit := n_limit(exc)) is not None:
                         # Older llama.cpp refuses n > 1 with a 500: an answer, not an
@@ -326,7 +338,64 @@ class InferenceClient:
         payload, latency_ms = await with_retries(
             attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
         )
-        return self._parse(payload, start, k, seed, latency_ms)
+        if native is not None:
+            return self._native_generation(payload, start, k, seed, latency_ms)
+        generation = self._parse(payload, start, k, seed, latency_ms)
+        return self._without_echo(req, generation)
+
+    async def _render_llamacpp(self, body: dict[str, Any]) -> Any:
+        """POST llama.cpp's ``/apply-template`` (retried; a template error is a 4xx)."""
+        native = self._llamacpp
+        assert native is not None
+
+        async def attempt() -> Any:
+            await self.breaker.wait_closed()
+            try:
+                payload = await self._post(native.render_url, body, native=True)
+            except RetryableInferenceError:
+                self.failed_attempts += 1
+                self.breaker.record_failure()
+                raise
+            self.breaker.record_success()
+            return payload
+
+        return await with_retries(
+            attempt, retries=self.endpoint.max_retries, what=f"{self.name}/apply-template"
+        )
+
+    def _native_generation(
+        self, payload: Any, start: int, k: int, seed: int | None, latency_ms: float
+    ) -> Generation:
+        """Choices from llama.cpp's ``/completion`` results: each sample's own completion
+        tokens (its OpenAI routes count the first sample's only), the prompt shared out."""
+        prompt_tokens, samples = NativeRoutes.samples(payload, k)
+        prompt_parts = split_evenly(prompt_tokens, [1] * k)
+        choices = [
+            Choice(
+                index=start + i,
+                text=sample.text,
+                finish_reason=sample.finish_reason,
+                prompt_tokens=prompt_parts[i],
+                completion_tokens=sample.completion_tokens,
+                latency_ms=latency_ms,
+                seed=None if seed is None else seed + i,
+            )
+            for i, sample in enumerate(samples)
+        ]
+        return Generation(choices=choices, requests=1)
+
+    def _without_echo(self, req: GenerationRequest, generation: Generation) -> Generation:
+        """A continued assistant message's text removed from the front of each choice,
+        where the server echoes it (llama.cpp's chat route returns prefill + new tokens;
+        vLLM the new tokens only, which never start with the whole prefill)."""
+        if self.endpoint.api != "chat" or not req.messages:
+            return generation
+        last = req.messages[-1]
+        prefill = str(last.get("content") or "") if last.get("role") == "assistant" else ""
+        if not prefill:
+            return generation
+        choices = [replace(c, text=strip_echo(c.text, prefill)) for c in generation.choices]
+        return Generation(choices=choices, requests=generation.requests)
 
     async def _within_rates(self, req: GenerationRequest, k: int) -> None:
         """Reserve this request's share of the endpoint's rate limits (worst case)."""
@@ -337,8 +406,10 @@ class InferenceClient:
             tokens = k * req.max_tokens + len(prompt) // 4
             await self._limiter.take(f"{self.name}:tpm", tokens, self.endpoint.tokens_per_minute)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.endpoint.base_url.rstrip("/") + path
+    async def _post(self, path: str, body: dict[str, Any], *, native: bool = False) -> Any:
+        """POST ``path`` under the base URL (``native``: ``path`` is a whole URL of a
+        server's own route, whose answer is returned as it is, not as OpenAI choices)."""
+        url = path if native else self.endpoint.base_url.rstrip("/") + path
         try:
             resp = await self._http.post(
                 url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
@@ -363,6 +434,8 @@ class InferenceClient:
             payload = resp.json()
         except ValueError as exc:
             raise RetryableInferenceError("malformed response body (not JSON)") from exc
+        if native:
+            return payload
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             raise RetryableInferenceError("malformed response body (no choices)")
         return payload
