@@ -2,9 +2,15 @@
 
 One client per endpoint per process, over one pooled ``httpx.AsyncClient``. Sibling
 samples go out as one request with ``n`` (they share the prompt's KV cache on the
-server); a server that rejects ``n`` gets ``n`` separate requests with consecutive seeds
-instead, which on a deterministic server yields the same samples. Every request holds a
-slot of the endpoint's ``max_concurrency`` (shared across processes by the limiter).
+server); choice i of a request seeded s is the sample of seed s + i (vLLM's and
+llama.cpp's convention). A server that rejects ``n`` gets smaller requests with the same
+seeds instead, which on a deterministic server yields the same samples: as large as its
+message allows (llama.cpp caps ``n`` at ``--parallel`` and says so), else ``n=1``. The
+limit learnt is kept per endpoint for the process (and across workers through the
+limiter's notes, where it keeps any), so later requests go straight to the right size; a
+rejection of ``n`` is not a failure of the server (no retry, no breaker count). Every
+request holds a slot of the endpoint's ``max_concurrency`` (shared across processes by the
+limiter).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -26,6 +33,7 @@ from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.failures import describe_status, describe_transport_error
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.redact import upstream_summary
+from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
 from ttc_core.inference.retry import with_retries
 from ttc_core.inference.usage import estimate_tokens, read_count
 from ttc_core.inference.servers import ServerProfile, profile_for, resolve_profile
@@ -111,20 +119,73 @@ _N_REJECTION = re.compile(
     r"""(?ix) (\bn\b|['"`]n['"`]|number\ of\ (choices|completions))
     .{0,80} (support|must\ be\ 1|only\ 1|not\ allowed|greater\ than\ 1)""",
 )
+#: llama.cpp before ``n`` support (HTTP 500): "Only one completion choice is allowed".
+_ONE_CHOICE = re.compile(r"(?i)only\ one\ completion\ choice")
+#: A rejection that names ``n`` (or llama.cpp's ``n_cmpl``) and a range or maximum:
+#: llama.cpp's "Field 'n': Value must be between 1 <= value <= 4, but got 16", OpenAI's
+#: "Invalid 'n': integer above maximum value. Expected a value <= 128, but got 200".
+_N_RANGE = re.compile(
+    r"""(?ix) (?:['"`](?:n|n_cmpl)['"`]|\bfield\ n\b)
+    .{0,120}? (?:<=\s*value\s*<=|<=|at\ most|maximum\ (?:value\ )?(?:of\ |is\ )?)\s*(\d+)""",
+)
 
 
-def rejects_n(exc: RejectedRequestError) -> bool:
-    """Whether a 4xx says the server does not accept ``n`` > 1 (not some other problem)."""
-    body = exc.body or ""
+def _error_message(body: str) -> tuple[str, Any]:
+    """The error message in an OpenAI-style error body (or the body), and its ``param``."""
     try:
         error = json.loads(body).get("error") or {}
     except (ValueError, AttributeError):
         error = {}
     if isinstance(error, dict):
-        if error.get("param") == "n":
-            return True
-        body = str(error.get("message") or body)
-    return bool(_N_REJECTION.search(body))
+        return str(error.get("message") or body), error.get("param")
+    return body, None
+
+
+def n_limit(exc: InferenceError) -> int | None:
+    """The largest ``n`` a server's refusal of ``n`` allows (1 when it names none), or None
+    when ``exc`` is about something else.
+
+    Recognized: a 4xx whose ``param`` is ``n`` or whose message says ``n`` is not
+    supported or names its maximum (llama.cpp: "Field 'n': Value must be between 1 <=
+    value <= N, but got K", no ``param``), and older llama.cpp's HTTP 500 "Only one
+    completion choice is allowed" (a refusal, though sent as a server error).
+    """
+    if isinstance(exc, NRejectedError):
+        return exc.limit
+    if isinstance(exc, RejectedRequestError):
+        message, param = _error_message(exc.body or "")
+    elif isinstance(exc, RetryableInferenceError) and exc.status == 500:
+        message, param = str(exc), None
+        if not _ONE_CHOICE.search(message):
+            return None
+    else:
+        return None
+    if _ONE_CHOICE.search(message):
+        return 1
+    if match := _N_RANGE.search(message):
+        return max(1, int(match.group(1)))
+    if param == "n" or _N_REJECTION.search(message):
+        return 1
+    return None
+
+
+def rejects_n(exc: InferenceError) -> bool:
+    """Whether an error says the server does not accept this ``n`` (not some other
+    problem): see :func:`n_limit`."""
+    return n_limit(exc) is not None
+
+
+class NRejectedError(RejectedRequestError):
+    """The server refused a request's ``n`` (raised instead of a retryable 500, so that it
+    is neither retried nor counted by the breaker)."""
+
+    def __init__(self, message: str, *, limit: int, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.limit = limit
+
+
+#: ``n`` limits learnt from refusals, per (endpoint name, base URL), for this process.
+_N_LIMITS: dict[tuple[str, str], int] = {}
 
 
 async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
@@ -152,7 +213,20 @@ class InferenceClient:
         self.endpoint = endpoint
         self._http = http
         self._limiter = limiter
-        self._n_supported = endpoint.supports_n
+        self._n_key = (name, endpoint.base_url)
+        #: Most ``n`` one request may carry: the endpoint's setting, lowered by what the
+        #: server's refusals said (learnt once per process, see :meth:`_learn_n_limit`).
+        self.max_n = min(
+            endpoint.max_n_per_request if endpoint.supports_n else 1,
+            _N_LIMITS.get(self._n_key, endpoint.max_n_per_request),
+        )
+        self._n_note_checked = False
+        #: llama.cpp's native routes, used for every generation on a llama.cpp endpoint.
+        self._llamacpp = (
+            NativeRoutes(endpoint.base_url, endpoint.api, endpoint.reasoning.think_open)
+            if getattr(endpoint, "server", None) == "llamacpp"
+            else None
+        )
         #: Failed attempts that were retried or given up on (for job events and metrics).
         self.failed_attempts = 0
         self.breaker = CircuitBreaker(
@@ -183,34 +257,78 @@ class InferenceClient:
     async def generate(self, req: GenerationRequest) -> Generation:
         """All ``req.n`` samples, in order; raises InferenceError if a request fails."""
         profile = await self.profile()
-        per_request = self.endpoint.max_n_per_request if self._n_supported else 1
+        if req.n > 1 and self.max_n > 1:
+            await self._recall_n_limit()
+        per_request = self.max_n
         if profile.shares_seed_across_n and req.seed is not None:
             # One seed for all n would give n copies of one sample: seed + i each instead
             # (the server's prefix cache still shares the prompt between them).
             per_request = 1
-        chunks = [
-            (start, min(per_request, req.n - start)) for start in range(0, req.n, per_request)
-        ]
-        results = await gather_or_cancel([self._chunk(req, s, k) for s, k in chunks])
+        results = await gather_or_cancel(
+            [self._chunk(req, s, k) for s, k in chunked(0, req.n, per_request)]
+        )
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
 
     async def _chunk(self, req: GenerationRequest, start: int, k: int) -> Generation:
+        """Samples ``start`` .. ``start + k - 1`` of ``req`` in one request (seeded
+        ``req.seed + start``), or in smaller ones if the server refuses this ``n``."""
         seed = None if req.seed is None else req.seed + start
         try:
             return await self._request(req, start, k, seed)
         except RejectedRequestError as exc:
-            if k == 1 or not rejects_n(exc):
+            limit = n_limit(exc) if k > 1 else None
+            if limit is None:
                 raise
-            log.warning("endpoint %s rejected n=%d (%s); sending n=1 requests", self.name, k, exc)
-            self._n_supported = False
+            # Strictly smaller than what was refused, whatever the message claimed.
+            size = min(limit, k - 1, self.max_n)
+            log.warning(
+                "endpoint %s refused n=%d (%s); sending at most n=%d per request",
+                self.name,
+                k,
+                exc,
+                size,
+            )
+            await self._learn_n_limit(size)
             parts = await gather_or_cancel(
-                [
-                    self._request(req, start + i, 1, None if seed is None else seed + i)
-                    for i in range(k)
-                ]
+                [self._chunk(req, s, part) for s, part in chunked(start, k, size)]
             )
             return Generation([c for p in parts for c in p.choices], sum(p.requests for p in parts))
+
+    async def _learn_n_limit(self, limit: int) -> None:
+        """Remember ``limit`` for this endpoint: in this process, and for other workers
+        through the limiter's notes (where it keeps them)."""
+        if limit >= self.max_n:
+            return
+        self.max_n = limit
+        _N_LIMITS[self._n_key] = min(limit, _N_LIMITS.get(self._n_key, limit))
+        note = getattr(self._limiter, "set_note", None)
+        if note is not None:
+            try:
+                await note(self._n_note_key, str(limit), N_NOTE_TTL_S)
+            except Exception as exc:  # a note is an optimization only
+                log.info("endpoint %s: n limit not shared (%s)", self.name, exc)
+
+    async def _recall_n_limit(self) -> None:
+        """Take a limit another worker learnt (once per client)."""
+        if self._n_note_checked:
+            return
+        self._n_note_checked = True
+        note = getattr(self._limiter, "get_note", None)
+        if note is None:
+            return
+        try:
+            value = await note(self._n_note_key)
+        except Exception as exc:  # a note is an optimization only
+            log.info("endpoint %s: n limit not read (%s)", self.name, exc)
+            return
+        if value is not None and str(value).isdigit() and int(value) >= 1:
+            self.max_n = min(self.max_n, int(value))
+            _N_LIMITS[self._n_key] = self.max_n
+
+    @property
+    def _n_note_key(self) -> str:
+        return f"n_limit:{self.name}:{zlib.crc32(self.endpoint.base_url.encode()):08x}"
 
     def _body(
         self,
@@ -366,11 +484,16 @@ class InferenceClient:
     async def _request(
         self, req: GenerationRequest, start: int, k: int, seed: int | None
     ) -> Generation:
-        profile = await self.profile()
-        rendered = await self._render(req, profile)
-        path, body = self._body(req, k, seed, profile, rendered)
+        native = self._llamacpp
+        if native is not None:  # llama.cpp: rendered once, samples from /completion
+            prompt = await native.prompt(req, self._render_llamacpp)
+            path, body = native.completion_url, native.body(req, prompt, k, seed)
+        else:
+            profile = await self.profile()
+            rendered = await self._render(req, profile)
+            path, body = self._body(req, k, seed, profile, rendered)
 
-        async def attempt() -> tuple[dict[str, Any], float]:
+        async def attempt() -> tuple[Any, float]:
             await self.breaker.wait_closed()
             async with self._limiter.slot(
                 self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
@@ -379,8 +502,12 @@ class InferenceClient:
                 await self._within_rates(req, k)
                 began = time.perf_counter()
                 try:
-                    payload = await self._post(path, body)
-                except RetryableInferenceError:
+                    payload = await self._post(path, body, native=native is not None)
+                except RetryableInferenceError as exc:
+                    if k > 1 and (limit := n_limit(exc)) is not None:
+                        # Older llama.cpp refuses n > 1 with a 500: an answer, not an
+                        # outage (retrying it would open the breaker for every n > 1).
+                        raise NRejectedError(str(exc), limit=limit, status=exc.status) from exc
                     self.failed_attempts += 1
                     self.breaker.record_failure()
                     raise
@@ -390,7 +517,11 @@ class InferenceClient:
         payload, latency_ms = await with_retries(
             attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
         )
-        generation = self._parse(payload, start, k, seed, latency_ms, req, body)
+        if native is not None:
+            generation = self._native_generation(payload, start, k, seed, latency_ms)
+        else:
+            parsed = self._parse(payload, start, k, seed, latency_ms, req, body)
+            generation = self._without_echo(req, parsed)
         # Paid for, whatever becomes of it (a sibling request failing, a scorer failing).
         ledger.record(
             self.name,
@@ -398,6 +529,60 @@ class InferenceClient:
             sum(c.completion_tokens for c in generation.choices),
         )
         return generation
+
+    async def _render_llamacpp(self, body: dict[str, Any]) -> Any:
+        """POST llama.cpp's ``/apply-template`` (retried; a template error is a 4xx)."""
+        native = self._llamacpp
+        assert native is not None
+
+        async def attempt() -> Any:
+            await self.breaker.wait_closed()
+            try:
+                payload = await self._post(native.render_url, body, native=True)
+            except RetryableInferenceError:
+                self.failed_attempts += 1
+                self.breaker.record_failure()
+                raise
+            self.breaker.record_success()
+            return payload
+
+        return await with_retries(
+            attempt, retries=self.endpoint.max_retries, what=f"{self.name}/apply-template"
+        )
+
+    def _native_generation(
+        self, payload: Any, start: int, k: int, seed: int | None, latency_ms: float
+    ) -> Generation:
+        """Choices from llama.cpp's ``/completion`` results: each sample's own completion
+        tokens (its OpenAI routes count the first sample's only), the prompt shared out."""
+        prompt_tokens, samples = NativeRoutes.samples(payload, k)
+        prompt_parts = split_evenly(prompt_tokens, [1] * k)
+        choices = [
+            Choice(
+                index=start + i,
+                text=sample.text,
+                finish_reason=sample.finish_reason,
+                prompt_tokens=prompt_parts[i],
+                completion_tokens=sample.completion_tokens,
+                latency_ms=latency_ms,
+                seed=None if seed is None else seed + i,
+            )
+            for i, sample in enumerate(samples)
+        ]
+        return Generation(choices=choices, requests=1)
+
+    def _without_echo(self, req: GenerationRequest, generation: Generation) -> Generation:
+        """A continued assistant message's text removed from the front of each choice,
+        where the server echoes it (llama.cpp's chat route returns prefill + new tokens;
+        vLLM the new tokens only, which never start with the whole prefill)."""
+        if self.endpoint.api != "chat" or not req.messages:
+            return generation
+        last = req.messages[-1]
+        prefill = str(last.get("content") or "") if last.get("role") == "assistant" else ""
+        if not prefill:
+            return generation
+        choices = [replace(c, text=strip_echo(c.text, prefill)) for c in generation.choices]
+        return Generation(choices=choices, requests=generation.requests)
 
     async def _within_rates(self, req: GenerationRequest, k: int) -> None:
         """Reserve this request's share of the endpoint's rate limits (worst case)."""
@@ -408,8 +593,10 @@ class InferenceClient:
             tokens = k * req.max_tokens + len(prompt) // 4
             await self._limiter.take(f"{self.name}:tpm", tokens, self.endpoint.tokens_per_minute)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.endpoint.base_url.rstrip("/") + path
+    async def _post(self, path: str, body: dict[str, Any], *, native: bool = False) -> Any:
+        """POST ``path`` under the base URL (``native``: ``path`` is a whole URL of a
+        server's own route, whose answer is returned as it is, not as OpenAI choices)."""
+        url = path if native else self.endpoint.base_url.rstrip("/") + path
         try:
             resp = await self._http.post(
                 url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
@@ -438,6 +625,8 @@ class InferenceClient:
             raise RetryableInferenceError(
                 f"POST {url} answered {status} with a body that is not JSON: {resp.content[:120]!r}"
             ) from exc
+        if native:
+            return payload
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             raise RetryableInferenceError(f"POST {url} answered {status} without a choices list")
         return payload
@@ -532,6 +721,17 @@ def _finish_reason(value: Any) -> str | None:
     if value is None:
         return None
     return clean_text(str(value))[0][:MAX_FINISH_REASON]
+
+
+#: How long a learnt ``n`` limit is shared with other workers (a restarted server may
+#: have a new ``--parallel``; a stale note costs one refused request).
+N_NOTE_TTL_S = 3600
+
+
+def chunked(start: int, count: int, size: int) -> list[tuple[int, int]]:
+    """``(first, k)`` pieces of at most ``size`` covering ``start`` .. ``start + count``."""
+    size = max(1, size)
+    return [(s, min(size, start + count - s)) for s in range(start, start + count, size)]
 
 
 def choice_text(choice: dict[str, Any]) -> str:

@@ -175,6 +175,15 @@ class RedisLimiter:
                 return
             await asyncio.sleep(wait)
 
+    async def get_note(self, key: str) -> str | None:
+        """A small fact about an endpoint one worker learnt for the others (e.g. the
+        largest ``n`` its server accepts), or None."""
+        value = await self._redis.get(self._key(f"note:{key}"))
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set_note(self, key: str, value: str, ttl_s: float) -> None:
+        await self._redis.set(self._key(f"note:{key}"), value, ex=max(1, int(ttl_s)))
+
     async def aclose(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
