@@ -25,7 +25,9 @@ from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
 from ttc_core.problem_batches import BatchSpec, create_batch, report
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1/problem-batches", tags=["problem-batches"], responses=PROBLEM_RESPONSES
+)
 
 
 class BatchAccepted(BaseModel):
@@ -94,7 +96,7 @@ def submit_batch(
         batch, job_ids = create_batch(session, spec, settings, tenant=principal.tenant)
     # Enqueue only after commit: a worker must find the rows it is told about.
     dispatcher.dispatch([FollowUp("advance", job_id) for job_id in job_ids])
-    location = f"/v1/batches/{batch.id}"
+    location = f"/v1/problem-batches/{batch.id}"
     response.headers["Location"] = location
     return BatchAccepted(id=batch.id, status=batch.status, location=location, jobs=len(job_ids))
 
