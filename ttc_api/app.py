@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
+from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
+    install_openai_compat(app)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)
     app.include_router(batches.router, dependencies=AUTHENTICATED)
     app.include_router(nodes.router, dependencies=AUTHENTICATED)
