@@ -38,6 +38,8 @@ QUESTION = gsm8k_problems()[0].question
 #: An endpoint whose requests take a second: jobs that stay queued and running long
 #: enough to watch (and to cancel).
 SLOW = "sim-slow"
+#: An endpoint whose every request fails: jobs on it fail.
+BROKEN = "sim-broken"
 
 
 @dataclass
@@ -91,7 +93,10 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
             log_dir=logs,
             sim_url=sim.url,
             auth=True,
-            extra_endpoints={SLOW: {"model": "sim-gsm8k;base_latency_s=1"}},
+            extra_endpoints={
+                SLOW: {"model": "sim-gsm8k;base_latency_s=1"},
+                BROKEN: {"model": "sim-gsm8k;fail_500_rate=1", "max_retries": 0},
+            },
             extra_env={
                 "TTC_TENANT_MAX_ACTIVE_JOBS": str(MAX_ACTIVE_JOBS),
                 "TTC_MAX_N": str(MAX_N),

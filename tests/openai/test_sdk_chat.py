@@ -171,3 +171,16 @@ def test_async_client_streams_and_answers(door: FrontDoor, key: str) -> None:
     content, first, streamed, second = anyio.run(main)
     assert content == door.job(key, first)["result"]["text"]
     assert streamed == door.job(key, second)["result"]["text"]
+
+
+def test_the_sdks_stream_helper_accumulates_the_answer(
+    door: FrontDoor, key: str, client: openai.OpenAI
+) -> None:
+    with client.chat.completions.stream(
+        model="self_consistency@sim", messages=MESSAGES, extra_body=VOTE
+    ) as stream:
+        deltas = [e.delta for e in stream if e.type == "content.delta"]
+        final = stream.get_final_completion()
+    content = final.choices[0].message.content
+    assert content == "".join(deltas)
+    assert content == door.job(key, _ttc(final)["job_id"])["result"]["text"]

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.helpers import wait_until
-from tests.openai.conftest import MAX_ACTIVE_JOBS, MAX_N, QUESTION, SLOW, FrontDoor
+from tests.openai.conftest import BROKEN, MAX_ACTIVE_JOBS, MAX_N, QUESTION, SLOW, FrontDoor
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +120,37 @@ def test_a_stream_that_disconnects_cancels_its_job(door: FrontDoor, key: str) ->
 def test_keep_lets_the_job_finish_without_its_client(door: FrontDoor, key: str) -> None:
     job_id = _stream_then_hang_up(door, key, keep=True)
     assert door.wait_job(key, job_id)["status"] == "succeeded"
+
+
+def test_a_failed_job_is_a_server_error_the_sdk_does_not_retry(door: FrontDoor, key: str) -> None:
+    with (
+        openai.OpenAI(base_url=door.base_url, api_key=key, max_retries=2) as retrying,
+        pytest.raises(openai.InternalServerError) as caught,
+    ):
+        retrying.chat.completions.create(model=BROKEN, messages=MESSAGES)  # type: ignore[arg-type]
+    assert caught.value.code == "job_failed"
+    job_id = caught.value.response.headers["ttc-job-id"]
+    assert job_id in caught.value.message
+    jobs = door.http(key).get("/v1/jobs").json()["data"]
+    assert [j["id"] for j in jobs] == [job_id]  # one job: the SDK did not retry
+    assert jobs[0]["status"] == "failed" and jobs[0]["error"]
+
+
+def test_a_failed_job_in_a_stream_raises(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model=BROKEN, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(openai.APIError) as caught:
+        list(stream)
+    assert "failed" in caught.value.message
+
+
+def test_a_waiting_client_that_hangs_up_cancels_its_job(door: FrontDoor, key: str) -> None:
+    body = {"model": f"self_consistency@{SLOW}", "messages": MESSAGES, "ttc": {"params": {"n": 4}}}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{door.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(10, read=0.5),
+        )
+    (job,) = door.http(key).get("/v1/jobs").json()["data"]
+    wait_until(lambda: door.job(key, job["id"])["status"] == "cancelled", timeout=20)
