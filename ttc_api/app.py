@@ -14,6 +14,7 @@ from ttc_api.event_hub import EventHub
 from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
+from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
+    install_openai_compat(app)
     # Outermost: a forged cookie request is refused before its body is even read.
     app.add_middleware(SameOriginCookieActions)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)

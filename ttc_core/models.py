@@ -112,7 +112,7 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     driver_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    #: The problem batch this job solves one problem of (``POST /v1/batches``), if any.
+    #: The problem batch this job solves one problem of (``POST /v1/problem-batches``), if any.
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     #: ``{"url", "events"}``: where this job's events are delivered (Standard Webhooks).
     webhook: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -376,7 +376,7 @@ class WebhookAttempt(Base):
 
 
 class ProblemBatch(Base):
-    """Many problems with one budget (``POST /v1/batches``): one job per problem (and per
+    """Many problems with one budget (``POST /v1/problem-batches``): one job per problem (and per
     arm: ``adaptive``, plus ``uniform`` when compared), grown round by round by the batch
     driver step (``ttc_core.problem_batches``). Not to be confused with expansion batches."""
 

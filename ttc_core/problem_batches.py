@@ -1,6 +1,6 @@
 """Problem batches: many problems, one budget, spent where it helps most.
 
-``POST /v1/batches`` writes the batch and one job per problem (a flat voting job that
+``POST /v1/problem-batches`` writes the batch and one job per problem (a flat voting job that
 first draws ``probe`` samples). When a batch's jobs have all finished, the *batch driver
 step* (:func:`advance_batch`) reads their votes, gives the next round's share of the
 remaining budget to the problems with the largest expected gain in P(correct majority)
@@ -89,7 +89,7 @@ class BatchBudget(BaseModel):
 
 
 class BatchSpec(BaseModel):
-    """A batch submission (``POST /v1/batches``)."""
+    """A batch submission (``POST /v1/problem-batches``)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     #: Difficulty bands of ``strategy: auto`` (JSON, see ``ttc_core.auto``); every band's
     #: strategy and parameters are checked at start-up.
     auto_policy: AutoPolicy = Field(default_factory=lambda: DEFAULT_POLICY.model_copy(deep=True))
-    #: Most problems in one ``POST /v1/batches``.
+    #: Most problems in one ``POST /v1/problem-batches``.
     max_batch_problems: int = Field(default=1000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
     #: Largest thinking budget a job may ask for (``thinking.max_tokens``, ``min_tokens``,

@@ -27,7 +27,9 @@ from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
 from ttc_core.problem_batches import BatchSpec, report
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1/problem-batches", tags=["problem-batches"], responses=PROBLEM_RESPONSES
+)
 
 
 class BatchAccepted(BaseModel):
@@ -98,7 +100,7 @@ def submit_batch(
     )
     # Enqueue only after commit: a worker must find the rows it is told about.
     dispatcher.dispatch([FollowUp("advance", job_id) for job_id in job_ids])
-    location = f"/v1/batches/{batch.id}"
+    location = f"/v1/problem-batches/{batch.id}"
     response.headers["Location"] = location
     return BatchAccepted(id=batch.id, status=batch.status, location=location, jobs=len(job_ids))
 

@@ -21,6 +21,7 @@ from ttc_core.strategies.best_of_n import BestOfN, BestOfNParams
 from ttc_core.strategies.dvts import Dvts, DvtsParams
 from ttc_core.strategies.mcts import Mcts, MctsParams
 from ttc_core.strategies.refine import Refine, RefineParams
+from ttc_core.strategies.sample import Sample, SampleParams
 from ttc_core.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
 from ttc_core.strategies.think import Think, ThinkParams
 from ttc_core.strategies.tot_bfs import TotBfs, TotBfsParams
@@ -39,6 +40,7 @@ STRATEGIES.update(
         Mcts(),
         Refine(),
         Think(),
+        Sample(),
         Auto(STRATEGIES),
     )
 )
@@ -90,6 +92,8 @@ __all__ = [
     "Plan",
     "Refine",
     "RefineParams",
+    "Sample",
+    "SampleParams",
     "SamplingParams",
     "Selection",
     "SelfConsistency",
