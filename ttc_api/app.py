@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
+from ttc_api.metrics import install_observability
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.include_router(webhooks.router, dependencies=AUTHENTICATED)
     mount_ui(app)
     install_openapi(app)
+    install_observability(app, settings)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from ttc_api.schemas import EventPublic
 from ttc_core.db import Database
 from ttc_core.models import TERMINAL_STATUSES, Job, JobEvent
+from ttc_core.observability import metrics
 
 #: How often a stream looks for new events.
 POLL_S = 0.2
@@ -84,6 +85,7 @@ def wants_event_stream(accept: str | None) -> bool:
     return stream > 0 and stream >= quality.get("application/json", 0.0)
 
 
+@metrics.sse_stream
 async def event_stream(
     db: Database,
     job_id: str,

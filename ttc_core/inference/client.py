@@ -24,6 +24,7 @@ from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInfer
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.retry import with_retries
+from ttc_core.observability import metrics
 from ttc_core.settings import EndpointConfig
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,9 @@ class InferenceClient:
                 began = time.perf_counter()
                 try:
                     payload = await self._post(path, body)
-                except RetryableInferenceError:
+                except RetryableInferenceError as exc:
                     self.failed_attempts += 1
+                    metrics.failed_attempt(self.name, exc)
                     self.breaker.record_failure()
                     raise
                 self.breaker.record_success()
@@ -226,8 +228,13 @@ class InferenceClient:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.endpoint.base_url.rstrip("/") + path
         try:
-            resp = await self._http.post(
-                url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
+            resp = await metrics.inference_request(
+                self.name,
+                url,
+                self.endpoint,
+                self._http.post(
+                    url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
+                ),
             )
         except httpx.TimeoutException as exc:
             raise RetryableInferenceError(f"timeout after {self.endpoint.timeout_s}s") from exc
@@ -260,6 +267,7 @@ class InferenceClient:
         if len(raw) != k:
             raise InferenceError(f"asked for {k} choices, got {len(raw)}")
         texts = [choice_text(c) for c in raw]
+        metrics.samples_received(self.name, k)
         usage = payload.get("usage") or {}
         prompt_parts = split_evenly(int(usage.get("prompt_tokens") or 0), [1] * k)
         # Servers report completion tokens per request; share them by text length.
