@@ -172,6 +172,7 @@ def run_stack(
             "TTC_BROKER_URL": broker_url,
             "TTC_EXECUTOR": "celery",
             "TTC_ENDPOINTS": json.dumps(endpoints),
+            "TTC_LOG_FORMAT": "json",
             **({"TTC_FLOWER_URL": flower_url} if flower_url else {}),
             # What Flower needs to see workers and tasks (see ttc_worker/app.py).
             **(
@@ -194,7 +195,9 @@ def run_stack(
         if flower:
             flower_proc = Proc(
                 ["flower", "--address=127.0.0.1", f"--port={flower_port}"],
-                env,
+                # Local and bound to loopback, like the API with auth off: its HTTP API
+                # answers without credentials (the compose file and k8s use basic auth).
+                {**env, "FLOWER_UNAUTHENTICATED_API": "true"},
                 log_dir / "flower.log",
             )
             procs.append(flower_proc)
