@@ -15,6 +15,7 @@ from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
 from ttc_api.openai_compat import install_openai_compat
+from ttc_api.metrics import install_observability
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.include_router(webhooks.router, dependencies=AUTHENTICATED)
     mount_ui(app)
     install_openapi(app)
+    install_observability(app, settings)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Protocol
@@ -138,6 +139,8 @@ def warn_if_auth_off(settings: Settings) -> None:
         "AUTH IS OFF: every caller is an admin of tenant %r (TTC_AUTH_ENABLED=false)",
         DEFAULT_TENANT,
     )
+    if os.environ.get("TTC_LOG_FORMAT") == "json":
+        return  # every line must be JSON: the log line above says it (ttc stack prints it)
     bar = "!" * 78
     print(
         f"{bar}\n!! ttc: API AUTH IS OFF. Anyone who can reach this server sees and controls\n"

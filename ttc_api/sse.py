@@ -23,7 +23,8 @@ from sqlalchemy import select
 from ttc_api.event_hub import PAGE, EventHub, events_after
 from ttc_api.schemas import EventPublic
 from ttc_core.db import Database
-from ttc_core.models import Job
+from ttc_core.models import TERMINAL_STATUSES, Job, JobEvent
+from ttc_core.observability import metrics
 
 __all__ = [
     "EVENT_STREAM",
@@ -80,6 +81,7 @@ def wants_event_stream(accept: str | None) -> bool:
     return stream > 0 and stream >= quality.get("application/json", 0.0)
 
 
+@metrics.sse_stream
 async def event_stream(
     hub: EventHub,
     job_id: str,

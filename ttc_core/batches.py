@@ -47,6 +47,7 @@ from ttc_core.models import (
     NodeStatus,
     utcnow,
 )
+from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import drive
 from ttc_core.store import append_event, insert_nodes, load_paths, lock_job, lock_job_row
@@ -258,6 +259,7 @@ def _claim(ctx: EngineContext, batch_id: str) -> _Claim | None:
     return _Claim(batch_id, token, job, attempts, give_up, runs, parents, unscored)
 
 
+@metrics.expansion
 async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]]:
     """Generate and score what the claim holds; returns the requests made and the
     endpoint's trouble counters from before (failed attempts, circuit openings)."""
@@ -489,6 +491,16 @@ def _complete_batch(
         )
         .returning(Job.pending_batches)
     ).scalar_one()
+    metrics.batch_usage(
+        session,
+        job,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        requests=requests,
+        cost=cost,
+        nodes=count,
+        failed=failed,
+    )
     if count:  # a batch of a cancelled job drains with nothing to report
         append_event(
             session,

@@ -26,6 +26,7 @@ from ttc_core.models import (
     NodeStatus,
     utcnow,
 )
+from ttc_core.observability import metrics
 from ttc_core.steps import FollowUp
 from ttc_core.store import append_event, lock_job
 from ttc_core.tree import NodeRole, node_id_for
@@ -45,6 +46,7 @@ def cancel_job(session: Session, job_id: str, *, tenant: str | None = None) -> J
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.cancelled)
+        metrics.job_finished(session, job)
         webhooks.enqueue_for_status(session, job)
     return job
 

@@ -30,6 +30,7 @@ from ttc_core.inference import Choice, GenerationRequest
 from ttc_core.inference.client import gather_or_cancel, render_messages
 from ttc_core.inference.servers import effective_reasoning
 from ttc_core.models import Job, Node, NodeStatus, utcnow
+from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
 from ttc_core.store import PathNode
@@ -403,7 +404,8 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
             spec, reference=job.reference, endpoints=ctx.settings.endpoints, http_client=ctx.http
         )
         question = question_of(job)
-        verdicts = await verifier.verify([Candidate(question, n.full_text) for n in to_verify])
+        candidates = [Candidate(question, n.full_text) for n in to_verify]
+        verdicts = await metrics.scorer_call(spec.kind, verifier.verify(candidates))
         for node, verdict in zip(to_verify, verdicts, strict=True):
             node.row.update(answer=verdict.answer, score=verdict.score, correct=verdict.correct)
             if verdict.feedback:
@@ -437,7 +439,7 @@ async def _step_scores(
         else:
             steps = [s for s in node.choice.text.split(delimiter) if s.strip()] or [""]
         items.append(PartialSolution(question, tuple(steps)))
-    results = await scorer.score(items)
+    results = await metrics.scorer_call(spec.kind, scorer.score(items))
     for node, result in zip(nodes, results, strict=True):
         node.row["step_score"] = result.last
         node.row["score"] = result.aggregate(spec.aggregation)

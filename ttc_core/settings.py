@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     #: Celery remote control (inspect, enable_events); off: its Redis pub/sub consumer
     #: crashes the worker on a broker restart.
     celery_remote_control: bool = False
+    #: Where a worker node serves its processes' Prometheus metrics (0: nowhere); see
+    #: ``ttc_worker.telemetry``.
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
     #: Require an API key on every API route (``ttc keys create``). Off, every caller is
     #: an admin of tenant ``default``; ``ttc serve`` then refuses to start unless
     #: ``allow_insecure_no_auth`` says so explicitly.

@@ -41,6 +41,7 @@ from ttc_core.models import (
     Node,
     utcnow,
 )
+from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
@@ -62,6 +63,7 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
         return [] if job is None else drive(ctx, session, job)
 
 
+@metrics.driver_step
 def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     """The driver step for a job whose row the caller has locked in ``session``: from
     :func:`advance`, or inside the transaction that completed the step's last batch (one
@@ -238,6 +240,7 @@ def _finish(
         error=selection.error,
     )
     webhooks.enqueue_for_status(session, job)
+    metrics.job_finished(session, job)
     return [FollowUp("batch", job.batch_id)] if job.batch_id else []
 
 
@@ -256,6 +259,7 @@ def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.failed, error=job.error)
         webhooks.enqueue_for_status(session, job, ctx.settings)
+        metrics.job_finished(session, job)
 
 
 def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:

@@ -156,7 +156,15 @@ def serve(
 ) -> None:
     """Run the simulated server in the foreground until interrupted."""
     app = create_app(config or SimConfig())
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, backlog=4096)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        backlog=4096,
+        log_config=None,
+    )
 
 
 # ------------------------------------------------------------------------------ argparse

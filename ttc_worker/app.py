@@ -15,6 +15,7 @@ from celery.signals import worker_process_init
 from kombu import Queue
 
 from ttc_core.settings import get_settings
+from ttc_worker import telemetry  # noqa: F401 - connects the logging/metrics/trace signals
 from ttc_worker.queues import (
     ADVANCE_TASK,
     DRIVER_QUEUE,
@@ -68,15 +69,22 @@ app.conf.update(
             "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.reaper_interval_s},
         }
     },
+    # ---- observability (h16): logs, events and remote control for Flower --------------
+    # Logging is ours (ttc_worker.telemetry answers Celery's setup_logging signal).
     worker_hijack_root_logger=False,
     # Task events cost a Redis publish per task state on the critical path of every tree
-    # depth; Flower switches them on at run time (``enable_events``) when it is running.
+    # depth: off by default; on with TTC_CELERY_EVENTS (``ttc stack --flower`` and the
+    # compose file set it).
     worker_send_task_events=settings.celery_events,
     task_send_sent_event=settings.celery_events,
     # Remote control listens on Redis pub/sub; when Redis restarts, that consumer dies with
-    # "Unrecoverable error" and takes the worker with it (kombu + redis-py). Off unless
-    # asked for (Flower's inspect and enable_events need it).
+    # "Unrecoverable error" and takes the worker with it (kombu + redis-py). Flower needs
+    # it (its /api/workers is an inspect broadcast), so it is on with
+    # TTC_CELERY_REMOTE_CONTROL (``ttc stack --flower``, the compose file): the price is a
+    # worker that exits on a broker restart and is restarted by its supervisor (the
+    # reaper resumes its jobs). The fault suite runs with it off.
     worker_enable_remote_control=settings.celery_remote_control,
+    # ---- end observability ---------------------------------------------------------
 )
 
 

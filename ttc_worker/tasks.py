@@ -18,7 +18,7 @@ from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, fail_job, job_of_batch
 from ttc_core.verifiers import VerifierError
-from ttc_worker import runtime
+from ttc_worker import runtime, telemetry
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
 from ttc_worker.dispatch import enqueue
 from ttc_worker.fair_dispatch import fair
@@ -40,13 +40,13 @@ PERMANENT_ERRORS = (ScorerError, VerifierError, InputError)
 
 @app.task(name=ADVANCE_TASK, bind=True, max_retries=5)
 @fair("advance", ADVANCE_TASK, DRIVER_QUEUE)
-def advance_task(self: Any, job_id: str) -> None:
+def advance_task(self: Any, job_id: str) -> str | None:
     try:
         followups = advance(runtime.context(), job_id)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             fail_job(runtime.context(), job_id, f"driver step failed: {exc!r}")
-            return
+            return None
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     # The step's first batch runs here (no hop to another process), the rest go out.
     first = next((f for f in followups if f.kind == "expand"), None)
@@ -55,6 +55,7 @@ def advance_task(self: Any, job_id: str) -> None:
         retry = _chain(first.id)
         if retry is not None:
             _send_later(retry)
+    return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
 
 
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
@@ -88,15 +89,16 @@ def reap_task() -> None:
 
 @app.task(name=EXPAND_TASK, bind=True, max_retries=10)
 @fair("expand", EXPAND_TASK, EXPAND_QUEUE)
-def expand_task(self: Any, batch_id: str) -> None:
+def expand_task(self: Any, batch_id: str) -> str | None:
     """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
     too (``ttc_core.batches.expand_chain``); other batches go to the queue."""
     retry = _chain(batch_id)
     if retry is None:
-        return
+        return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
     if retry.batch_id == batch_id:
         raise self.retry(exc=retry.exc, countdown=retry.countdown) from retry.exc
     _send_later(retry)  # a later depth's batch: it gets a task of its own
+    return telemetry.chain_summary()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
 from ttc_core.inference.retry import with_retries
 from ttc_core.inference.usage import estimate_tokens, read_count
 from ttc_core.inference.servers import ServerProfile, profile_for, resolve_profile
+from ttc_core.observability import metrics
 from ttc_core.settings import EndpointConfig
 from ttc_core.text_safety import clean_text, decode_json_body
 
@@ -509,6 +510,7 @@ class InferenceClient:
                         # outage (retrying it would open the breaker for every n > 1).
                         raise NRejectedError(str(exc), limit=limit, status=exc.status) from exc
                     self.failed_attempts += 1
+                    metrics.failed_attempt(self.name, exc)
                     self.breaker.record_failure()
                     raise
                 self.breaker.record_success()
@@ -598,8 +600,13 @@ class InferenceClient:
         server's own route, whose answer is returned as it is, not as OpenAI choices)."""
         url = path if native else self.endpoint.base_url.rstrip("/") + path
         try:
-            resp = await self._http.post(
-                url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
+            resp = await metrics.inference_request(
+                self.name,
+                url,
+                self.endpoint,
+                self._http.post(
+                    url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
+                ),
             )
         except httpx.TransportError as exc:
             message = describe_transport_error(exc, url, self.endpoint.timeout_s)
@@ -653,6 +660,7 @@ class InferenceClient:
             )
         cleaned = [clean_text(choice_text(c)) for c in raw]
         texts = [text for text, _ in cleaned]
+        metrics.samples_received(self.name, k)
         notes: list[dict[str, Any]] = [
             {"sanitized": counts} if counts else {} for _, counts in cleaned
         ]

@@ -23,6 +23,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from ttc_core.observability import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -154,10 +156,12 @@ class RedisLimiter:
                 self._listener = asyncio.get_running_loop().create_task(self._listen())
             token = uuid.uuid4().hex
             event = self._wakeups.setdefault(key, asyncio.Event())
+            began = time.monotonic()
             while not await self._acquire(keys=[self._key(key)], args=[limit, lease_s, token]):
                 event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=0.05)
+            metrics.slot_waited(key, began)
             try:
                 yield
             finally:
@@ -173,6 +177,7 @@ class RedisLimiter:
             )
             if wait <= 0:
                 return
+            metrics.rate_wait(key)
             await asyncio.sleep(wait)
 
     async def get_note(self, key: str) -> str | None:
