@@ -21,7 +21,7 @@ from ttc_api.schemas import (
     Usage,
 )
 from ttc_core.errors import InputError, NotFoundError
-from ttc_core.models import Job, Node, NodeStatus
+from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
@@ -37,11 +37,19 @@ def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
 def job_public(job: Job) -> JobPublic:
     strategy = get_strategy(job.strategy)
     planned = strategy.planned_samples(strategy.parse_params(job.params))
+    if job.status == JobStatus.succeeded:
+        # The plan is an upper bound (beams end early, adaptive sampling stops once the
+        # vote is settled): a finished search is all of its planned work.
+        planned = job.node_count
     return JobPublic(
         id=job.id,
         status=job.status,
         strategy=job.strategy,
         endpoint=job.endpoint,
+        prompt=job.prompt,
+        messages=job.messages,
+        reference=job.reference,
+        batch_id=job.batch_id,
         params=job.params,
         verifier=job.verifier,
         budget=job.budget,
@@ -79,9 +87,12 @@ def list_jobs(
     limit: int,
     status: str | None = None,
     strategy: str | None = None,
+    batch_id: str | None = None,
 ) -> JobsPublic:
     """Newest first, keyset-paged on ``(created_at, id)``."""
     query = select(Job)
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
     if tenant is not None:
         query = query.where(Job.tenant == tenant)
     if status is not None:
@@ -121,9 +132,9 @@ NO_NUL = r"^[^\x00]*$"
 """A pattern for text query parameters: Postgres text cannot hold NUL, so such input is
 refused as a 422 instead of failing in the database."""
 
-NodeStatusFilter = Literal["pending", "done", "pruned", "failed", "terminal"]
-"""What the tree inspector filters by: the node statuses (``pending`` is a generated node
-not scored yet) and ``terminal`` (a node that ends a path)."""
+NodeStatusFilter = Literal["pending", "done", "pruned", "failed"]
+"""The node statuses a listing filters by (``pending`` is a generated node not scored
+yet). Whether a node ends a path is ``is_terminal``, not a status."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class NodeFilter:
     search). Each is a plain column predicate, so a filtered page stays one query."""
 
     status: NodeStatusFilter | None = None
+    is_terminal: bool | None = None
     min_score: float | None = None
     max_score: float | None = None
     text: str | None = None
@@ -140,9 +152,9 @@ class NodeFilter:
         low, high = self.min_score, self.max_score
         if low is not None and high is not None and low > high:
             raise InputError("min_score is above max_score", field="min_score")
-        if self.status == "terminal":
-            query = query.where(Node.is_terminal.is_(True))
-        elif self.status == "pending":
+        if self.is_terminal is not None:
+            query = query.where(Node.is_terminal.is_(self.is_terminal))
+        if self.status == "pending":
             query = query.where(Node.status == NodeStatus.generated)
         elif self.status is not None:
             query = query.where(Node.status == self.status)

@@ -7,7 +7,7 @@ restarts); resume and expand return the follow-ups the caller dispatches after c
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ttc_core import webhooks
@@ -86,19 +86,30 @@ def prune_node(
     node = _node(session, job, node_id)
     if node.parent_id is None:
         raise ConflictError("the root cannot be pruned; cancel the job instead")
-    below = select(Node.id).where(Node.id == node.id).cte("below", recursive=True)
-    child = aliased(Node)
-    below = below.union_all(select(child.id).join(below, child.parent_id == below.c.id))
-    result = session.execute(
-        update(Node)
-        .where(
-            Node.id.in_(select(below.c.id)),
-            Node.status.in_([NodeStatus.done, NodeStatus.generated]),
-        )
-        .values(status=NodeStatus.pruned)
-        .execution_options(synchronize_session=False)
+    below = (
+        select(Node.id)
+        .where(Node.job_id == job.id, Node.id == node.id)
+        .cte("below", recursive=True)
     )
-    count = int(getattr(result, "rowcount", 0) or 0)
+    child = aliased(Node)
+    below = below.union_all(
+        select(child.id).join(below, child.parent_id == below.c.id).where(child.job_id == job.id)
+    )
+    prunable = (
+        Node.job_id == job.id,
+        Node.id.in_(select(below.c.id)),
+        Node.status.in_([NodeStatus.done, NodeStatus.generated]),
+    )
+    # Counted, then updated: the rowcount of an UPDATE over a recursive CTE is -1 on
+    # SQLite, and the count is part of the answer on every database.
+    count = int(session.scalar(select(func.count(Node.id)).where(*prunable)) or 0)
+    if count:
+        session.execute(
+            update(Node)
+            .where(*prunable)
+            .values(status=NodeStatus.pruned)
+            .execution_options(synchronize_session=False)
+        )
     append_event(session, job.id, "node_pruned", node_id=node.id, nodes=count)
     return job, count
 

@@ -18,7 +18,7 @@ from ttc_api.deps import (
 from ttc_api.examples import SUBMIT_EXAMPLES
 from ttc_api.problems import PROBLEM_RESPONSES, STATE_PROBLEM_RESPONSES, problem_responses
 from ttc_api.schemas import JobAccepted, JobPublic, JobsPublic
-from ttc_api.services import get_job, job_public, list_jobs
+from ttc_api.services import NO_NUL, get_job, job_public, list_jobs
 from ttc_api.submit import JobCreate, submit
 from ttc_core.control import cancel_job, pause_job, resume_job
 from ttc_core.models import JobStatus
@@ -101,10 +101,19 @@ def read_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     status: JobStatus | None = None,
     strategy: Annotated[str | None, Query(max_length=64, description="only this strategy")] = None,
+    batch_id: Annotated[
+        str | None, Query(max_length=36, pattern=NO_NUL, description="only this problem batch")
+    ] = None,
 ) -> JobsPublic:
-    """List jobs, newest first (cursor-paged), optionally by status and strategy."""
+    """List jobs, newest first (cursor-paged), optionally by status, strategy and batch."""
     return list_jobs(
-        session, tenant=tenant, cursor=cursor, limit=limit, status=status, strategy=strategy
+        session,
+        tenant=tenant,
+        cursor=cursor,
+        limit=limit,
+        status=status,
+        strategy=strategy,
+        batch_id=batch_id,
     )
 
 

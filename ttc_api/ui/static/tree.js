@@ -296,6 +296,11 @@ $("tree-filters").addEventListener("submit", (e) => {
     const value = String(form.get(key) || "").trim();
     if (value) params[key] = value;
   }
+  // "terminal" is not a node status: terminal nodes are done nodes that end a path.
+  if (params.status === "terminal") {
+    delete params.status;
+    params.is_terminal = "true";
+  }
   if (params.min_score && params.max_score && Number(params.min_score) > Number(params.max_score)) {
     note.textContent = "Score ≥ is above Score ≤: nothing can match.";
     return;
