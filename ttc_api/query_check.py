@@ -2,8 +2,9 @@
 
 ``GET /v1/jobs?batch_id=...`` once returned every job because the route had no such
 parameter: a filter that is silently dropped is worse than an error. This app-wide
-dependency compares the query string with the parameters the matched route declares
-(its own and its dependencies') and answers 422 naming the first unknown one.
+dependency compares the query string of an API route (``/v1/...``) with the parameters the
+matched route declares (its own and its dependencies') and answers 422 naming the first
+unknown one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
+    if not request.url.path.startswith("/v1/"):
+        return  # the UI's pages: their query (``?node=``) is read by the page's script
     known = _declared(route)
     for name in request.query_params:
         if name not in known:
