@@ -218,7 +218,8 @@ def list_nodes(
             top = session.get(Node, under)
             if top is None or top.job_id != job.id:
                 raise NotFoundError(f"no node {under} in job {job.id}")
-            query = query.where(Node.id.in_(_subtree_ids(job, under)))
+            if top.parent_id is not None:  # under the root: the whole tree, no recursion
+                query = query.where(Node.id.in_(_subtree_ids(job, under)))
         if cursor:
             depth, node_id = _cursor_ints(cursor, 2)
             query = query.where(tuple_(Node.depth, Node.id) > tuple_(depth, node_id))

@@ -18,6 +18,7 @@ from ttc_api.deps import (
 from ttc_api.examples import SUBMIT_EXAMPLES
 from ttc_api.problems import PROBLEM_RESPONSES, STATE_PROBLEM_RESPONSES, problem_responses
 from ttc_api.schemas import JobAccepted, JobPublic, JobsPublic
+from ttc_api.selection import SelectionExplained, explain_selection
 from ttc_api.services import NO_NUL, get_job, job_public, list_jobs
 from ttc_api.submit import JobCreate, submit
 from ttc_core.control import cancel_job, pause_job, resume_job
@@ -121,6 +122,12 @@ def read_jobs(
 def read_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
     """A job's status, progress, usage and result."""
     return job_public(get_job(session, job_id, tenant=tenant))
+
+
+@router.get("/{job_id}/selection", response_model=SelectionExplained)
+def read_selection(job_id: str, session: SessionDep, tenant: TenantDep) -> SelectionExplained:
+    """Why the answer won: the strategy's rule, the chosen node and the runner-up."""
+    return explain_selection(session, get_job(session, job_id, tenant=tenant))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

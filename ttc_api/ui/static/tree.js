@@ -7,6 +7,7 @@ import { badge, fmtInt, TERMINAL_JOB, throttle } from "./dom.js";
 import { JobWatch } from "./live.js";
 import { expandNode, pruneNode } from "./nodeactions.js";
 import { renderDetail } from "./nodepanel.js";
+import { renderSelection } from "./selection.js";
 import { PAGE, TreeModel } from "./treemodel.js";
 import { moreRow, nodeRow } from "./treerows.js";
 import { VirtualRows } from "./vlist.js";
@@ -386,3 +387,5 @@ let watch = null;
     onMode: () => {},
   });
 })();
+
+renderSelection($("why"), job.id);
