@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from ttc_api.csrf import SameOriginCookieActions
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
@@ -18,6 +18,7 @@ from ttc_api.openai_compat import install_openai_compat
 from ttc_api.metrics import install_observability
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
+from ttc_api.query_check import reject_unknown_query
 from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
 from ttc_api.ui import mount_ui
 from ttc_core.db import Database
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         version="0.1.0",
         summary="Test-time compute scaling: search, verify and persist reasoning trees.",
         lifespan=lifespan,
+        # A query parameter no route takes is a 422, never silently ignored.
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.db = Database(settings.database_url)

@@ -48,6 +48,12 @@ class JobPublic(BaseModel):
     status: str
     strategy: str
     endpoint: str
+    prompt: str | None = Field(default=None, description="the problem as submitted")
+    messages: list[dict[str, Any]] | None = Field(
+        default=None, description="the chat messages as submitted (instead of a prompt)"
+    )
+    reference: str | None = Field(default=None, description="the reference answer, if given")
+    batch_id: str | None = Field(default=None, description="the problem batch it belongs to")
     params: dict[str, Any]
     verifier: dict[str, Any]
     budget: dict[str, Any]

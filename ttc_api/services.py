@@ -22,7 +22,7 @@ from ttc_api.schemas import (
 )
 from ttc_api.storable import scrub
 from ttc_core.errors import InputError, NotFoundError
-from ttc_core.models import Job, Node, NodeStatus
+from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
@@ -52,11 +52,19 @@ def job_public(job: Job) -> JobPublic:
     """The job as the API shows it. Stored text is scrubbed (:func:`scrub`): a row
     holding what cannot be encoded shows U+FFFD instead of failing every list."""
     planned = _planned_samples(job)
+    if job.status == JobStatus.succeeded:
+        # The plan is an upper bound (beams end early, adaptive sampling stops once the
+        # vote is settled): a finished search is all of its planned work.
+        planned = job.node_count
     return JobPublic(
         id=job.id,
         status=job.status,
         strategy=job.strategy,
         endpoint=job.endpoint,
+        prompt=scrub(job.prompt),
+        messages=scrub(job.messages),
+        reference=scrub(job.reference),
+        batch_id=job.batch_id,
         params=scrub(job.params),
         verifier=scrub(job.verifier),
         budget=scrub(job.budget),
@@ -94,9 +102,12 @@ def list_jobs(
     limit: int,
     status: str | None = None,
     strategy: str | None = None,
+    batch_id: str | None = None,
 ) -> JobsPublic:
     """Newest first, keyset-paged on ``(created_at, id)``."""
     query = select(Job)
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
     if tenant is not None:
         query = query.where(Job.tenant == tenant)
     if status is not None:
@@ -132,9 +143,9 @@ NO_NUL = r"^[^\x00]*$"
 """A pattern for text query parameters: Postgres text cannot hold NUL, so such input is
 refused as a 422 instead of failing in the database."""
 
-NodeStatusFilter = Literal["pending", "done", "pruned", "failed", "terminal"]
-"""What the tree inspector filters by: the node statuses (``pending`` is a generated node
-not scored yet) and ``terminal`` (a node that ends a path)."""
+NodeStatusFilter = Literal["pending", "done", "pruned", "failed"]
+"""The node statuses a listing filters by (``pending`` is a generated node not scored
+yet). Whether a node ends a path is ``is_terminal``, not a status."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ class NodeFilter:
     search). Each is a plain column predicate, so a filtered page stays one query."""
 
     status: NodeStatusFilter | None = None
+    is_terminal: bool | None = None
     min_score: float | None = None
     max_score: float | None = None
     text: str | None = None
@@ -151,9 +163,9 @@ class NodeFilter:
         low, high = self.min_score, self.max_score
         if low is not None and high is not None and low > high:
             raise InputError("min_score is above max_score", field="min_score")
-        if self.status == "terminal":
-            query = query.where(Node.is_terminal.is_(True))
-        elif self.status == "pending":
+        if self.is_terminal is not None:
+            query = query.where(Node.is_terminal.is_(self.is_terminal))
+        if self.status == "pending":
             query = query.where(Node.status == NodeStatus.generated)
         elif self.status is not None:
             query = query.where(Node.status == self.status)
@@ -205,7 +217,8 @@ def list_nodes(
             top = session.get(Node, under)
             if top is None or top.job_id != job.id:
                 raise NotFoundError(f"no node {under} in job {job.id}")
-            query = query.where(Node.id.in_(_subtree_ids(job, under)))
+            if top.parent_id is not None:  # under the root: the whole tree, no recursion
+                query = query.where(Node.id.in_(_subtree_ids(job, under)))
         if cursor:
             depth, node_id = read_cursor(cursor, "int", "str")
             query = query.where(tuple_(Node.depth, Node.id) > tuple_(depth, node_id))

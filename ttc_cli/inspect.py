@@ -18,6 +18,12 @@ def tree_rows(session: Session, job: Job) -> list[TreeRow]:
     for siblings in children.values():
         siblings.sort(key=lambda n: n.child_index)
     chosen = (job.result or {}).get("node_id")
+    by_id = {node.id: node for node in nodes}
+    path: set[str] = set()
+    cursor = by_id.get(chosen) if chosen else None
+    while cursor is not None and cursor.parent_id is not None:
+        path.add(cursor.parent_id)
+        cursor = by_id.get(cursor.parent_id)
     rows: list[TreeRow] = []
     roots = children.get(None, [])
     stack = [c for r in roots for c in reversed(children.get(r.id, []))]
@@ -33,6 +39,7 @@ def tree_rows(session: Session, job: Job) -> list[TreeRow]:
                 correct=node.correct,
                 completion_tokens=node.completion_tokens,
                 chosen=node.id == chosen,
+                on_path=node.id in path,
             )
         )
         stack.extend(reversed(children.get(node.id, [])))

@@ -1,5 +1,5 @@
 """ttc: test-time compute scaling. Subcommands: serve, worker, beat, flower, sim, migrate,
-run, demo, tree, stack, keys."""
+run, strategies, demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -15,14 +15,14 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
     import uvicorn
 
     from ttc_api.app import create_app
-    from ttc_core.settings import Settings
+    from ttc_core.settings_errors import load_settings
 
     overrides: dict[str, Any] = {}
     if ns.executor:
         overrides["executor"] = ns.executor
     if ns.no_auth:
         overrides.update(auth_enabled=False, allow_insecure_no_auth=True)
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     if not settings.auth_enabled and not settings.allow_insecure_no_auth:
         print(
             "ttc serve: refusing to start with auth off (TTC_AUTH_ENABLED=false); set "
@@ -44,6 +44,9 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
 
 
 def _celery_main(argv: list[str]) -> int:
+    from ttc_core.settings_errors import load_settings
+
+    load_settings()  # one line per problem instead of a traceback inside Celery's import
     from ttc_worker.app import app
 
     # --quiet: no banner printed to stdout (every line of a service is a log line).
@@ -95,6 +98,13 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     from ttc_cli.runjob import run_job
 
     return run_job(ns)
+
+
+def _cmd_strategies(ns: argparse.Namespace) -> int:
+    from ttc_cli.runjob import strategies_table
+
+    print(strategies_table())
+    return 0
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -168,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
 
+    strategies = sub.add_parser("strategies", help="list the strategies with their params")
+    strategies.set_defaults(func=_cmd_strategies)
+
     demo = sub.add_parser("demo", help="embedded demo: SQLite + local executor + simulator")
     demo.add_argument("--database-url", default="sqlite:///ttc-demo.db")
     demo.add_argument("--n", type=int, default=16)
@@ -222,12 +235,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in PASSTHROUGH:
         configure_logging()
         ns = parser.parse_args(args[:1])
-        return int(ns.func(ns, args[1:]))
+        return _guarded(lambda: int(ns.func(ns, args[1:])))
     ns = parser.parse_args(args)
     # Services log at INFO; a client command (run, tree, keys...) only says what went wrong.
     quiet = ns.command not in SERVICES and not ns.verbose
     configure_logging(level=logging.WARNING if quiet else None)
-    return int(ns.func(ns))
+    return _guarded(lambda: int(ns.func(ns)))
+
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run a command; a settings problem is one line per problem and exit status 2."""
+    from ttc_core.settings_errors import SettingsError
+
+    try:
+        return command()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"ttc: {line}", file=sys.stderr)
+        return 2
 
 
 #: Subcommands whose options pass through to Celery.

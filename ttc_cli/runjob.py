@@ -13,16 +13,34 @@ from ttc_api.schemas import EventPublic
 from ttc_cli.render import progress_line, write_progress
 
 
+class UsageError(Exception):
+    """A mistake on the command line: printed as one line that names the fix."""
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=os.environ.get("TTC_SERVER", "http://127.0.0.1:8000"))
+    from ttc_core.strategies import STRATEGIES
+
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("TTC_SERVER", "http://127.0.0.1:8000"),
+        help="the ttc API's URL, without /v1 (default: $TTC_SERVER or http://127.0.0.1:8000)",
+    )
     parser.add_argument("--api-key", default=os.environ.get("TTC_API_KEY"))
-    parser.add_argument("--strategy", default="best_of_n")
+    parser.add_argument(
+        "--strategy",
+        default="best_of_n",
+        choices=sorted(STRATEGIES),
+        metavar="STRATEGY",
+        help=f"one of {', '.join(sorted(STRATEGIES))} (`ttc strategies` lists their params)",
+    )
     parser.add_argument("--endpoint", default="sim")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt")
     source.add_argument("--prompt-file")
     source.add_argument("--gsm8k", type=int, metavar="INDEX", help="a bundled GSM8K problem")
-    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument(
+        "--n", type=int, default=None, help="samples (strategies that take n; default 16)"
+    )
     parser.add_argument("--reference")
     parser.add_argument(
         "--verifier",
@@ -66,12 +84,25 @@ def parse_prm(text: str) -> dict[str, Any]:
     return spec
 
 
+def _strategy_fields(name: str) -> set[str]:
+    from ttc_core.strategies import get_strategy
+
+    return set(get_strategy(name).params_model.model_fields)
+
+
 def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
+    """The job body for ``ttc run``; only the params the strategy takes are sent."""
     reference = ns.reference
     if ns.gsm8k is not None:
         from ttc_sim.tasks import gsm8k_problems
 
-        problem = gsm8k_problems()[ns.gsm8k]
+        problems = gsm8k_problems()
+        if not 0 <= ns.gsm8k < len(problems):
+            raise UsageError(
+                f"--gsm8k {ns.gsm8k}: there are {len(problems)} bundled GSM8K problems; "
+                f"give an index from 0 to {len(problems) - 1}"
+            )
+        problem = problems[ns.gsm8k]
         prompt = problem.question
         reference = reference or problem.answer
     elif ns.prompt_file:
@@ -79,9 +110,22 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
             prompt = fh.read()
     else:
         prompt = ns.prompt
-    params: dict[str, Any] = {"n": ns.n}
+    takes = _strategy_fields(ns.strategy)
+    params: dict[str, Any] = {}
+    if "n" in takes:
+        params["n"] = 16 if ns.n is None else ns.n
+    elif ns.n is not None:
+        raise UsageError(
+            f"--n: {ns.strategy} takes no n; its params are {', '.join(sorted(takes))} "
+            "(set them with --param KEY=VALUE)"
+        )
     for item in ns.param:
         key, _, value = item.partition("=")
+        if key not in takes:
+            raise UsageError(
+                f"--param {key}: {ns.strategy} takes no {key!r}; its params are "
+                f"{', '.join(sorted(takes))}"
+            )
         try:
             params[key] = json.loads(value)
         except ValueError:
@@ -112,12 +156,45 @@ def event_line(event: EventPublic) -> str:
     return f"#{event.id:<4} {event.kind:<22} {fields}".rstrip()
 
 
+def check_server_url(url: str) -> str:
+    """The API's base URL as the client wants it (it adds ``/v1/...`` itself)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"--server {url}: give the API's URL, e.g. http://127.0.0.1:8000")
+    if parts.path.rstrip("/").endswith("/v1"):
+        fixed = url.rstrip("/").removesuffix("/v1")
+        raise UsageError(f"--server {url}: drop the trailing /v1 (use {fixed})")
+    return url
+
+
 def run_job(ns: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        return _run_job(ns)
+    except UsageError as exc:
+        print(f"ttc run: {exc}", file=sys.stderr)
+        return 2
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        print(
+            f"ttc run: cannot reach the ttc API at {ns.server} ({reason}); is `ttc serve` "
+            "running there? Set --server or TTC_SERVER.",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _run_job(ns: argparse.Namespace) -> int:
     from ttc_api.client import APIError, TTCClient
 
-    with TTCClient(ns.server, api_key=ns.api_key) as client:
+    server = check_server_url(ns.server)
+    spec = build_spec(ns)
+    with TTCClient(server, api_key=ns.api_key) as client:
         try:
-            accepted = client.submit_job(build_spec(ns), idempotency_key=ns.idempotency_key)
+            accepted = client.submit_job(spec, idempotency_key=ns.idempotency_key)
         except APIError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 2
@@ -143,8 +220,29 @@ def run_job(ns: argparse.Namespace) -> int:
         print(job.model_dump_json(indent=2))
     elif job.result is not None:
         print(f"status: {job.status}")
-        print(f"answer: {job.result.answer}  score: {job.result.score}")
+        print(
+            f"answer: {job.result.answer}  score: {job.result.score}  correct: {job.result.correct}"
+        )
         print(f"tokens: {job.usage.total_tokens}  requests: {job.usage.requests}")
     else:
         print(f"status: {job.status}  error: {job.error}")
     return 0 if job.status == "succeeded" else 1
+
+
+def strategies_table() -> str:
+    """``ttc strategies``: each strategy with its params and their defaults."""
+    from pydantic_core import PydanticUndefined
+
+    from ttc_core.strategies import STRATEGIES
+
+    lines = []
+    for name in sorted(STRATEGIES):
+        strategy = STRATEGIES[name]
+        doc = (type(strategy).__doc__ or "").strip().splitlines()
+        lines.append(f"{name}: {doc[0] if doc else ''}".rstrip(": "))
+        for field, info in strategy.params_model.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            shown = "required" if default is PydanticUndefined else f"default {default!r}"
+            about = f"  {info.description}" if info.description else ""
+            lines.append(f"  {field:<22} {shown}{about}")
+    return "\n".join(lines)

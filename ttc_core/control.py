@@ -11,7 +11,7 @@ restarts); resume and expand return the follow-ups the caller dispatches after c
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ttc_core import webhooks
@@ -107,13 +107,18 @@ def prune_node(
         .order_by(Node.id)
         .with_for_update()
     ).all()
-    result = session.execute(
-        update(Node)
-        .where(Node.id.in_(ids), live)
-        .values(status=NodeStatus.pruned)
-        .execution_options(synchronize_session=False)
-    )
-    count = int(getattr(result, "rowcount", 0) or 0)
+    if ids:
+        # The same set as the ids just locked (a subquery, not a list: a subtree can hold
+        # more ids than one statement may bind).
+        session.execute(
+            update(Node)
+            .where(Node.id.in_(select(below.c.id)), live)
+            .values(status=NodeStatus.pruned)
+            .execution_options(synchronize_session=False)
+        )
+    # Counted from the locked rows: an UPDATE's rowcount over a recursive CTE is -1 on
+    # SQLite, and the count is part of the answer on every database.
+    count = len(ids)
     append_event(session, job.id, "node_pruned", node_id=node.id, nodes=count)
     return job, count
 

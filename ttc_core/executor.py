@@ -94,3 +94,5 @@ class BackgroundExecutor:
         asyncio.run_coroutine_threadsafe(self._ctx.aclose(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -81,7 +81,10 @@ class ServerOverrides(BaseModel):
 
 
 class EndpointConfig(BaseModel):
-    """One OpenAI-compatible inference server (or a reward model server)."""
+    """One OpenAI-compatible inference server (or a reward model server). Unknown keys
+    are refused (a misspelled limit would otherwise leave the default in force)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(description="e.g. http://gpu-1:8000/v1")
     model: str

@@ -109,7 +109,7 @@ def test_nodes_api_pages_filters_and_counts_children(
     page = ui_stack.api.get(nodes, params={"parent_id": root, "limit": 50}).json()
     assert len(page["data"]) == 50 and page["next_cursor"]
     assert {n["children"] for n in page["data"]} == {SECOND_LEVEL}
-    top = ui_stack.api.get(nodes, params={"status": "terminal", "min_score": 0.96}).json()
+    top = ui_stack.api.get(nodes, params={"is_terminal": "true", "min_score": 0.96}).json()
     assert [n["id"] for n in top["data"]] == [best]
     text = ui_stack.api.get(nodes, params={"q": "Answer 37.512:"}).json()
     assert [n["id"] for n in text["data"]] == [best]

@@ -112,7 +112,7 @@ def test_node_filters(db: Database, tree: dict[str, Any]) -> None:
     none: dict[str, Any] = {"parent_id": None}
     assert _ids(db, **none, filters=NodeFilter(status="pending")) == [samples[5]]
     assert _ids(db, **none, filters=NodeFilter(status="pruned")) == [samples[4]]
-    assert set(_ids(db, **none, filters=NodeFilter(status="terminal"))) == set(samples[:5])
+    assert set(_ids(db, **none, filters=NodeFilter(is_terminal=True))) == set(samples[:5])
     scored = _ids(db, **none, filters=NodeFilter(min_score=0.5, max_score=0.95))
     assert set(scored) == {samples[1], samples[2]}
     # % and _ are literal text, not LIKE wildcards.

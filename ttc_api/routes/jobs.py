@@ -18,7 +18,8 @@ from ttc_api.deps import (
 from ttc_api.examples import SUBMIT_EXAMPLES
 from ttc_api.problems import PROBLEM_RESPONSES, STATE_PROBLEM_RESPONSES, problem_responses
 from ttc_api.schemas import JobAccepted, JobPublic, JobsPublic
-from ttc_api.services import get_job, job_public, list_jobs
+from ttc_api.selection import SelectionExplained, explain_selection
+from ttc_api.services import NO_NUL, get_job, job_public, list_jobs
 from ttc_api.submit import JobCreate, submit
 from ttc_core.control import cancel_job, pause_job, resume_job
 from ttc_core.models import JobStatus
@@ -103,10 +104,19 @@ def read_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     status: JobStatus | None = None,
     strategy: Annotated[str | None, Query(max_length=64, description="only this strategy")] = None,
+    batch_id: Annotated[
+        str | None, Query(max_length=36, pattern=NO_NUL, description="only this problem batch")
+    ] = None,
 ) -> JobsPublic:
-    """List jobs, newest first (cursor-paged), optionally by status and strategy."""
+    """List jobs, newest first (cursor-paged), optionally by status, strategy and batch."""
     return list_jobs(
-        session, tenant=tenant, cursor=cursor, limit=limit, status=status, strategy=strategy
+        session,
+        tenant=tenant,
+        cursor=cursor,
+        limit=limit,
+        status=status,
+        strategy=strategy,
+        batch_id=batch_id,
     )
 
 
@@ -114,6 +124,12 @@ def read_jobs(
 def read_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
     """A job's status, progress, usage and result."""
     return job_public(get_job(session, job_id, tenant=tenant))
+
+
+@router.get("/{job_id}/selection", response_model=SelectionExplained)
+def read_selection(job_id: str, session: SessionDep, tenant: TenantDep) -> SelectionExplained:
+    """Why the answer won: the strategy's rule, the chosen node and the runner-up."""
+    return explain_selection(session, get_job(session, job_id, tenant=tenant))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

@@ -39,7 +39,11 @@ def read_nodes(
         Query(pattern=NO_NUL, description="only this node and its descendants, breadth-first"),
     ] = None,
     status: Annotated[
-        NodeStatusFilter | None, Query(description="pending (not scored yet), done, ...")
+        NodeStatusFilter | None,
+        Query(description="pending (generated, not scored yet), done, pruned or failed"),
+    ] = None,
+    is_terminal: Annotated[
+        bool | None, Query(description="only nodes that end a path (true) or that don't")
     ] = None,
     min_score: Annotated[
         float | None, Query(allow_inf_nan=False, description="score >= this")
@@ -52,11 +56,14 @@ def read_nodes(
     ] = None,
 ) -> NodesPublic:
     """Nodes of a job, cursor-paged: children of ``parent_id``, or breadth-first (the
-    subtree ``under`` a node, or all), optionally filtered by status, score or text."""
+    subtree ``under`` a node, or all), optionally filtered by status, terminality, score
+    or text."""
     if parent_id is not None and under is not None:
         raise InputError("give parent_id or under, not both", field="under")
     job = get_job(session, job_id, tenant=tenant)
-    filters = NodeFilter(status=status, min_score=min_score, max_score=max_score, text=q)
+    filters = NodeFilter(
+        status=status, is_terminal=is_terminal, min_score=min_score, max_score=max_score, text=q
+    )
     return list_nodes(
         session, job, parent_id=parent_id, cursor=cursor, limit=limit, filters=filters, under=under
     )

@@ -7,6 +7,7 @@ import {
   badge, fmtCost, fmtInt, fmtScore, fmtTime, h, preview, TERMINAL_JOB, throttle,
 } from "./dom.js";
 import { JobWatch } from "./live.js";
+import { renderSelection } from "./selection.js";
 
 const initial = initialData();
 let job = initial.job;
@@ -108,6 +109,7 @@ function renderResult() {
   if (nodeId !== shownBestNode) {
     shownBestNode = nodeId;
     renderBestPath(nodeId);
+    renderSelection($("why"), job.id);
   }
 }
 

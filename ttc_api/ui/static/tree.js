@@ -7,6 +7,7 @@ import { badge, fmtInt, TERMINAL_JOB, throttle } from "./dom.js";
 import { JobWatch } from "./live.js";
 import { expandNode, pruneNode } from "./nodeactions.js";
 import { renderDetail } from "./nodepanel.js";
+import { renderSelection } from "./selection.js";
 import { PAGE, TreeModel } from "./treemodel.js";
 import { moreRow, nodeRow } from "./treerows.js";
 import { VirtualRows } from "./vlist.js";
@@ -296,6 +297,11 @@ $("tree-filters").addEventListener("submit", (e) => {
     const value = String(form.get(key) || "").trim();
     if (value) params[key] = value;
   }
+  // "terminal" is not a node status: terminal nodes are done nodes that end a path.
+  if (params.status === "terminal") {
+    delete params.status;
+    params.is_terminal = "true";
+  }
   if (params.min_score && params.max_score && Number(params.min_score) > Number(params.max_score)) {
     note.textContent = "Score ≥ is above Score ≤: nothing can match.";
     return;
@@ -381,3 +387,5 @@ let watch = null;
     onMode: () => {},
   });
 })();
+
+renderSelection($("why"), job.id);
