@@ -14,8 +14,8 @@ from ttc_api.event_hub import EventHub
 from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
-from ttc_api.openai_compat import install_openai_compat
 from ttc_api.metrics import install_observability
+from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.query_check import reject_unknown_query

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from ttc_api.event_hub import PAGE, EventHub, events_after
 from ttc_api.schemas import EventPublic
 from ttc_core.db import Database
-from ttc_core.models import TERMINAL_STATUSES, Job, JobEvent
+from ttc_core.models import Job
 from ttc_core.observability import metrics
 
 __all__ = [

@@ -11,7 +11,7 @@ restarts); resume and expand return the follow-ups the caller dispatches after c
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
 
 from ttc_core import webhooks

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
-from ttc_core.sandbox.policy import check_code_submission
 from ttc_core.observability import metrics
+from ttc_core.sandbox.policy import check_code_submission
 from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event

@@ -42,8 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_core.errors import InputError, LimitError
 from ttc_core.inference import GenerationRequest, InferenceClient
-from ttc_core.inference.usage import merge_notes
 from ttc_core.inference.servers import ServerProfile, effective_reasoning, static_profile
+from ttc_core.inference.usage import merge_notes
 from ttc_core.settings import EndpointConfig, ReasoningControls, Settings
 from ttc_core.tree import NodeView, TreeView
 

@@ -32,11 +32,11 @@ from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInfer
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.failures import describe_status, describe_transport_error
 from ttc_core.inference.limiter import ConcurrencyLimiter
-from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
+from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import with_retries
-from ttc_core.inference.usage import estimate_tokens, read_count
 from ttc_core.inference.servers import ServerProfile, profile_for, resolve_profile
+from ttc_core.inference.usage import estimate_tokens, read_count
 from ttc_core.observability import metrics
 from ttc_core.settings import EndpointConfig
 from ttc_core.text_safety import clean_text, decode_json_body

@@ -33,7 +33,6 @@ is counted in the job's usage (:mod:`ttc_core.ledger`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,8 +42,8 @@ import httpx
 
 from ttc_core.inference.failures import describe_transport_error
 from ttc_core.inference.redact import upstream_summary
-from ttc_core.scoring._http import record_usage
 from ttc_core.inference.servers import resolve_profile
+from ttc_core.scoring._http import record_usage
 from ttc_core.settings import EndpointConfig
 from ttc_core.text_safety import decode_json_body
 from ttc_core.verifiers.answers import extract_answer, normalize_answer

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_h13_batch_dispatch"
-down_revision: str | None = "0008"
+revision: str = "0010_batch_dispatch"
+down_revision: str | None = "0009_h11b_ui_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
