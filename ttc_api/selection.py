@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,31 @@ class Candidate(BaseModel):
     value: float | None = Field(default=None, description="MCTS mean value (Q)")
 
 
+SELECTION_EXAMPLE = {
+    "rule": "best_terminal_score",
+    "summary": "The finished path with the best aggregated step score (min of the step "
+    "scorer's values along the path) wins: #1 at depth 6 (answer 42) scored 0.990; the "
+    "runner-up, #0 at depth 7 (answer 42), scored 0.970. Ties go to the shallower, then the "
+    "earlier node.",
+    "chosen": {"node_id": "n-3-1", "child_index": 1, "depth": 6, "answer": "42", "score": 0.99},
+    "runner_up": {"node_id": "n-0-0", "child_index": 0, "depth": 7, "answer": "42", "score": 0.97},
+    "most_visited": {"node_id": "n-0", "child_index": 0, "depth": 1, "visits": 293, "value": 0.404},
+    "chosen_root_child": {
+        "node_id": "n-3",
+        "child_index": 3,
+        "depth": 1,
+        "visits": 233,
+        "value": 0.381,
+    },
+    "note": "select=best ranks finished paths by score, not root children by visits.",
+    "duplicate_groups": 0,
+    "duplicate_nodes": 0,
+}
+
+
 class SelectionExplained(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SELECTION_EXAMPLE]})
+
     rule: str = Field(description="e.g. best_terminal_score, majority_vote, most_visits")
     summary: str = Field(description="the rule in words, naming the winner")
     chosen: Candidate | None

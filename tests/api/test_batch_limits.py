@@ -39,21 +39,21 @@ def _cancel_all(client: httpx.Client) -> None:
 
 def test_a_batch_over_the_active_job_quota_is_429(api_stack: ApiStack) -> None:
     _, client, _ = api_stack.tenant_client()
-    over = client.post("/v1/batches", json=batch_body(MAX_ACTIVE_JOBS + 1))
+    over = client.post("/v1/problem-batches", json=batch_body(MAX_ACTIVE_JOBS + 1))
     _assert_429(over)
     assert "active jobs" in over.json()["detail"]
     # Nothing was written: no batch, no job.
-    assert client.get("/v1/batches").json()["data"] == []
+    assert client.get("/v1/problem-batches").json()["data"] == []
     assert client.get("/v1/jobs").json()["data"] == []
     # Two arms count twice: 2 problems compared with the uniform split are 4 jobs.
-    paired = client.post("/v1/batches", json=batch_body(2, compare_uniform=True))
+    paired = client.post("/v1/problem-batches", json=batch_body(2, compare_uniform=True))
     _assert_429(paired)
     # Within the quota it goes; its jobs then count against later submissions.
-    accepted = client.post("/v1/batches", json=batch_body(MAX_ACTIVE_JOBS - 1))
+    accepted = client.post("/v1/problem-batches", json=batch_body(MAX_ACTIVE_JOBS - 1))
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["jobs"] == MAX_ACTIVE_JOBS - 1
     assert client.post("/v1/jobs", json=job_body(endpoint="sim-slow")).status_code == 202
-    _assert_429(client.post("/v1/batches", json=batch_body(1)))
+    _assert_429(client.post("/v1/problem-batches", json=batch_body(1)))
     _assert_429(client.post("/v1/jobs", json=job_body()))
     _cancel_all(client)
 
@@ -64,7 +64,7 @@ def test_a_batch_spends_one_rate_token_per_problem(api_stack: ApiStack) -> None:
     accepted = 0
     refused = None
     for _ in range(4 * BURST):
-        resp = client.post("/v1/batches", json=batch_body(size, endpoint="sim"))
+        resp = client.post("/v1/problem-batches", json=batch_body(size, endpoint="sim"))
         if resp.status_code != 202:
             refused = resp
             break

@@ -284,12 +284,12 @@ def test_unstorable_input_is_refused_on_every_route(stack: Stack) -> None:
     """The check sits in front of every JSON body, not only job submissions."""
     for path, body, field in (
         (
-            "/v1/batches",
+            "/v1/problem-batches",
             '{"endpoint": "sim", "problems": [{"prompt": "\\ud800"}], "budget": {"samples": 8}}',
             "problems.0.prompt",
         ),
         (
-            "/v1/batches",
+            "/v1/problem-batches",
             '{"endpoint": "sim", "problems": [{"prompt": "1+1"}], "budget": {"samples": NaN}}',
             "budget.samples",
         ),
@@ -329,9 +329,9 @@ def test_out_of_range_cursors_and_event_ids_are_refused_by_name(stack: Stack) ->
             "cursor",
         ),
         (f"/v1/jobs/{job_id}/nodes", {"min_score": "inf"}, {}, "min_score"),
-        ("/v1/batches", {"cursor": _cursor("[1, 2]")}, {}, "cursor"),
-        ("/v1/batches", {"cursor": _cursor('["not a time", "x"]')}, {}, "cursor"),
-        ("/v1/batches", {"cursor": "%%%"}, {}, "cursor"),
+        ("/v1/problem-batches", {"cursor": _cursor("[1, 2]")}, {}, "cursor"),
+        ("/v1/problem-batches", {"cursor": _cursor('["not a time", "x"]')}, {}, "cursor"),
+        ("/v1/problem-batches", {"cursor": "%%%"}, {}, "cursor"),
         ("/v1/jobs", {"cursor": _cursor('["2026-01-01T00:00:00", 7]')}, {}, "cursor"),
         ("/v1/jobs", {"cursor": _cursor('["2026-01-01T00:00:00", "\\ud800"]')}, {}, "cursor"),
     ]

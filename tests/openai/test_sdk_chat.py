@@ -4,6 +4,7 @@ is an ordinary one (listed, browsable in the UI)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -76,7 +77,17 @@ def test_chat_returns_the_voted_answer_with_the_jobs_usage(
     # An ordinary job: listed, and its tree opens in the UI.
     listed = door.http(key).get("/v1/jobs", params={"strategy": "self_consistency"}).json()
     assert ttc["job_id"] in [j["id"] for j in listed["data"]]
-    page = httpx.get(ttc["tree_url"], cookies={"ttc_key": key}, timeout=30)
+    # Log in to the UI as a person would (its form, its CSRF token), then open the tree.
+    with httpx.Client(timeout=30, follow_redirects=True) as browser:
+        form = browser.get(f"{door.url}/ui/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        browser.post(
+            f"{door.url}/ui/login",
+            data={"key": key, "csrf": csrf.group(1), "next": "/ui"},
+            headers={"Origin": door.url},
+        )
+        page = browser.get(ttc["tree_url"])
     assert page.status_code == 200 and ttc["job_id"] in page.text
 
 

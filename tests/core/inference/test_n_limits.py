@@ -170,7 +170,7 @@ def test_a_real_500_on_n_above_1_is_still_retried_and_counted() -> None:
         calls.append(1)
         return httpx.Response(500, text='{"error":{"message":"CUDA out of memory"}}')
 
-    ep = _endpoint(max_retries=1)
+    ep = _endpoint(max_retries=1, server="generic")
 
     async def scenario(client: Callable[[], InferenceClient]) -> Any:
         c = client()

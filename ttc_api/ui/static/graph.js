@@ -35,6 +35,7 @@ let canvas = null;
 let laid = null;
 let loaded = 0;
 let complete = false;
+let userMoved = false; // until the reader pans or zooms, later pages keep the best path in view
 
 function apply() {
   if (world) world.setAttribute("transform", `translate(${view.x},${view.y}) scale(${view.k})`);
@@ -72,6 +73,7 @@ const fitAll = () => fitTo([0, 0, laid.width, laid.height]);
 const fitBest = () => fitTo(bounds([topId, ...[...model.best].filter((id) => laid.pos.has(id))]));
 
 function zoomAt(factor, cx, cy) {
+  userMoved = true;
   const k = Math.max(MIN_SCALE, Math.min(MAX_SCALE, view.k * factor));
   view = { k, x: cx - ((cx - view.x) * k) / view.k, y: cy - ((cy - view.y) * k) / view.k };
   schedule();
@@ -161,6 +163,7 @@ async function loadChildren(parentId) {
 }
 
 async function onActivate(el) {
+  userMoved = true;
   const more = el.closest("[data-more]");
   const box = el.closest("[data-node-id]");
   if (more) {
@@ -186,7 +189,7 @@ function wire() {
     if (!drag) return;
     const dx = e.clientX - drag.x;
     const dy = e.clientY - drag.y;
-    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = userMoved = true;
     view.x = drag.vx + dx;
     view.y = drag.vy + dy;
     schedule();
@@ -224,6 +227,7 @@ function wire() {
       Enter: () => document.activeElement && onActivate(document.activeElement),
     };
     if (keys[e.key]) {
+      userMoved = true;
       e.preventDefault();
       keys[e.key]();
     }
@@ -231,8 +235,8 @@ function wire() {
   const rect = () => target.getBoundingClientRect();
   document.getElementById("g-zoom-in").addEventListener("click", () => zoomAt(1.25, rect().width / 2, rect().height / 2));
   document.getElementById("g-zoom-out").addEventListener("click", () => zoomAt(0.8, rect().width / 2, rect().height / 2));
-  document.getElementById("g-fit").addEventListener("click", fitAll);
-  document.getElementById("g-best").addEventListener("click", fitBest);
+  document.getElementById("g-fit").addEventListener("click", () => { userMoved = true; fitAll(); });
+  document.getElementById("g-best").addEventListener("click", () => { userMoved = true; fitBest(); });
   document.getElementById("g-expand").addEventListener("click", () => { model.openInitial(model.nodes.size); render(); fitAll(); });
   document.getElementById("g-collapse").addEventListener("click", () => { model.openInitial(); render(); fitBest(); });
 }
@@ -258,6 +262,7 @@ async function loadRest(cursor) {
     loaded += page.data.length;
     cursor = page.next_cursor;
     render();
+    if (!userMoved) fitBest(); // the new nodes moved the layout under the first view
     describe();
   }
   complete = !cursor;
