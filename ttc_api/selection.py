@@ -38,7 +38,7 @@ class Candidate(BaseModel):
     value: float | None = Field(default=None, description="MCTS mean value (Q)")
 
 
-SELECTION_EXAMPLE = {
+SELECTION_EXAMPLE: dict[str, Any] = {
     "rule": "best_terminal_score",
     "summary": "The finished path with the best aggregated step score (min of the step "
     "scorer's values along the path) wins: #1 at depth 6 (answer 42) scored 0.990; the "
