@@ -202,6 +202,29 @@ async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
         raise
 
 
+async def gather_paid(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like ``asyncio.gather``, but a failure waits for the other requests before it
+    propagates: they are being generated (and paid for) anyway, and each one that is
+    answered reaches the attempt's usage (:mod:`ttc_core.ledger`) instead of being
+    cancelled between the server's answer and its parsing. Cancellation from outside
+    still cancels them all."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in tasks:
+        error = task.exception()
+        if error is not None:
+            raise error
+    return [task.result() for task in tasks]
+
+
 class InferenceClient:
     def __init__(
         self,
@@ -267,7 +290,7 @@ class InferenceClient:
             # One seed for all n would give n copies of one sample: seed + i each instead
             # (the server's prefix cache still shares the prompt between them).
             per_request = 1
-        results = await gather_or_cancel(
+        results = await gather_paid(
             [self._chunk(req, s, k) for s, k in chunked(0, req.n, per_request)]
         )
         choices = [c for gen in results for c in gen.choices]
@@ -293,7 +316,7 @@ class InferenceClient:
                 size,
             )
             await self._learn_n_limit(size)
-            parts = await gather_or_cancel(
+            parts = await gather_paid(
                 [self._chunk(req, s, part) for s, part in chunked(start, k, size)]
             )
             return Generation([c for p in parts for c in p.choices], sum(p.requests for p in parts))
