@@ -19,11 +19,11 @@ from ttc_api.schemas import JobAccepted
 from ttc_core import idempotency
 from ttc_core.auth import TENANT_PATTERN, Principal
 from ttc_core.db import Database
-from ttc_core.errors import InputError
+from ttc_core.errors import InputError, QuotaError
 from ttc_core.models import Tenant
 from ttc_core.settings import Settings
 from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, check_rate
+from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, check_rate, refund_rate
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,11 @@ def submit(
         check_rate(rate, tenant, settings)
         with db.transaction() as session:
             job = create_job(session, spec, settings, tenant=tenant, admin=principal.admin)
-            check_active_jobs(session, tenant, settings)
+            try:
+                check_active_jobs(session, tenant, settings)
+            except QuotaError:
+                refund_rate(rate, tenant, settings)  # refused: nothing written, nothing spent
+                raise
             accepted = JobAccepted(id=job.id, status=job.status, location=f"/v1/jobs/{job.id}")
             if key is not None:
                 idempotency.finish(

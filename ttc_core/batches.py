@@ -351,6 +351,7 @@ def _count_failed_attempt(ctx: EngineContext, job: Job, paid: ledger.Ledger) -> 
     try:
         with ctx.db.transaction() as session:
             add_spend(session, job.id, usage)
+            metrics.spend(session, job, usage)
     except Exception:
         log.warning("job %s: could not count a failed attempt's usage", job.id, exc_info=True)
 
@@ -457,6 +458,7 @@ def _complete_batch(
         # answered beyond those rows is paid for all the same.
         log.info("batch %s: completed or taken over by another worker", batch_id)
         add_spend(session, job.id, extra)
+        metrics.spend(session, job, extra)
         return []
     prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(
@@ -494,10 +496,11 @@ def _complete_batch(
     metrics.batch_usage(
         session,
         job,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        # What the job's usage gains, the tokens no node carries included.
+        prompt_tokens=prompt_tokens + extra.prompt_tokens,
+        completion_tokens=completion_tokens + extra.completion_tokens,
         requests=requests,
-        cost=cost,
+        cost=cost + extra.cost,
         nodes=count,
         failed=failed,
     )

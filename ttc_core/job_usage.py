@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ttc_core.ledger import Ledger
 from ttc_core.models import BatchStatus, ExpansionBatch, Job, Node, NodeStatus, utcnow
+from ttc_core.observability import metrics
 from ttc_core.settings import EndpointConfig
 
 __all__ = ["Usage", "add_spend", "count_abandoned", "unstored_usage"]
@@ -115,4 +116,6 @@ def count_abandoned(session: Session, job: Job, endpoints: Mapping[str, Endpoint
     job.thinking_tokens += int(thinking)
     job.node_count += int(count)
     job.failed_nodes += int(failed)
-    job.cost += _cost(endpoints.get(job.endpoint), int(prompt), int(completion))
+    cost = _cost(endpoints.get(job.endpoint), int(prompt), int(completion))
+    job.cost += cost
+    metrics.spend(session, job, Usage(int(prompt), int(completion), 0, cost))

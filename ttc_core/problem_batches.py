@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from ttc_core.allocation import ProblemVotes, allocate, expected_gain
 from ttc_core.db import Database
-from ttc_core.errors import InputError, LimitError, UnknownNameError
+from ttc_core.errors import InputError, LimitError, QuotaError, UnknownNameError
 from ttc_core.followup import FollowUp
 from ttc_core.models import (
     TERMINAL_STATUSES,
@@ -50,7 +50,12 @@ from ttc_core.runtime import EngineContext
 from ttc_core.settings import Settings
 from ttc_core.store import append_event, lock_job
 from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, check_rate
+from ttc_core.tenant_limits import (
+    SubmissionRate,
+    check_active_jobs,
+    check_rate,
+    refund_rate,
+)
 from ttc_core.verifiers import MathSpec, VerifierSpec
 
 #: What a batch's ``strategy`` runs per problem: strategies a batch can grow by raising
@@ -110,11 +115,7 @@ class BatchSpec(BaseModel):
 # ------------------------------------------------------------------------ creating
 
 
-def create_batch(
-    session: Session, spec: BatchSpec, settings: Settings, *, tenant: str
-) -> tuple[ProblemBatch, list[str]]:
-    """Validate, then write the batch and its jobs (one transaction is the caller's);
-    returns the batch and the job ids whose first driver steps to start after commit."""
+def check_batch_size(spec: BatchSpec, settings: Settings) -> None:
     if len(spec.problems) > settings.max_batch_problems:
         raise LimitError(
             f"{len(spec.problems)} problems; this server takes at most "
@@ -122,6 +123,14 @@ def create_batch(
             field="problems",
             status=413,
         )
+
+
+def create_batch(
+    session: Session, spec: BatchSpec, settings: Settings, *, tenant: str
+) -> tuple[ProblemBatch, list[str]]:
+    """Validate, then write the batch and its jobs (one transaction is the caller's);
+    returns the batch and the job ids whose first driver steps to start after commit."""
+    check_batch_size(spec, settings)
     job_strategy = BATCH_STRATEGIES.get(spec.strategy)
     if job_strategy is None:
         raise UnknownNameError(
@@ -192,10 +201,16 @@ def submit_batch(
     submission: the rate takes one token per job, and the active-job quota counts them
     all (inside the writing transaction, with the tenant's row locked, as for jobs).
     The caller dispatches the returned jobs' first driver steps after this returns."""
-    check_rate(rate, tenant, settings, count=batch_job_count(spec))
-    with db.transaction() as session:
-        batch, job_ids = create_batch(session, spec, settings, tenant=tenant)
-        check_active_jobs(session, tenant, settings)
+    check_batch_size(spec, settings)  # before the rate: too large is 413 whatever the rate
+    count = batch_job_count(spec)
+    check_rate(rate, tenant, settings, count=count)
+    try:
+        with db.transaction() as session:
+            batch, job_ids = create_batch(session, spec, settings, tenant=tenant)
+            check_active_jobs(session, tenant, settings)
+    except QuotaError:
+        refund_rate(rate, tenant, settings, count=count)
+        raise
     return batch, job_ids
 
 

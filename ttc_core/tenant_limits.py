@@ -37,7 +37,8 @@ QUOTA_RETRY_AFTER_S = 5
 class SubmissionRate(Protocol):
     def try_take(self, tenant: str, per_minute: float, count: int = 1) -> float:
         """Take ``count`` submission tokens (one per job; a batch larger than the burst
-        takes a full bucket): 0.0 if taken, else seconds until they are there."""
+        takes a full bucket): 0.0 if taken, else seconds until they are there. A
+        negative ``count`` puts tokens back (capped at the bucket's size on the next take)."""
 
 
 class LocalSubmissionRate:
@@ -92,6 +93,12 @@ def check_rate(rate: SubmissionRate, tenant: str, settings: Settings, count: int
             "submissions per minute",
             retry_after=math.ceil(wait),
         )
+
+
+def refund_rate(rate: SubmissionRate, tenant: str, settings: Settings, count: int = 1) -> None:
+    """Put back the tokens of a submission the quota refused: nothing was written, so a
+    tenant that waits for its jobs and retries is not also held back by the rate."""
+    rate.try_take(tenant, settings.tenant_rate_per_minute, -count)
 
 
 def check_active_jobs(session: Session, tenant: str, settings: Settings) -> None:

@@ -52,7 +52,8 @@ def test_a_batch_over_the_active_job_quota_is_429(api_stack: ApiStack) -> None:
     accepted = client.post("/v1/problem-batches", json=batch_body(MAX_ACTIVE_JOBS - 1))
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["jobs"] == MAX_ACTIVE_JOBS - 1
-    assert client.post("/v1/jobs", json=job_body(endpoint="sim-slow")).status_code == 202
+    plain = client.post("/v1/jobs", json=job_body(endpoint="sim-slow"))
+    assert plain.status_code == 202, plain.text
     _assert_429(client.post("/v1/problem-batches", json=batch_body(1)))
     _assert_429(client.post("/v1/jobs", json=job_body()))
     _cancel_all(client)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.engine.conftest import ContextFactory
-from ttc_core import batches, steps
+from ttc_core import batches
 from ttc_core.batches import BatchError, expand_chain
 from ttc_core.executor import run_job
 from ttc_core.followup import FollowUp
@@ -165,7 +165,7 @@ def test_inline_driver_failure_completes_the_batch_and_sends_the_step(
     async def go() -> None:
         try:
             first = advance(ctx, job_id)
-            monkeypatch.setattr(steps, "drive", broken)
+            monkeypatch.setattr(batches, "drive", broken)
             await expand_chain(ctx, first[0].id, until=time.monotonic() + 60, send=sent.extend)
         finally:
             await ctx.aclose()

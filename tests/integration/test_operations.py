@@ -201,15 +201,13 @@ def beam_search_on_the_stack(cli_stack: CliStack, api: httpx.Client, flower: htt
     )
     assert total(worker, "ttc_tokens_total", kind="prompt", **labels) == usage["prompt_tokens"]
     assert total(worker, "ttc_job_requests_total", **labels) == usage["requests"]
-    # What went over the wire: one 200 per request charged (the simulator has no faults).
-    assert (
-        total(worker, "ttc_inference_requests_total", endpoint="sim", code="200")
-        == usage["requests"]
-    )
-    assert (
-        total(worker, "ttc_inference_request_duration_seconds_count", endpoint="sim")
-        == usage["requests"]
-    )
+    # What went over the wire: one 200 per request charged (the simulator has no faults),
+    # the generator's and the PRM's (the job's requests count both).
+    generated = total(worker, "ttc_inference_requests_total", endpoint="sim", code="200")
+    scored = total(worker, "ttc_inference_requests_total", endpoint="sim-prm", code="200")
+    assert generated > 0 and scored > 0
+    assert generated + scored == usage["requests"]
+    assert total(worker, "ttc_inference_request_duration_seconds_count") == usage["requests"]
     assert total(worker, "ttc_jobs_finished_total", strategy="beam_search") == 1
     assert total(worker, "ttc_nodes_total", endpoint="sim") > 0
     assert total(worker, "ttc_driver_step_duration_seconds_count", strategy="beam_search") >= 2

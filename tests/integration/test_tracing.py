@@ -75,7 +75,10 @@ def test_a_job_is_one_linked_trace() -> None:
     (submit,) = [s for s in spans if s["name"] == "ttc.submit"]
     assert submit["attributes"]["ttc.job_id"] == result["job"]["id"]
     inference = [s for s in spans if s["name"] == "chat sim-gsm8k"]
-    assert len(inference) == result["job"]["usage"]["requests"]
+    # One client span per answered request, generation and reward model alike.
+    requests = [s for s in spans if "gen_ai.operation.name" in s["attributes"]]
+    assert {s["name"] for s in requests} == {"chat sim-gsm8k", "pooling sim-prm"}, names
+    assert len(requests) == result["job"]["usage"]["requests"]
 
     def chain(span: dict[str, object]) -> list[str]:
         names = []

@@ -258,6 +258,33 @@ def batch_usage(
     after_commit(session, count)
 
 
+class _UsageLike(Protocol):
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def cost(self) -> float: ...
+
+
+def spend(session: Session, job: _JobLike, usage: _UsageLike) -> None:
+    """Usage added to a job outside a batch's completion (a failed attempt's answered
+    requests, a taken-over batch's extra calls), counted when that commits."""
+    endpoint, tenant = job.endpoint, job.tenant
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    requests, cost = usage.requests, usage.cost
+
+    def count() -> None:
+        TOKENS.labels(endpoint, tenant, "prompt").inc(prompt)
+        TOKENS.labels(endpoint, tenant, "completion").inc(completion)
+        JOB_REQUESTS.labels(endpoint, tenant).inc(requests)
+        COST.labels(endpoint, tenant).inc(cost)
+
+    after_commit(session, count)
+
+
 @functools.lru_cache(maxsize=256)
 def replica_of(url: str) -> str:
     """``host:port`` of a request URL: which server of an endpoint answered."""
@@ -268,13 +295,24 @@ class _EndpointLike(Protocol):
     model: str
 
 
+def _operation(url: str) -> str:
+    """The GenAI operation name of a request URL: ``chat``, ``text_completion``, or the
+    route's last segment for the others (``pooling``, ``classify``, ``completion``)."""
+    path = urlsplit(url).path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        return "chat"
+    if path.endswith("/v1/completions"):
+        return "text_completion"
+    return path.rsplit("/", 1)[-1] or "request"
+
+
 async def inference_request(
     endpoint: str, url: str, config: _EndpointLike, call: Awaitable[R]
 ) -> R:
     """Await one HTTP request to an endpoint (``call``, e.g. ``http.post(...)``) with its
     latency, outcome and in-flight count recorded, in a GenAI client span."""
     replica = replica_of(url)
-    operation = "chat" if url.endswith("/chat/completions") else "text_completion"
+    operation = _operation(url)
     gauge = IN_FLIGHT.labels(endpoint)
     host, _, port = replica.rpartition(":")
     attributes = {

@@ -23,6 +23,7 @@ from ttc_core.inference.failures import describe_transport_error
 from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import backoff_delay
 from ttc_core.inference.usage import read_count
+from ttc_core.observability import metrics
 from ttc_core.scoring.base import ScorerError
 from ttc_core.settings import EndpointConfig
 from ttc_core.text_safety import decode_json_body
@@ -66,11 +67,20 @@ def _headers(endpoint: EndpointConfig) -> dict[str, str]:
 
 
 async def _attempt(
-    client: httpx.AsyncClient, url: str, body: Any, endpoint: EndpointConfig, what: str
+    client: httpx.AsyncClient,
+    url: str,
+    body: Any,
+    endpoint: EndpointConfig,
+    what: str,
+    name: str,
 ) -> Any:
     try:
-        response = await client.post(
-            url, json=body, headers=_headers(endpoint), timeout=endpoint.timeout_s
+        # Latency, outcome and a GenAI client span, as for generation requests.
+        response = await metrics.inference_request(
+            name,
+            url,
+            endpoint,
+            client.post(url, json=body, headers=_headers(endpoint), timeout=endpoint.timeout_s),
         )
     except httpx.TransportError as exc:
         message = describe_transport_error(exc, url, endpoint.timeout_s)
@@ -119,7 +129,7 @@ async def post_json(
     attempt = 0
     while True:
         try:
-            payload = await _attempt(client, url, body, endpoint, what)
+            payload = await _attempt(client, url, body, endpoint, what, name or endpoint.model)
             record_usage(name or endpoint.model, payload)
             return payload
         except RetryableInferenceError as exc:
