@@ -39,11 +39,17 @@ def test_breaker_opens_after_threshold_and_doubles_its_cooldown() -> None:
 
 def test_client_backs_off_a_dead_endpoint_then_recovers() -> None:
     calls: list[float] = []
-    healthy_after = time.monotonic() + 0.5
+    healthy_after = float("inf")  # dead for half a second from the first generation request
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(time.monotonic())
-        if time.monotonic() < healthy_after:
+        nonlocal healthy_after
+        if not request.url.path.endswith("/chat/completions"):
+            return httpx.Response(404)  # the server probe: nothing to learn here
+        now = time.monotonic()
+        if not calls:
+            healthy_after = now + 0.5
+        calls.append(now)
+        if now < healthy_after:
             return httpx.Response(500, json={"error": {"message": "down"}})
         return httpx.Response(200, json=OK)
 
