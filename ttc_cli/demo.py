@@ -123,8 +123,8 @@ def run_demo(ns: argparse.Namespace) -> int:
                     print(f"   votes {votes}")
                 print(compact_tree(tree_rows(session, job), max_rows=10))
         print(
-            f"\ndone in {time.perf_counter() - began:.1f}s. Inspect a tree: ttc tree JOB_ID "
-            f"--database-url {settings.database_url}"
+            f"\ndone in {time.perf_counter() - began:.1f}s. Inspect a tree: ttc tree [JOB_ID] "
+            f"--database-url {settings.database_url} (the latest job without an id)"
         )
         if ns.serve:
             import uvicorn

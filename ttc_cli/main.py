@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -114,6 +115,8 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def _cmd_tree(ns: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from ttc_cli.inspect import tree_rows
     from ttc_cli.render import compact_tree
     from ttc_core.db import Database
@@ -122,10 +125,21 @@ def _cmd_tree(ns: argparse.Namespace) -> int:
 
     db = Database(ns.database_url or Settings().database_url)
     with db.session() as session:
-        job = session.get(Job, ns.job_id)
-        if job is None:
-            print(f"no job {ns.job_id}", file=sys.stderr)
-            return 1
+        if ns.job_id is None:  # the latest job
+            job = session.scalars(select(Job).order_by(Job.created_at.desc()).limit(1)).first()
+            if job is None:
+                print("ttc: no jobs in this database yet; run `ttc demo` first", file=sys.stderr)
+                return 1
+        else:  # an id, or a unique prefix of one (as printed by `ttc demo`)
+            matches = list(
+                session.scalars(select(Job).where(Job.id.startswith(ns.job_id)).limit(2))
+            )
+            if len(matches) != 1:
+                why = "no job" if not matches else "more than one job starts with"
+                print(f"ttc: {why} {ns.job_id}", file=sys.stderr)
+                return 1
+            job = matches[0]
+        print(f"job {job.id}  {job.strategy}  {job.status}")
         print(json.dumps({"status": job.status, "result": job.result}, indent=2, default=str))
         print(compact_tree(tree_rows(session, job), max_rows=ns.max_rows))
     return 0
@@ -214,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
 
     tree = sub.add_parser("tree", help="print a job's tree from the database")
-    tree.add_argument("job_id")
+    tree.add_argument(
+        "job_id", nargs="?", default=None, help="a job id or its prefix (default: the latest job)"
+    )
     tree.add_argument("--database-url", default=None)
     tree.add_argument("--max-rows", type=int, default=200)
     tree.set_defaults(func=_cmd_tree)
@@ -253,6 +269,11 @@ def _guarded(command: Callable[[], int]) -> int:
         for line in exc.lines:
             print(f"ttc: {line}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`ttc tree | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 #: Subcommands whose options pass through to Celery.
