@@ -33,7 +33,7 @@ from ttc_sim.tasks import gsm8k_problems
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 15
+REDIS_DB = 2  # its own: the OpenAI tests' session-scoped stack holds 15
 PRM = {"kind": "prm", "endpoint": "sim-prm", "aggregation": "min"}
 
 
