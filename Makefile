@@ -46,7 +46,7 @@ faults: install
 conformance: install
 	scripts/ensure-services.sh
 	scripts/conformance/setup.sh
-	$(BIN)/pytest -q -m conformance tests/conformance --timeout=1200
+	TTC_CONFORMANCE=1 $(BIN)/pytest -q -m conformance tests/conformance --timeout=1200
 
 serve: install
 	$(BIN)/ttc serve
