@@ -113,8 +113,9 @@ def test_a_chat_prefill_is_echoed_in_content(llamacpp_server: LlamaServer) -> No
 def test_thinking_prefill_on_the_chat_route(llamacpp_thinking_server: LlamaServer) -> None:
     """A thought continued through the chat route with ``enable_thinking``: refused by
     some builds (400 "Assistant response prefill is incompatible with enable_thinking"),
-    parsed out of ``content`` into ``reasoning_content`` by others; either way ttc cannot
-    force a thought there, and continues it on ``/completion`` instead."""
+    parsed out of ``content`` into ``reasoning_content`` by others, echoed back with the
+    prefill in ``content`` by others (the vendored build here); in no case can ttc force
+    a thought there, so it continues thoughts on ``/completion`` instead."""
     resp = _post(
         llamacpp_thinking_server,
         "/v1/chat/completions",
@@ -130,7 +131,11 @@ def test_thinking_prefill_on_the_chat_route(llamacpp_thinking_server: LlamaServe
         return
     assert resp.status_code == 200, resp.text
     message = resp.json()["choices"][0]["message"]
-    assert "<think>" not in (message.get("content") or "")
+    content = message.get("content") or ""
+    if message.get("reasoning_content"):  # parsed: the thought left the content
+        assert "<think>" not in content
+    else:  # echoed: the content starts with the prefill, as ttc_core.inference strips it
+        assert content.startswith("<think>\nLet me see"), content[:80]
 
 
 # ----------------------------------------------------------------- ttc on the server
@@ -231,6 +236,7 @@ def test_best_of_n_16_on_llamacpp(llamacpp_server: LlamaServer, tmp_path: Path) 
             "prompt": QUESTION,
             "params": {"n": 16, "max_tokens": 24},
             "verifier": ANY_TEXT,
+            "reference": "72",  # best_of_n ranks by score: a reference to score against
             "seed": 3,
         },
     )
