@@ -36,7 +36,7 @@ per question.
 prints one table per comparison (accuracy with a 95% Wilson interval, mean generated tokens
 and mean generation requests per problem, the judge's included) and the paired differences.
 The math part takes ~22 min and the Game of 24 part ~5 min on a 2-core machine; the two
-flags let them run side by side. ``tests/engine/test_simulator_calibration.py`` imports the
+flags let them run side by side. ``tests/engine/test_search_beats_sampling.py`` imports the
 experiment functions and runs them once each.
 """
 
@@ -215,7 +215,7 @@ class Outcome:
     problem: str
     correct: bool
     completion_tokens: int
-    #: Generation requests (``job.requests`` less the judge's, which it counts too).
+    #: Generation requests the job counts (``job.requests``: not the judge's).
     requests: int
     #: Requests of the LLM judge (counted by :class:`SeededJudge`).
     judge_requests: int
@@ -269,8 +269,7 @@ def collect(bench: Bench, job_ids: Sequence[str], problems: Sequence[str]) -> li
                     problem=problem,
                     correct=bool((job.result or {}).get("correct")),
                     completion_tokens=job.completion_tokens,
-                    # job.requests counts the judge's requests too (they were paid for).
-                    requests=job.requests - judge,
+                    requests=job.requests,
                     judge_requests=judge,
                     nodes=job.node_count,
                     score=(job.result or {}).get("score"),

@@ -8,14 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from ttc_api.csrf import SameOriginCookieActions
 from ttc_api.deps import AUTHENTICATED, Dispatcher, warn_if_auth_off
-from ttc_api.event_hub import EventHub
-from ttc_api.json_check import StorableJSONBodies
 from ttc_api.json_only import JSONBodiesOnly
 from ttc_api.limits import BodySizeLimit, RejectNulInURL
-from ttc_api.metrics import install_observability
-from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.query_check import reject_unknown_query
@@ -56,7 +51,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         try:
             yield
         finally:
-            await app.state.event_hub.close()
             app.state.dispatcher.close()
 
     app = FastAPI(
@@ -70,19 +64,11 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.settings = settings
     app.state.db = Database(settings.database_url)
     app.state.submission_rate = make_submission_rate(settings)
-    app.state.event_hub = EventHub(
-        app.state.db, poll_s=settings.sse_poll_s, auth_check_s=settings.sse_auth_check_s
-    )
     warn_if_auth_off(settings)
     install_problem_handlers(app)
-    # Innermost first: the body is checked once the size limit has let it through.
-    app.add_middleware(StorableJSONBodies)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
-    install_openai_compat(app)
-    # Outermost: a forged cookie request is refused before its body is even read.
-    app.add_middleware(SameOriginCookieActions)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)
     app.include_router(batches.router, dependencies=AUTHENTICATED)
     app.include_router(nodes.router, dependencies=AUTHENTICATED)
@@ -91,7 +77,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.include_router(webhooks.router, dependencies=AUTHENTICATED)
     mount_ui(app)
     install_openapi(app)
-    install_observability(app, settings)
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -1,21 +1,12 @@
-"""Opaque cursors for keyset pagination.
-
-A cursor comes back from the client, so it is input like any other: :func:`read_cursor`
-checks that each value has the kind the query needs (an ``INTEGER``-sized number, a plain
-string, a timestamp) and answers a 422 naming ``cursor`` otherwise, never a database error.
-"""
+"""Opaque cursors for keyset pagination."""
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
-from typing import Any, Literal
+from typing import Any
 
-from ttc_api.storable import INT32_MAX, INT32_MIN, parse_storable
 from ttc_core.errors import InputError
-
-CursorKind = Literal["int", "str", "datetime"]
 
 
 def encode_cursor(*values: Any) -> str:
@@ -23,41 +14,12 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _malformed(field: str) -> InputError:
-    return InputError("malformed cursor", field=field)
-
-
-def decode_cursor(cursor: str, arity: int, *, field: str = "cursor") -> list[Any]:
-    """The cursor's values (a JSON list of ``arity`` storable values)."""
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values, unstorable = parse_storable(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _malformed(field) from None
-    if unstorable is not None or not isinstance(values, list) or len(values) != arity:
-        raise _malformed(field)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("malformed cursor", field="cursor") from None
+    if not isinstance(values, list) or len(values) != arity:
+        raise InputError("malformed cursor", field="cursor")
     return values
-
-
-def _value(value: Any, kind: CursorKind, field: str) -> Any:
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _malformed(field)
-        if not INT32_MIN <= value <= INT32_MAX:
-            raise _malformed(field)
-        return value
-    if not isinstance(value, str):
-        raise _malformed(field)
-    if kind == "str":
-        return value
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise _malformed(field) from None
-
-
-def read_cursor(cursor: str, *kinds: CursorKind, field: str = "cursor") -> list[Any]:
-    """Decode a cursor of these kinds, in order: ints in the ``INTEGER`` range, strings
-    (storable text), timestamps (ISO 8601, parsed)."""
-    values = decode_cursor(cursor, len(kinds), field=field)
-    return [_value(v, k, field) for v, k in zip(values, kinds, strict=True)]

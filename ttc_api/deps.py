@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Protocol
@@ -12,15 +11,12 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ttc_api.csrf import SESSION_COOKIE
-from ttc_api.event_hub import EventHub
 from ttc_core.auth import Principal, verify_key
 from ttc_core.db import Database
 from ttc_core.errors import AuthError, ForbiddenError
 from ttc_core.settings import Settings
 from ttc_core.steps import FollowUp
 from ttc_core.tenant_limits import SubmissionRate
-from ttc_core.ui_sessions import verify_session
 
 
 class Dispatcher(Protocol):
@@ -53,27 +49,19 @@ def _dispatcher(request: Request) -> Dispatcher:
     return dispatcher
 
 
-def _event_hub(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.event_hub
-    return hub
-
-
 def _submission_rate(request: Request) -> SubmissionRate:
     rate: SubmissionRate = request.app.state.submission_rate
     return rate
 
 
 DEFAULT_TENANT = "default"
+#: The admin UI keeps the key in this http-only cookie; the API accepts it too.
+KEY_COOKIE = "ttc_key"
 
 # Declared as security schemes so that OpenAPI documents the three ways to send a key.
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer ttc_...`")
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
-_session_cookie = APIKeyCookie(
-    name=SESSION_COOKIE,
-    auto_error=False,
-    description="the admin UI's login session (set by its login form; unsafe methods "
-    "only from the UI's own origin)",
-)
+_key_cookie = APIKeyCookie(name=KEY_COOKIE, auto_error=False, description="the admin UI's")
 
 
 def _principal(
@@ -81,26 +69,19 @@ def _principal(
     db: Annotated[Database, Depends(_database)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_key_header)],
-    session_token: Annotated[str | None, Depends(_session_cookie)],
+    cookie_key: Annotated[str | None, Depends(_key_cookie)],
 ) -> Principal:
-    """Who is calling: the key from ``Authorization: Bearer`` or ``X-API-Key``, else the
-    UI's ``ttc_session`` cookie (whose unsafe requests ``ttc_api.csrf`` has already
-    checked for their origin). With auth off, an admin of tenant ``default``."""
+    """Who is calling: the key from ``Authorization: Bearer``, ``X-API-Key`` or the
+    ``ttc_key`` cookie, in that order. With auth off, an admin of tenant ``default``."""
     if not settings.auth_enabled:
         return Principal(tenant=DEFAULT_TENANT, admin=True, key_id=None)
-    key = (bearer.credentials if bearer else None) or header_key
-    if not key and not session_token:
+    key = (bearer.credentials if bearer else None) or header_key or cookie_key
+    if not key:
         raise AuthError("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
     with db.transaction() as session:
-        if key:
-            principal = verify_key(session, key.strip())
-        else:
-            assert session_token is not None
-            principal = verify_session(session, session_token)
+        principal = verify_key(session, key.strip())
     if principal is None:
-        raise AuthError(
-            "invalid or revoked API key" if key else "the login session ended: log in again"
-        )
+        raise AuthError("invalid or revoked API key")
     return principal
 
 
@@ -125,7 +106,6 @@ DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 TenantDep = Annotated[str | None, Depends(_tenant)]
 AdminDep = Annotated[Principal, Depends(_admin)]
 SubmissionRateDep = Annotated[SubmissionRate, Depends(_submission_rate)]
-EventHubDep = Annotated[EventHub, Depends(_event_hub)]
 #: For ``include_router(..., dependencies=AUTHENTICATED)``: every route of the router
 #: needs a valid key, whether or not it reads the tenant.
 AUTHENTICATED = [Depends(_principal)]
@@ -139,8 +119,6 @@ def warn_if_auth_off(settings: Settings) -> None:
         "AUTH IS OFF: every caller is an admin of tenant %r (TTC_AUTH_ENABLED=false)",
         DEFAULT_TENANT,
     )
-    if os.environ.get("TTC_LOG_FORMAT") == "json":
-        return  # every line must be JSON: the log line above says it (ttc stack prints it)
     bar = "!" * 78
     print(
         f"{bar}\n!! ttc: API AUTH IS OFF. Anyone who can reach this server sees and controls\n"

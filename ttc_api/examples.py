@@ -220,7 +220,7 @@ BATCH_SUBMIT: dict[str, Any] = {
 BATCH_ACCEPTED: dict[str, Any] = {
     "id": BATCH_ID,
     "status": "queued",
-    "location": f"/v1/problem-batches/{BATCH_ID}",
+    "location": f"/v1/batches/{BATCH_ID}",
     "jobs": 4,
 }
 

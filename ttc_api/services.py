@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
+import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
-from ttc_api.cursors import encode_cursor, read_cursor
+from ttc_api.cursors import decode_cursor, encode_cursor
 from ttc_api.schemas import (
     JobPublic,
     JobResult,
@@ -20,14 +20,11 @@ from ttc_api.schemas import (
     Progress,
     Usage,
 )
-from ttc_api.storable import scrub
 from ttc_core.errors import InputError, NotFoundError
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
-
-log = logging.getLogger(__name__)
 
 
 def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
@@ -37,21 +34,9 @@ def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
     return job
 
 
-def _planned_samples(job: Job) -> int | None:
-    """What the strategy plans in all; None when the stored parameters no longer parse
-    (a row older than a check, or odd content): a list must still show the job."""
-    try:
-        strategy = get_strategy(job.strategy)
-        return strategy.planned_samples(strategy.parse_params(job.params))
-    except Exception:
-        log.warning("job %s: stored params do not parse", job.id, exc_info=True)
-        return None
-
-
 def job_public(job: Job) -> JobPublic:
-    """The job as the API shows it. Stored text is scrubbed (:func:`scrub`): a row
-    holding what cannot be encoded shows U+FFFD instead of failing every list."""
-    planned = _planned_samples(job)
+    strategy = get_strategy(job.strategy)
+    planned = strategy.planned_samples(strategy.parse_params(job.params))
     if job.status == JobStatus.succeeded:
         # The plan is an upper bound (beams end early, adaptive sampling stops once the
         # vote is settled): a finished search is all of its planned work.
@@ -61,14 +46,14 @@ def job_public(job: Job) -> JobPublic:
         status=job.status,
         strategy=job.strategy,
         endpoint=job.endpoint,
-        prompt=scrub(job.prompt),
-        messages=scrub(job.messages),
-        reference=scrub(job.reference),
+        prompt=job.prompt,
+        messages=job.messages,
+        reference=job.reference,
         batch_id=job.batch_id,
-        params=scrub(job.params),
-        verifier=scrub(job.verifier),
-        budget=scrub(job.budget),
-        thinking=scrub(job.thinking),
+        params=job.params,
+        verifier=job.verifier,
+        budget=job.budget,
+        thinking=job.thinking,
         seed=job.seed,
         root_node_id=node_id_for(job.id, None, 0),
         progress=Progress(
@@ -86,8 +71,8 @@ def job_public(job: Job) -> JobPublic:
             cost=round(job.cost, 8),
             thinking_tokens=job.thinking_tokens or 0,
         ),
-        result=JobResult.model_validate(scrub(job.result)) if job.result else None,
-        error=scrub(job.error),
+        result=JobResult.model_validate(job.result) if job.result else None,
+        error=job.error,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
@@ -115,7 +100,13 @@ def list_jobs(
     if strategy is not None:
         query = query.where(Job.strategy == strategy)
     if cursor:
-        created_at, job_id = read_cursor(cursor, "datetime", "str")
+        created, job_id = decode_cursor(cursor, 2)
+        try:
+            created_at = dt.datetime.fromisoformat(str(created))
+        except ValueError:
+            raise InputError("malformed cursor", field="cursor") from None
+        if not isinstance(job_id, str) or "\x00" in job_id:
+            raise InputError("malformed cursor", field="cursor")
         query = query.where(
             or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
         )
@@ -130,12 +121,10 @@ def list_jobs(
 
 def _node_public(node: Node, children: int | None = None) -> NodePublic:
     return NodePublic.model_validate(
-        scrub(
-            {
-                **{c: getattr(node, c) for c in NodePublic.model_fields if hasattr(node, c)},
-                "children": children,
-            }
-        )
+        {
+            **{c: getattr(node, c) for c in NodePublic.model_fields if hasattr(node, c)},
+            "children": children,
+        }
     )
 
 
@@ -193,6 +182,18 @@ def _subtree_ids(job: Job, node_id: str) -> Select[str]:
     return select(below.c.id)
 
 
+def _cursor_ints(cursor: str, arity: int) -> list[Any]:
+    """A decoded cursor whose first value is an int and whose others are plain strings."""
+    values = decode_cursor(cursor, arity)
+    try:
+        values[0] = int(values[0])
+    except (TypeError, ValueError):
+        raise InputError("malformed cursor", field="cursor") from None
+    if any(not isinstance(v, str) or "\x00" in v for v in values[1:]):
+        raise InputError("malformed cursor", field="cursor")
+    return values
+
+
 def list_nodes(
     session: Session,
     job: Job,
@@ -209,7 +210,7 @@ def list_nodes(
     if parent_id is not None:
         query = query.where(Node.parent_id == parent_id)
         if cursor:
-            (after,) = read_cursor(cursor, "int")
+            (after,) = _cursor_ints(cursor, 1)
             query = query.where(Node.child_index > after)
         query = query.order_by(Node.child_index)
     else:
@@ -220,7 +221,7 @@ def list_nodes(
             if top.parent_id is not None:  # under the root: the whole tree, no recursion
                 query = query.where(Node.id.in_(_subtree_ids(job, under)))
         if cursor:
-            depth, node_id = read_cursor(cursor, "int", "str")
+            depth, node_id = _cursor_ints(cursor, 2)
             query = query.where(tuple_(Node.depth, Node.id) > tuple_(depth, node_id))
         query = query.order_by(Node.depth, Node.id)
     if filters is not None:
@@ -258,5 +259,5 @@ def node_detail(session: Session, job: Job, node_id: str) -> NodeDetail:
     return NodeDetail(
         **public.model_dump(),
         path=[_node_public(n) for n in path],
-        path_text=scrub("".join(n.text for n in path if n.parent_id is not None)),
+        path_text="".join(n.text for n in path if n.parent_id is not None),
     )

@@ -4,44 +4,47 @@ Both read ``job_events`` by ``seq`` (1, 2, 3... per job, in commit order; see
 ``ttc_core.store.append_event``), so a cursor or a ``Last-Event-ID`` resumes exactly after
 the last event seen: no gaps, no duplicates.
 
-Streams do not poll the database each on their own: one poller per API process
-(:class:`ttc_api.event_hub.EventHub`) reads for all of them. A stream ends when its job
-has finished and every event up to the final status is sent, when it has had nothing to
-send for ``TTC_SSE_IDLE_S`` (a paused job; the client may reconnect), or when its key is
-revoked (checked every ``TTC_SSE_AUTH_CHECK_S``).
+The stream polls the database (every ``POLL_S``, one short session per poll, run in a
+worker thread because the app's SQLAlchemy is synchronous) instead of listening on Redis:
+it works the same in embedded mode on SQLite, and holds no connection while it waits.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
+import anyio
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from ttc_api.event_hub import PAGE, EventHub, events_after
 from ttc_api.schemas import EventPublic
 from ttc_core.db import Database
-from ttc_core.models import Job
-from ttc_core.observability import metrics
+from ttc_core.models import TERMINAL_STATUSES, Job, JobEvent
 
-__all__ = [
-    "EVENT_STREAM",
-    "PAGE",
-    "event_stream",
-    "events_after",
-    "format_event",
-    "poll",
-    "wants_event_stream",
-]
-
+#: How often a stream looks for new events.
+POLL_S = 0.2
 #: A comment line after this much silence, so proxies and clients keep the connection.
 KEEPALIVE_S = 15.0
 #: The reconnection delay the stream suggests to clients (``retry:``), in milliseconds.
 RETRY_MS = 2000
+#: Events read per poll; a stream drains a backlog page by page without sleeping.
+PAGE = 500
 
 EVENT_STREAM = "text/event-stream"
+
+
+def events_after(session: Session, job_id: str, after: int, limit: int) -> list[EventPublic]:
+    """The job's events with ``seq > after``, in order (``id`` is the ``seq``)."""
+    rows = session.execute(
+        select(JobEvent.seq, JobEvent.kind, JobEvent.data, JobEvent.created_at)
+        .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+        .order_by(JobEvent.seq)
+        .limit(limit)
+    ).all()
+    return [
+        EventPublic(id=seq, kind=kind, data=data, created_at=at) for seq, kind, data, at in rows
+    ]
 
 
 def poll(db: Database, job_id: str, after: int, limit: int) -> tuple[str | None, list[EventPublic]]:
@@ -81,69 +84,36 @@ def wants_event_stream(accept: str | None) -> bool:
     return stream > 0 and stream >= quality.get("application/json", 0.0)
 
 
-@metrics.sse_stream
 async def event_stream(
-    hub: EventHub,
+    db: Database,
     job_id: str,
     after: int,
     *,
+    poll_s: float = POLL_S,
     keepalive_s: float = KEEPALIVE_S,
-    idle_s: float | None = None,
-    still_allowed: Callable[[], Awaitable[bool]] | None = None,
-    check_every_s: float = 2.0,
-    on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[str]:
-    """SSE messages of a job from ``seq > after`` until it is finished (or idle for
-    ``idle_s``, or ``still_allowed`` says no: the key was revoked).
+    """SSE messages of a job from ``seq > after`` until it is finished.
 
-    Events that land after a job's end (results of expansions still in flight when it
-    was cancelled) stay readable by polling or by reconnecting. The server cancels this
-    generator when the client disconnects; ``on_close`` runs however it ends.
+    Ends once the job is terminal and every event committed with (or before) its final
+    status has been sent. Events that land later (results of expansions still in flight
+    when a job was cancelled) stay readable by polling or by reconnecting. The server
+    cancels this generator when the client disconnects.
     """
-    try:
-        yield f"retry: {RETRY_MS}\n\n"
-        feed = hub.subscribe(job_id, after)
-        try:
-            last_event = last_sent = last_check = time.monotonic()
-            while True:
-                if after < feed.first_buffered - 1:
-                    # Behind the shared buffer (a reconnect from long ago): read on alone.
-                    backlog = await hub.read_backlog(job_id, after)
-                    for event in backlog:
-                        yield format_event(event)
-                        after = event.id
-                    if backlog:
-                        last_event = last_sent = time.monotonic()
-                        continue
-                fresh = feed.since(after)
-                for event in fresh:
-                    yield format_event(event)
-                    after = event.id
-                if fresh:
-                    last_event = last_sent = time.monotonic()
-                if feed.done and after >= feed.last_seq:
-                    return
-                changed = feed.changed
-                now = time.monotonic()
-                deadlines = [last_sent + keepalive_s, last_check + check_every_s]
-                if idle_s is not None:
-                    deadlines.append(last_event + idle_s)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), max(0.0, min(deadlines) - now))
-                now = time.monotonic()
-                if idle_s is not None and now - last_event >= idle_s and not feed.since(after):
-                    yield ": idle: closing (reconnect with Last-Event-ID to go on)\n\n"
-                    return
-                if still_allowed is not None and now - last_check >= check_every_s:
-                    last_check = now
-                    if not await still_allowed():
-                        yield ": the API key was revoked\n\n"
-                        return
-                if now - last_sent >= keepalive_s:
-                    yield ": keep-alive\n\n"
-                    last_sent = now
-        finally:
-            hub.unsubscribe(feed)
-    finally:
-        if on_close is not None:
-            on_close()
+    yield f"retry: {RETRY_MS}\n\n"
+    quiet_since = time.monotonic()
+    while True:
+        status, events = await anyio.to_thread.run_sync(poll, db, job_id, after, PAGE)
+        for event in events:
+            yield format_event(event)
+            after = event.id
+        if status is None or (status in TERMINAL_STATUSES and len(events) < PAGE):
+            return
+        if len(events) == PAGE:
+            continue  # a backlog: read on at once
+        now = time.monotonic()
+        if events:
+            quiet_since = now
+        elif now - quiet_since >= keepalive_s:
+            yield ": keep-alive\n\n"
+            quiet_since = now
+        await anyio.sleep(poll_s)

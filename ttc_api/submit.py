@@ -88,7 +88,7 @@ def submit(
     try:
         check_rate(rate, tenant, settings)
         with db.transaction() as session:
-            job = create_job(session, spec, settings, tenant=tenant, admin=principal.admin)
+            job = create_job(session, spec, settings, tenant=tenant)
             check_active_jobs(session, tenant, settings)
             accepted = JobAccepted(id=job.id, status=job.status, location=f"/v1/jobs/{job.id}")
             if key is not None:

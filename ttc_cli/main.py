@@ -1,5 +1,5 @@
-"""ttc: test-time compute scaling. Subcommands: serve, worker, beat, flower, sim, migrate,
-run, strategies, demo, tree, stack, keys."""
+"""ttc: test-time compute scaling. Subcommands: serve, worker, beat, sim, migrate, run,
+strategies, demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -34,12 +34,8 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
         from ttc_cli.migrate import upgrade
 
         upgrade(settings.database_url)
-    from ttc_core.observability.tracing import configure_tracing
-
-    configure_tracing("ttc-api")
     app = create_app(settings)
-    # log_config=None: uvicorn's loggers go to our root handler (JSON lines or text).
-    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level, log_config=None)
+    uvicorn.run(app, host=ns.host, port=ns.port, log_level=ns.log_level)
     return 0
 
 
@@ -49,28 +45,20 @@ def _celery_main(argv: list[str]) -> int:
     load_settings()  # one line per problem instead of a traceback inside Celery's import
     from ttc_worker.app import app
 
-    # --quiet: no banner printed to stdout (every line of a service is a log line).
-    return int(app.start(["--quiet", *argv]) or 0)
+    app.worker_main(argv) if argv and argv[0] == "worker" else app.start(argv)
+    return 0
 
 
 def _cmd_worker(ns: argparse.Namespace, extra: list[str]) -> int:
-    from ttc_core.settings import get_settings
     from ttc_worker.queues import DRIVER_QUEUE, EXPAND_QUEUE, MAINTENANCE_QUEUE, WEBHOOK_QUEUE
 
     queues = f"{DRIVER_QUEUE},{EXPAND_QUEUE},{MAINTENANCE_QUEUE},{WEBHOOK_QUEUE}"
     # Gossip, mingle and the worker heartbeat ride on broker fanout; on a broker restart
     # they crash the worker ("Unrecoverable error" in the consumer) instead of letting it
-    # reconnect. ttc needs none of them (Postgres holds the state). Flower does need the
-    # heartbeat (a worker's online status) with remote control: see ttc_worker/app.py.
-    quiet = ["--without-gossip", "--without-mingle"]
-    if not get_settings().celery_remote_control:
-        quiet.append("--without-heartbeat")
+    # reconnect. ttc needs none of them (Postgres holds the state).
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     argv = ["worker", "-Q", queues, "--loglevel", "INFO", *quiet, *extra]
     return _celery_main(argv)
-
-
-def _cmd_flower(ns: argparse.Namespace, extra: list[str]) -> int:
-    return _celery_main(["flower", *extra])
 
 
 def _cmd_beat(ns: argparse.Namespace, extra: list[str]) -> int:
@@ -132,9 +120,34 @@ def _cmd_tree(ns: argparse.Namespace) -> int:
 
 
 def _cmd_stack(ns: argparse.Namespace) -> int:
-    from ttc_cli.stack import stack_command
+    import tempfile
+    import time
+    from pathlib import Path
 
-    return stack_command(ns)
+    from ttc_cli.migrate import upgrade
+    from ttc_cli.stack import run_stack
+
+    upgrade(ns.database_url)
+    log_dir = Path(ns.log_dir or tempfile.mkdtemp(prefix="ttc-stack-"))
+    admin_key = None
+    if ns.auth:
+        from ttc_core.auth import create_key
+        from ttc_core.db import Database
+
+        with Database(ns.database_url).transaction() as session:
+            _, admin_key = create_key(session, "default", admin=True, name="ttc stack")
+    with run_stack(
+        database_url=ns.database_url, broker_url=ns.broker_url, log_dir=log_dir, auth=ns.auth
+    ) as st:
+        print(f"api {st.api_url}  sim {st.sim_url}  logs {log_dir}  (Ctrl-C to stop)")
+        if admin_key:
+            print(f"admin key (shown once): {admin_key}")
+        try:
+            while all(p.popen.poll() is None for p in st.procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,8 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker, passthrough=True)
     beat = sub.add_parser("beat", help="run Celery beat (extra options pass through)")
     beat.set_defaults(func=_cmd_beat, passthrough=True)
-    flower = sub.add_parser("flower", help="run Flower, the Celery monitor (options pass through)")
-    flower.set_defaults(func=_cmd_flower, passthrough=True)
 
     sim = sub.add_parser("sim", help="run the simulated OpenAI-compatible endpoint")
     sim.add_argument("--host", default="127.0.0.1")
@@ -195,15 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--database-url", required=True, help="postgresql://...")
     stack.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     stack.add_argument("--log-dir", default=None)
-    stack.add_argument("--host", default="127.0.0.1", help="address the API listens on")
-    stack.add_argument("--port", type=int, default=8000, help="the API's port (0: any free)")
-    stack.add_argument("--beat", action="store_true", help="run Celery beat (the reaper) too")
-    stack.add_argument(
-        "--flower",
-        action="store_true",
-        help="run Flower too, with the worker events and remote control it needs",
-    )
-    stack.add_argument("--flower-port", type=int, default=5555)
     stack.add_argument(
         "--auth", action="store_true", help="require API keys (prints a new admin key)"
     )
@@ -223,23 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "worker":
-        # Before anything imports prometheus_client: pool processes write their metrics
-        # to files that the node's metrics server adds up (ttc_worker.telemetry).
-        from ttc_core.observability.multiproc import prepare_multiproc_dir
-
-        prepare_multiproc_dir()
-    from ttc_core.observability.logs import configure_logging
-
     parser = build_parser()
-    if args and args[0] in PASSTHROUGH:
-        configure_logging()
+    if args and args[0] in ("worker", "beat"):
         ns = parser.parse_args(args[:1])
         return _guarded(lambda: int(ns.func(ns, args[1:])))
     ns = parser.parse_args(args)
-    # Services log at INFO; a client command (run, tree, keys...) only says what went wrong.
-    quiet = ns.command not in SERVICES and not ns.verbose
-    configure_logging(level=logging.WARNING if quiet else None)
+    logging.basicConfig(
+        level=logging.INFO if ns.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return _guarded(lambda: int(ns.func(ns)))
 
 
@@ -253,12 +247,6 @@ def _guarded(command: Callable[[], int]) -> int:
         for line in exc.lines:
             print(f"ttc: {line}", file=sys.stderr)
         return 2
-
-
-#: Subcommands whose options pass through to Celery.
-PASSTHROUGH = ("worker", "beat", "flower")
-#: Long-running services (log at TTC_LOG_LEVEL, INFO by default).
-SERVICES = ("serve", "sim", "stack")
 
 
 if __name__ == "__main__":

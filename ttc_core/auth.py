@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ttc_core.errors import InputError
-from ttc_core.models import ApiKey, Tenant, UiSession, utcnow
+from ttc_core.models import ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "ttc_"
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -153,19 +153,10 @@ def verify_key(session: Session, plaintext: str) -> Principal | None:
 
 
 def revoke_key(session: Session, key_id: str) -> ApiKey | None:
-    """Revoke a key and its UI sessions (idempotent: a revoked key keeps its first
-    revocation time)."""
+    """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
     row = session.get(ApiKey, key_id)
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
-        # Its UI sessions end with it (a session of a revoked key is refused anyway;
-        # this keeps the table saying so).
-        session.execute(
-            update(UiSession)
-            .where(UiSession.key_id == key_id, UiSession.revoked_at.is_(None))
-            .values(revoked_at=row.revoked_at)
-            .execution_options(synchronize_session=False)
-        )
         session.flush()
     return row
 

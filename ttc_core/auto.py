@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ttc_core.errors import InputError, UnknownNameError
 from ttc_core.tree import NodeView
 
 
@@ -125,3 +126,27 @@ def explain(policy: AutoPolicy, probe: Probe, band: Band) -> str:
         f"probe {policy.signal} {shown} over {probe.samples} samples -> difficulty "
         f"{probe.difficulty:.2f} -> {band.name} -> {band.strategy}{budget}"
     )
+
+
+def check_policy(policy: AutoPolicy, *, field: str = "auto_policy") -> None:
+    """Every band names a known strategy (not ``auto``) whose parameters parse; raises
+    :class:`InputError` naming the offending field (``<field>.bands.<i>.strategy`` ...)."""
+    from ttc_core.strategies import STRATEGIES  # the registry imports this module's users
+
+    for i, band in enumerate(policy.bands):
+        where = f"{field}.bands.{i}"
+        strategy = STRATEGIES.get(band.strategy)
+        if strategy is None or band.strategy == "auto":
+            known = ", ".join(sorted(n for n in STRATEGIES if n != "auto"))
+            raise UnknownNameError(
+                f"band {band.name!r} names unknown strategy {band.strategy!r}; known: {known}",
+                field=f"{where}.strategy",
+            )
+        try:
+            strategy.parse_params(band.params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise InputError(
+                f"band {band.name!r}: params.{loc}: {err['msg']}", field=f"{where}.params.{loc}"
+            ) from None

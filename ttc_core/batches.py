@@ -4,9 +4,7 @@ when it was the step's last batch.
 
 A batch is claimed with a token and an expiry that a heartbeat renews; a second delivery
 of its message leaves a live claim alone, and a claim that expired (its worker was killed)
-is taken over. Every write of the batch's results and its completion is fenced by the
-token, and a heartbeat that loses the claim stops the work (``ttc_core.claims``, which
-also documents the lock order). Attempts are counted in the database.
+is taken over. Attempts are counted in the database.
 """
 
 from __future__ import annotations
@@ -23,9 +21,6 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from ttc_core import ledger
-from ttc_core.claims import ClaimLost, fence, heartbeat, retry_on_disconnect, supervised
-from ttc_core.engine_cancel import stop_when_cancelled
 from ttc_core.expansion import (
     SCORE_COLUMNS,
     ParentContext,
@@ -36,8 +31,6 @@ from ttc_core.expansion import (
     rescore,
 )
 from ttc_core.followup import FollowUp
-from ttc_core.job_failures import report_unscorable
-from ttc_core.job_usage import add_spend, unstored_usage
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -47,11 +40,8 @@ from ttc_core.models import (
     NodeStatus,
     utcnow,
 )
-from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
-from ttc_core.steps import drive
-from ttc_core.store import append_event, insert_nodes, load_paths, lock_job, lock_job_row
-from ttc_core.tree import NodeRole
+from ttc_core.store import append_event, insert_nodes, load_paths, lock_job
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +67,7 @@ def _missing_runs(
             continue  # pruned or failed parents are not expanded
         parent = path[-1]
         first, k = int(item["first_index"]), int(item["k"])
-        role, temperature = item.get("role", NodeRole.sample), item.get("temperature")
+        role, temperature = item.get("role", "sample"), item.get("temperature")
         start: int | None = None
         for idx in [*range(first, first + k), None]:
             missing = idx is not None and (parent.id, idx) not in have
@@ -111,8 +101,6 @@ class _Claim:
     runs: list[Run]
     parents: dict[str, ParentContext]
     unscored: list[Node] = field(default_factory=list)
-    #: What this attempt was answered (set by :func:`_work`), counted by :func:`_complete`.
-    paid: ledger.Ledger = field(default_factory=ledger.Ledger)
 
 
 async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
@@ -128,11 +116,7 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     claim = _claim(ctx, batch_id)
     if claim is None:
         return []
-    try:
-        requests, trouble = await _work(ctx, claim)
-    except ClaimLost as lost:
-        log.warning("%s; its new holder finishes it", lost)
-        return []
+    requests, trouble = await _work(ctx, claim)
     with ctx.db.transaction() as session:
         return _complete(ctx, session, claim, requests, trouble)
 
@@ -167,9 +151,6 @@ async def expand_chain(
         current = claim
         try:
             requests, trouble = await _work(ctx, current)
-        except ClaimLost as lost:
-            log.warning("%s; its new holder finishes it", lost)
-            return
         except Exception as exc:
             raise BatchError(current.batch_id) from exc
         claim = None
@@ -199,6 +180,8 @@ def _drive_and_claim(
 ) -> tuple[list[FollowUp], _Claim | None]:
     """Inside the completing transaction: the next driver step, and a claim on the first
     batch it planned. Returns the follow-ups for others, and the claim."""
+    from ttc_core.steps import drive  # steps imports this module
+
     try:
         job = lock_job(session, job_id)  # the completion's UPDATE holds the lock already
         followups = [] if job is None else drive(ctx, session, job)
@@ -259,7 +242,6 @@ def _claim(ctx: EngineContext, batch_id: str) -> _Claim | None:
     return _Claim(batch_id, token, job, attempts, give_up, runs, parents, unscored)
 
 
-@metrics.expansion
 async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]]:
     """Generate and score what the claim holds; returns the requests made and the
     endpoint's trouble counters from before (failed attempts, circuit openings)."""
@@ -267,16 +249,9 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
 
     # Hot path (once or twice per request): plain Core connections, no ORM session, in
     # worker threads so that the round trips of concurrent requests overlap.
-    # Each write is fenced by the claim (``ttc_core.claims``: the batch row, then its nodes
-    # in id order) and retried on a fresh connection if its connection died.
     def insert_rows(rows: list[dict[str, Any]]) -> None:
-        def write() -> None:
-            with ctx.db.engine.begin() as conn:
-                fence(conn, batch_id, token)
-                insert_nodes(conn, sorted(rows, key=lambda r: r["id"]))
-
-        retry_on_disconnect(write)
-        ledger.record_stored(rows)  # their tokens are counted through the nodes
+        with ctx.db.engine.begin() as conn:
+            insert_nodes(conn, rows)
 
     def update_scores(rows: list[dict[str, Any]]) -> None:
         # Only rows still waiting for their scores: a prune that landed meanwhile stays.
@@ -285,17 +260,10 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
             .where(Node.id == bindparam("node_id"), Node.status == NodeStatus.generated)
             .values({c: bindparam(c) for c in SCORE_COLUMNS})
         )
-        values = [
-            {"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}}
-            for r in sorted(rows, key=lambda r: r["id"])
-        ]
-
-        def write() -> None:
-            with ctx.db.engine.begin() as conn:
-                fence(conn, batch_id, token)
-                conn.execute(statement, values)
-
-        retry_on_disconnect(write)
+        with ctx.db.engine.begin() as conn:
+            conn.execute(
+                statement, [{"node_id": r["id"], **{c: r[c] for c in SCORE_COLUMNS}} for r in rows]
+            )
 
     async def save(rows: list[dict[str, Any]]) -> None:
         await asyncio.to_thread(insert_rows, rows)
@@ -312,47 +280,20 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     client = ctx.inference(job.endpoint)
     trouble_before = (client.failed_attempts, client.breaker.openings)
     if runs or claim.unscored:
-
-        async def generate() -> int:
-            # A cancel of the job stops this batch's requests and code runs (within ~0.5 s);
-            # the ledger keeps what every answered request cost, whatever happens next.
-            with ledger.attempt() as claim.paid:
-                async with stop_when_cancelled(ctx, job.id):
-                    if claim.unscored:
-                        await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
-                    if runs:
-                        return await generate_rows(
-                            ctx, job, batch_id, runs, claim.parents, save, save_scores
-                        )
-            return 0
-
+        heartbeat = asyncio.ensure_future(_heartbeat(ctx, batch_id, token))
         try:
-            # The heartbeat supervises the work: a lost claim cancels the requests in
-            # flight, and every write after the loss is refused by the fence anyway.
-            requests = await supervised(
-                asyncio.ensure_future(generate()), asyncio.ensure_future(_heartbeat(ctx, claim))
-            )
-        except ClaimLost:
-            raise
+            if claim.unscored:
+                await rescore(ctx, job, claim.unscored, claim.parents, save_scores)
+            if runs:
+                requests = await generate_rows(
+                    ctx, job, batch_id, runs, claim.parents, save, save_scores
+                )
         except BaseException:
-            _count_failed_attempt(ctx, job, claim.paid)  # the servers were paid all the same
             _release_claim(ctx, batch_id, token)  # so that a retry can start at once
             raise
+        finally:
+            heartbeat.cancel()
     return requests, trouble_before
-
-
-def _count_failed_attempt(ctx: EngineContext, job: Job, paid: ledger.Ledger) -> None:
-    """A failed attempt's answered requests and the tokens none of its saved nodes carries
-    go to the job now (its saved nodes count when the batch completes, or when the job
-    fails: ``ttc_core.job_usage.count_abandoned``)."""
-    usage = unstored_usage(paid, job.endpoint, ctx.settings.endpoints)
-    if not usage:
-        return
-    try:
-        with ctx.db.transaction() as session:
-            add_spend(session, job.id, usage)
-    except Exception:
-        log.warning("job %s: could not count a failed attempt's usage", job.id, exc_info=True)
 
 
 def _complete(
@@ -362,22 +303,18 @@ def _complete(
     requests: int,
     trouble_before: tuple[int, int],
 ) -> list[FollowUp]:
-    """The completing transaction's writes: the batch done and the job's usage (fenced by
-    the claim: nothing when another worker holds the batch now), results that landed
-    under a pruned parent, and what the endpoint did meanwhile. Locks in the documented
-    order (``ttc_core.claims``): the job, the batch, then its nodes."""
+    """The completing transaction's writes: results that landed under a pruned parent,
+    what the endpoint did meanwhile, the batch done and the job's usage."""
     job, batch_id = claim.job, claim.batch_id
-    lock_job_row(session, job.id)
-    followups = _complete_batch(
-        ctx, session, job, batch_id, requests, token=claim.token, paid=claim.paid
-    )
     if claim.runs or claim.unscored:
         _prune_landed_under_pruned(session, job.id, batch_id)
+    followups = _complete_batch(ctx, session, job, batch_id, requests)
     client = ctx.inference(job.endpoint)
     failed_attempts = client.failed_attempts - trouble_before[0]
     openings = client.breaker.openings - trouble_before[1]
     if failed_attempts or openings:
-        # What the endpoint did while this batch ran (this process's view).
+        # What the endpoint did while this batch ran (this process's view). After the
+        # batch row's lock, like every other writer: batch first, then the job.
         append_event(
             session,
             job.id,
@@ -388,28 +325,32 @@ def _complete(
             circuit_openings=openings,
             circuit_open=client.breaker.is_open,
         )
-    # Replies that could not be read were scored 0; the job ends only if nothing scores.
-    report_unscorable(session, job, batch_id, claim.paid, ctx.settings, step_done=bool(followups))
     return followups
 
 
 def _release_claim(ctx: EngineContext, batch_id: str, token: str) -> None:
     try:
         with ctx.db.transaction() as session:
-            # The task's retry message goes out right after: that is the batch's message.
             session.execute(
                 update(ExpansionBatch)
                 .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
-                .values(claimed_until=None, enqueued_at=utcnow())
+                .values(claimed_until=None)
             )
     except Exception:  # the lease runs out by itself
         log.warning("batch %s: could not release its claim", batch_id, exc_info=True)
 
 
-async def _heartbeat(ctx: EngineContext, claim: _Claim) -> None:
-    """Keep a batch's claim alive while its requests are in flight; raises
-    :class:`~ttc_core.claims.ClaimLost` when the claim is gone (``claims.heartbeat``)."""
-    await heartbeat(ctx.db, claim.batch_id, claim.token, ctx.settings.batch_lease_s)
+async def _heartbeat(ctx: EngineContext, batch_id: str, token: str) -> None:
+    """Keep a batch's claim alive while its requests are in flight."""
+    lease = ctx.settings.batch_lease_s
+    while True:
+        await asyncio.sleep(lease / 3)
+        with ctx.db.transaction() as session:
+            session.execute(
+                update(ExpansionBatch)
+                .where(ExpansionBatch.id == batch_id, ExpansionBatch.claim_token == token)
+                .values(claimed_until=utcnow() + dt.timedelta(seconds=lease))
+            )
 
 
 def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> None:
@@ -428,36 +369,17 @@ def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> 
 
 
 def _complete_batch(
-    ctx: EngineContext,
-    session: Session,
-    job: Job,
-    batch_id: str,
-    requests: int,
-    *,
-    token: str | None = None,
-    paid: ledger.Ledger | None = None,
+    ctx: EngineContext, session: Session, job: Job, batch_id: str, requests: int
 ) -> list[FollowUp]:
-    """Mark the batch done and add its usage to the job, once: only while ``token`` (when
-    given) still holds the claim. The caller holds the job's row lock."""
-    fenced = [ExpansionBatch.claim_token == token] if token is not None else []
-    # This attempt's requests and the tokens no node carries (judge votes, reward-model
-    # calls, requests of a fan-out that failed): counted once, whoever completes the batch.
-    extra = unstored_usage(paid or ledger.Ledger(), job.endpoint, ctx.settings.endpoints)
-    requests = max(requests, extra.requests)
     claimed = session.execute(
         update(ExpansionBatch)
-        .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending, *fenced)
+        .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending)
         .values(
             status=BatchStatus.done, requests=requests, finished_at=utcnow(), claimed_until=None
         )
     )
     if getattr(claimed, "rowcount", 0) != 1:
-        # Another run of this batch completed it first (its usage is counted), or took it
-        # over from us (it counts the rows we saved when it completes); what this run was
-        # answered beyond those rows is paid for all the same.
-        log.info("batch %s: completed or taken over by another worker", batch_id)
-        add_spend(session, job.id, extra)
-        return []
+        return []  # another run of this batch completed it first; its usage is counted
     prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(
             func.coalesce(func.sum(Node.prompt_tokens), 0),
@@ -465,7 +387,7 @@ def _complete_batch(
             func.count(Node.id),
             func.count(Node.id).filter(Node.status == NodeStatus.failed),
             # Thoughts' tokens (extended thinking), counted apart as well.
-            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == NodeRole.think), 0),
+            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == "think"), 0),
         ).where(Node.batch_id == batch_id)
     ).one()
     endpoint = ctx.settings.endpoints.get(job.endpoint)
@@ -479,28 +401,18 @@ def _complete_batch(
         update(Job)
         .where(Job.id == job.id)
         .values(
-            prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
-            completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
+            prompt_tokens=Job.prompt_tokens + prompt_tokens,
+            completion_tokens=Job.completion_tokens + completion_tokens,
             thinking_tokens=Job.thinking_tokens + thinking,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
-            cost=Job.cost + cost + extra.cost,
+            cost=Job.cost + cost,
             pending_batches=Job.pending_batches - 1,
             updated_at=utcnow(),
         )
         .returning(Job.pending_batches)
     ).scalar_one()
-    metrics.batch_usage(
-        session,
-        job,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        requests=requests,
-        cost=cost,
-        nodes=count,
-        failed=failed,
-    )
     if count:  # a batch of a cancelled job drains with nothing to report
         append_event(
             session,

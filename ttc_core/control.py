@@ -1,9 +1,5 @@
 """Operator actions on a live job, as flags in the database that the step loop checks.
 
-Every action locks the job's row first, then the nodes it changes (in id order): the lock
-order of ``ttc_core.claims``. Node queries name the job (``job_id``), so they use the
-``(job_id, parent_id, child_index)`` index instead of scanning every job's nodes.
-
 Every action is recorded as a job event. Pause, cancel and prune take effect at the next
 driver step or expansion (the step loop reads them from the database, so they survive
 restarts); resume and expand return the follow-ups the caller dispatches after commit.
@@ -11,7 +7,7 @@ restarts); resume and expand return the follow-ups the caller dispatches after c
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ttc_core import webhooks
@@ -26,10 +22,9 @@ from ttc_core.models import (
     NodeStatus,
     utcnow,
 )
-from ttc_core.observability import metrics
 from ttc_core.steps import FollowUp
 from ttc_core.store import append_event, lock_job
-from ttc_core.tree import NodeRole, node_id_for
+from ttc_core.tree import node_id_for
 
 
 def _job(session: Session, job_id: str, tenant: str | None) -> Job:
@@ -46,7 +41,6 @@ def cancel_job(session: Session, job_id: str, *, tenant: str | None = None) -> J
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.cancelled)
-        metrics.job_finished(session, job)
         webhooks.enqueue_for_status(session, job)
     return job
 
@@ -92,33 +86,30 @@ def prune_node(
     node = _node(session, job, node_id)
     if node.parent_id is None:
         raise ConflictError("the root cannot be pruned; cancel the job instead")
-    top = select(Node.id).where(Node.job_id == job.id, Node.id == node.id)
-    below = top.cte("below", recursive=True)
+    below = (
+        select(Node.id)
+        .where(Node.job_id == job.id, Node.id == node.id)
+        .cte("below", recursive=True)
+    )
     child = aliased(Node)
     below = below.union_all(
-        select(child.id).join(below, (child.job_id == job.id) & (child.parent_id == below.c.id))
+        select(child.id).join(below, child.parent_id == below.c.id).where(child.job_id == job.id)
     )
-    live = (Node.job_id == job.id) & Node.status.in_([NodeStatus.done, NodeStatus.generated])
-    # Lock order (ttc_core.claims): the job (held), then the nodes in id order, so that a
-    # batch writing scores into the same subtree waits instead of deadlocking.
-    ids = session.scalars(
-        select(Node.id)
-        .where(Node.id.in_(select(below.c.id)), live)
-        .order_by(Node.id)
-        .with_for_update()
-    ).all()
-    if ids:
-        # The same set as the ids just locked (a subquery, not a list: a subtree can hold
-        # more ids than one statement may bind).
+    prunable = (
+        Node.job_id == job.id,
+        Node.id.in_(select(below.c.id)),
+        Node.status.in_([NodeStatus.done, NodeStatus.generated]),
+    )
+    # Counted, then updated: the rowcount of an UPDATE over a recursive CTE is -1 on
+    # SQLite, and the count is part of the answer on every database.
+    count = int(session.scalar(select(func.count(Node.id)).where(*prunable)) or 0)
+    if count:
         session.execute(
             update(Node)
-            .where(Node.id.in_(select(below.c.id)), live)
+            .where(*prunable)
             .values(status=NodeStatus.pruned)
             .execution_options(synchronize_session=False)
         )
-    # Counted from the locked rows: an UPDATE's rowcount over a recursive CTE is -1 on
-    # SQLite, and the count is part of the answer on every database.
-    count = len(ids)
     append_event(session, job.id, "node_pruned", node_id=node.id, nodes=count)
     return job, count
 
@@ -139,7 +130,7 @@ def expand_node(
     if node.status == NodeStatus.pruned:
         node.status = NodeStatus.done
     kids = session.execute(
-        select(Node.child_index, Node.role).where(Node.job_id == job.id, Node.parent_id == node.id)
+        select(Node.child_index, Node.role).where(Node.parent_id == node.id)
     ).all()
     first = max((i for i, _ in kids), default=-1) + 1
     # Children still planned in pending batches (an expand a moment ago) are not rows
@@ -154,9 +145,7 @@ def expand_node(
         for item in spec:
             if item.get("parent_id") == node.id:
                 first = max(first, int(item["first_index"]) + int(item["k"]))
-    role = (
-        kids[0][1] if kids else (NodeRole.sample if node.role == NodeRole.root else NodeRole.step)
-    )
+    role = kids[0][1] if kids else ("sample" if node.role == "root" else "step")
     step = job.step + 1
     batch = ExpansionBatch(
         id=node_id_for(job.id, f"manual:{step}:{node.id}", first),

@@ -13,10 +13,9 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
-from ttc_core.batches import expand
 from ttc_core.problem_batches import advance_batch, fail_batch
 from ttc_core.runtime import EngineContext
-from ttc_core.steps import FollowUp, advance, fail_job, job_of_batch
+from ttc_core.steps import FollowUp, advance, expand, fail_job, job_of_batch
 from ttc_core.webhooks.local import LocalDeliverer
 from ttc_core.webhooks.wakeup import current_waker, set_waker
 

@@ -4,12 +4,10 @@ generate, decide terminality, score (verifier and step scorer), and return the r
 Roles (``ttc_core.strategies.base.ROLES``):
 
 - ``sample``: a whole answer to the question.
-- ``step`` / ``lookahead``: one reasoning step continuing the parent's path exactly
-  (``GenerationRequest.continue_text``). On vLLM the chat is rendered once by the server's
-  own template and the path appended untouched, on the completions API, so a template that
-  trims messages (Llama 3) cannot cut the trailing delimiter; other chat servers get the
-  path as a final assistant message (``continue_final_message``); completions endpoints
-  get question and path as one prompt. Generation stops at the step delimiter.
+- ``step`` / ``lookahead``: one reasoning step continuing the parent's path. Chat
+  endpoints get the path as a final assistant message with vLLM's
+  ``continue_final_message`` (``add_generation_prompt: false``); completions endpoints get
+  question and path as one prompt. Generation stops at the step delimiter.
 - ``critique``: a review of the parent attempt (with the verifier's feedback if asked).
 - ``revise``: a new attempt from the grandparent attempt and the parent critique.
 """
@@ -24,13 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttc_core import ledger, prompts
+from ttc_core import prompts
 from ttc_core.errors import InferenceError
 from ttc_core.inference import Choice, GenerationRequest
 from ttc_core.inference.client import gather_or_cancel, render_messages
-from ttc_core.inference.servers import effective_reasoning
 from ttc_core.models import Job, Node, NodeStatus, utcnow
-from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
 from ttc_core.store import PathNode
@@ -47,7 +43,6 @@ from ttc_core.thinking import (
 )
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import Candidate, build_verifier, parse_verifier_spec
-from ttc_core.verifiers.patterns import AnswerPattern
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +107,7 @@ def base_messages(job: Job) -> list[dict[str, Any]]:
 def build_request(
     job: Job, params: SamplingParams, run: Run, parent: ParentContext, seed: int
 ) -> GenerationRequest:
-    delimiter = params.step_delimiter()
+    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
     common: dict[str, Any] = {
         "n": run.k,
         "seed": seed,
@@ -122,19 +117,24 @@ def build_request(
     }
     question = question_of(job)
     if run.role in STEP_ROLES:
+        messages = base_messages(job)
         prefix = "".join(step + delimiter for step in parent.steps)
+        extra: dict[str, Any] | None = None
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+            extra = {"continue_final_message": True, "add_generation_prompt": False}
         return GenerationRequest(
-            messages=base_messages(job),
+            messages=messages,
             prompt=question + delimiter + prefix,
             stop=[delimiter, *(params.stop or [])],
-            continue_text=prefix or None,
+            extra_body=extra,
             **common,
         )
     if run.role == "critique":
         text = prompts.critique_prompt(
             question,
             parent.attempt or "",
-            parent.feedback if params.shows_feedback() else None,
+            parent.feedback if getattr(params, "use_feedback", True) else None,
         )
         return GenerationRequest(
             messages=[{"role": "user", "content": text}], prompt=text, **common
@@ -200,11 +200,9 @@ async def generate_rows(
     client = ctx.inference(job.endpoint)
     per_request = client.endpoint.max_n_per_request if client.endpoint.supports_n else 1
     thinking = thinking_of(job.thinking)
-    profile = await client.profile()
-    controls = effective_reasoning(client.endpoint, profile)
 
     async def run_one(run: Run) -> int:
-        if thinking is not None and run.role == "sample" and controls.forcing:
+        if thinking is not None and run.role == "sample" and client.endpoint.reasoning.forcing:
             return await _think_then_answer(
                 ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
             )
@@ -213,8 +211,8 @@ async def generate_rows(
         seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
         if thinking is not None:  # the endpoint's reasoning controls, where it has them
-            hidden = 0 if controls.forcing else thinking.cap(ctx.settings)
-            request = with_controls(request, thinking, client.endpoint, hidden, profile)
+            hidden = 0 if client.endpoint.reasoning.forcing else thinking.cap(ctx.settings)
+            request = with_controls(request, thinking, client.endpoint, hidden)
         try:
             generation = await client.generate(request)
         except InferenceError as exc:
@@ -310,16 +308,17 @@ async def _think_then_answer(
                 thought.tokens,
                 thought.latency_ms,
                 seed,
-                thought.notes,
             ),
         )
-        think_row["status"] = NodeStatus.done
-        think_row["meta"].update(forcings=thought.forcings, closed_by=thought.closed_by)
+        think_row.update(
+            status=NodeStatus.done,
+            meta={"forcings": thought.forcings, "closed_by": thought.closed_by},
+        )
         await save([think_row])
         answer_run = Run(think_row["id"], run.parent_depth + 1, 0, 1, run.role)
         request = answer_request(
             convo,
-            effective_reasoning(client.endpoint, await client.profile()),
+            client.endpoint.reasoning,
             thought.text,
             seed=seed,
             temperature=temperature,
@@ -328,16 +327,14 @@ async def _think_then_answer(
             stop=params.stop,
         )
         try:
-            generation = await client.generate(
-                with_controls(request, thinking, client.endpoint, profile=await client.profile())
-            )
+            generation = await client.generate(with_controls(request, thinking, client.endpoint))
         except InferenceError as exc:
             log.warning("job %s batch %s: answer failed: %s", job.id, batch_id, exc)
             await save(failed_rows(job, batch_id, answer_run, str(exc)))
             return thought.requests
         choice = generation.choices[0]
         row = base_row(job, batch_id, answer_run, choice)
-        row["meta"].update(thinking_tokens=thought.tokens, forcings=thought.forcings)
+        row["meta"] = {"thinking_tokens": thought.tokens, "forcings": thought.forcings}
         here = ParentContext(address=f"{parent.address}/{index}".lstrip("/"))
         fresh = [NewNode(answer_run, choice, here, row)]
         await _score_and_save(ctx, job, params, fresh, save, save_scores)
@@ -368,13 +365,12 @@ def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any
         "finish_reason": choice.finish_reason,
         "latency_ms": choice.latency_ms,
         "seed": choice.seed,
-        # What the client fixed in the output (NUL replaced, usage estimated), visibly.
-        "meta": {key: dict(value) for key, value in (choice.notes or {}).items()},
+        "meta": {},
         "created_at": utcnow(),
     }
 
 
-def is_final_step(text: str, pattern: AnswerPattern | None) -> bool:
+def is_final_step(text: str, pattern: re.Pattern[str] | None) -> bool:
     if not text.strip():
         return True  # the model ended the solution: nothing left to continue
     if pattern is not None and pattern.search(text):
@@ -390,9 +386,9 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
         if node.run.role in STEP_ROLES:  # lets a search merge paths reaching one state
             node.row["meta"]["state"] = state_key([*node.parent.steps, node.choice.text])
     spec = parse_verifier_spec(job.verifier)
-    # The tenant's pattern, compiled by RE2 (linear time; see ttc_core.verifiers.patterns).
-    pattern = spec.compiled_pattern() if getattr(spec, "pattern", None) else None
-    max_depth = params.depth_limit()
+    raw_pattern: str | None = getattr(spec, "pattern", None)
+    pattern = re.compile(raw_pattern) if raw_pattern else None
+    max_depth = getattr(params, "max_depth", None)
     for node in fresh:
         if node.run.role in STEP_ROLES:
             node.row["is_terminal"] = is_final_step(node.choice.text, pattern) or (
@@ -404,15 +400,12 @@ async def score(ctx: EngineContext, job: Job, params: SamplingParams, fresh: lis
             spec, reference=job.reference, endpoints=ctx.settings.endpoints, http_client=ctx.http
         )
         question = question_of(job)
-        candidates = [Candidate(question, n.full_text) for n in to_verify]
-        verdicts = await metrics.scorer_call(spec.kind, verifier.verify(candidates))
+        verdicts = await verifier.verify([Candidate(question, n.full_text) for n in to_verify])
         for node, verdict in zip(to_verify, verdicts, strict=True):
             node.row.update(answer=verdict.answer, score=verdict.score, correct=verdict.correct)
             if verdict.feedback:
                 node.row["meta"]["feedback"] = verdict.feedback
             node.row["meta"]["verifier_score"] = verdict.score
-            if verdict.score_error:
-                _unscorable(node, getattr(spec, "endpoint", spec.kind), verdict.score_error)
     if job.prm:
         await _step_scores(ctx, job, params, [n for n in fresh if n.run.role != "critique"])
 
@@ -430,7 +423,7 @@ async def _step_scores(
         inference=ctx.inference,
         seed=job.seed,
     )
-    delimiter = params.step_delimiter()
+    delimiter = str(getattr(params, "delimiter", prompts.STEP_DELIMITER))
     question = question_of(job)
     items = []
     for node in nodes:
@@ -439,19 +432,10 @@ async def _step_scores(
         else:
             steps = [s for s in node.choice.text.split(delimiter) if s.strip()] or [""]
         items.append(PartialSolution(question, tuple(steps)))
-    results = await metrics.scorer_call(spec.kind, scorer.score(items))
+    results = await scorer.score(items)
     for node, result in zip(nodes, results, strict=True):
         node.row["step_score"] = result.last
         node.row["score"] = result.aggregate(spec.aggregation)
-        if result.note:
-            _unscorable(node, spec.endpoint, result.note)
-
-
-def _unscorable(node: NewNode, endpoint: str, reason: str) -> None:
-    """A node scored 0 because its scorer's reply could not be read: the reason on the
-    node, and in the attempt's ledger for the batch's ``endpoint_trouble`` event."""
-    node.row["meta"]["score_error"] = reason[:500]
-    ledger.note_unscorable(endpoint, node.row["id"], reason)
 
 
 def failed_rows(job: Job, batch_id: str, run: Run, error: str) -> list[dict[str, Any]]:

@@ -29,9 +29,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# Text that models and servers wrote is cleaned on its way in (NUL, lone surrogates).
-from ttc_core.text_safety import SafeJSON, SafeText
-
 #: BIGINT on Postgres, INTEGER (rowid alias, so autoincrement works) on SQLite.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -129,12 +126,12 @@ class Job(Base):
     node_count: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_nodes: Mapped[int] = mapped_column(BigInteger, default=0)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
-    result: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON)
-    error: Mapped[str | None] = mapped_column(SafeText)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     driver_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    #: The problem batch this job solves one problem of (``POST /v1/problem-batches``), if any.
+    #: The problem batch this job solves one problem of (``POST /v1/batches``), if any.
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
     #: ``{"url", "events"}``: where this job's events are delivered (Standard Webhooks).
     webhook: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -167,10 +164,10 @@ class Node(Base):
     child_index: Mapped[int] = mapped_column(Integer, default=0)
     #: ``root`` (the prompt), ``sample`` (a whole answer) or ``step`` (one reasoning step).
     role: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str] = mapped_column(SafeText, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=NodeStatus.done)
     is_terminal: Mapped[bool] = mapped_column(Boolean, default=False)
-    answer: Mapped[str | None] = mapped_column(SafeText)
+    answer: Mapped[str | None] = mapped_column(Text)
     #: What strategies rank by: the aggregated step-scorer value of the path when the job
     #: has a step scorer, else the verifier's score.
     score: Mapped[float | None] = mapped_column(Float)
@@ -182,7 +179,7 @@ class Node(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     latency_ms: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)
-    meta: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     __table_args__ = (
@@ -210,11 +207,8 @@ class ExpansionBatch(Base):
     #: re-enqueues it once the claim has expired (a killed worker).
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
-    #: When the batch's last message was sent (planned, re-sent by the reaper, retried):
-    #: the reaper sends another only when that one is provably lost (``ttc_core.reaper``).
-    enqueued_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), default=utcnow)
     requests: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(SafeText)
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
@@ -227,7 +221,7 @@ class JobEvent(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     #: 1, 2, 3... per job, in commit order: the SSE ``id`` and the polling cursor.
@@ -263,21 +257,6 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
-
-
-class UiSession(Base):
-    """A login of the admin UI: the browser's cookie holds a random token, this row only
-    its SHA-256 and the key it stands for. Logout revokes it; so does revoking the key
-    (a session of a revoked key is never valid)."""
-
-    __tablename__ = "ui_sessions"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
@@ -396,7 +375,7 @@ class WebhookAttempt(Base):
 
 
 class ProblemBatch(Base):
-    """Many problems with one budget (``POST /v1/problem-batches``): one job per problem (and per
+    """Many problems with one budget (``POST /v1/batches``): one job per problem (and per
     arm: ``adaptive``, plus ``uniform`` when compared), grown round by round by the batch
     driver step (``ttc_core.problem_batches``). Not to be confused with expansion batches."""
 

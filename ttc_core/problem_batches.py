@@ -1,6 +1,6 @@
 """Problem batches: many problems, one budget, spent where it helps most.
 
-``POST /v1/problem-batches`` writes the batch and one job per problem (a flat voting job that
+``POST /v1/batches`` writes the batch and one job per problem (a flat voting job that
 first draws ``probe`` samples). When a batch's jobs have all finished, the *batch driver
 step* (:func:`advance_batch`) reads their votes, gives the next round's share of the
 remaining budget to the problems with the largest expected gain in P(correct majority)
@@ -50,7 +50,6 @@ from ttc_core.runtime import EngineContext
 from ttc_core.settings import Settings
 from ttc_core.store import append_event, lock_job
 from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, check_rate
 from ttc_core.verifiers import MathSpec, VerifierSpec
 
 #: What a batch's ``strategy`` runs per problem: strategies a batch can grow by raising
@@ -89,7 +88,7 @@ class BatchBudget(BaseModel):
 
 
 class BatchSpec(BaseModel):
-    """A batch submission (``POST /v1/problem-batches``)."""
+    """A batch submission (``POST /v1/batches``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -177,26 +176,6 @@ def create_batch(
             jobs[arm].append(job.id)
     batch.state = {"round": 0, "jobs": jobs, "log": []}  # assigned whole: a JSON column
     return batch, [job_id for arm in arms for job_id in jobs[arm]]
-
-
-def batch_job_count(spec: BatchSpec) -> int:
-    """How many jobs the batch writes: one per problem and arm."""
-    arms = 2 if spec.compare_uniform and spec.allocation == "adaptive" else 1
-    return arms * len(spec.problems)
-
-
-def submit_batch(
-    *, db: Database, settings: Settings, rate: SubmissionRate, tenant: str, spec: BatchSpec
-) -> tuple[ProblemBatch, list[str]]:
-    """Create the batch under the tenant's limits, each of its jobs counted as a job
-    submission: the rate takes one token per job, and the active-job quota counts them
-    all (inside the writing transaction, with the tenant's row locked, as for jobs).
-    The caller dispatches the returned jobs' first driver steps after this returns."""
-    check_rate(rate, tenant, settings, count=batch_job_count(spec))
-    with db.transaction() as session:
-        batch, job_ids = create_batch(session, spec, settings, tenant=tenant)
-        check_active_jobs(session, tenant, settings)
-    return batch, job_ids
 
 
 # ------------------------------------------------------------------ driver step

@@ -13,12 +13,11 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ttc_core.auto import DEFAULT_POLICY, AutoPolicy
+from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, check_policy
 from ttc_core.errors import InputError
-from ttc_core.strategies import check_policy
 
 
 class ReasoningControls(BaseModel):
@@ -58,28 +57,6 @@ class ReasoningControls(BaseModel):
         return bool(self.think_open and self.think_close)
 
 
-#: Server software behind an endpoint (``ttc_core.inference.servers``).
-ServerKind = Literal["vllm", "sglang", "llamacpp", "openai", "generic"]
-
-
-class ServerOverrides(BaseModel):
-    """Fields of the endpoint's server profile an operator sets by hand (any subset; see
-    ``ttc_core.inference.servers.ServerProfile`` for what each means)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    shares_seed_across_n: bool | None = None
-    continuation: Literal["render", "continue_final_message", "prefill", "new_turn"] | None = None
-    continue_final_message: bool | None = None
-    thinking_budget_param: str | None = Field(default=None, max_length=64)
-    thinking_switch: str | None = Field(default=None, max_length=64)
-    visible_thinking: bool | None = None
-    #: Effort values to send under another name, e.g. ``{"minimal": "low"}``.
-    effort_aliases: dict[str, str] | None = None
-    pooling: bool | None = None
-    classify: bool | None = None
-
-
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible inference server (or a reward model server). Unknown keys
     are refused (a misspelled limit would otherwise leave the default in force)."""
@@ -102,10 +79,8 @@ class EndpointConfig(BaseModel):
     supports_n: bool = True
     #: Largest ``n`` to put in one request (vLLM accepts large n; hosted APIs cap it).
     max_n_per_request: int = Field(default=16, ge=1, le=1024)
-    #: Reward protocol for ``kind=reward``: vLLM's /classify with the conversation (the
-    #: server applies the reward model's chat template), /classify with untemplated text
-    #: (older vLLM), or a generic JSON endpoint.
-    reward_protocol: Literal["vllm_classify", "vllm_classify_text", "json"] = "vllm_classify"
+    #: Reward protocol for ``kind=reward``: vLLM's /classify or a generic JSON endpoint.
+    reward_protocol: Literal["vllm_classify", "json"] = "vllm_classify"
     max_retries: int = Field(default=3, ge=0, le=20)
     #: Optional rate limits across all workers (token buckets with a 10 s burst).
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -115,11 +90,6 @@ class EndpointConfig(BaseModel):
     breaker_cooldown_s: float = Field(default=2.0, gt=0, le=600)
     #: Reasoning controls and thinking delimiters (extended thinking, ``thinking`` jobs).
     reasoning: ReasoningControls = Field(default_factory=ReasoningControls)
-    #: The server software, which sets how ``n``, seeds, continuation, thinking controls
-    #: and reward routes are used; ``auto`` probes the server once per process.
-    server: ServerKind | Literal["auto"] = "auto"
-    #: Profile fields that replace the server's defaults (``ServerOverrides``).
-    server_overrides: ServerOverrides = Field(default_factory=ServerOverrides)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -152,7 +122,7 @@ class Settings(BaseSettings):
     #: Difficulty bands of ``strategy: auto`` (JSON, see ``ttc_core.auto``); every band's
     #: strategy and parameters are checked at start-up.
     auto_policy: AutoPolicy = Field(default_factory=lambda: DEFAULT_POLICY.model_copy(deep=True))
-    #: Most problems in one ``POST /v1/problem-batches``.
+    #: Most problems in one ``POST /v1/batches``.
     max_batch_problems: int = Field(default=1000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
     #: Largest thinking budget a job may ask for (``thinking.max_tokens``, ``min_tokens``,
@@ -170,10 +140,6 @@ class Settings(BaseSettings):
     stall_s: float = Field(default=30.0, gt=0)
     reaper_interval_s: float = Field(default=5.0, gt=0)
     task_time_limit_s: int = 900
-    #: An unclaimed batch's message counts as lost (and the reaper sends another) after
-    #: this long; None: the broker's visibility timeout, after which a delivered message
-    #: would have come back by itself (``ttc_core.reaper``).
-    batch_message_lost_s: float | None = Field(default=None, gt=0)
     #: How long an expansion task may go on with the next depth's batch itself instead of
     #: sending it through the broker (0: always send). Bounded so one job cannot hold a
     #: worker process for long while other jobs' tasks wait.
@@ -189,10 +155,6 @@ class Settings(BaseSettings):
     #: Celery remote control (inspect, enable_events); off: its Redis pub/sub consumer
     #: crashes the worker on a broker restart.
     celery_remote_control: bool = False
-    #: Where a worker node serves its processes' Prometheus metrics (0: nowhere); see
-    #: ``ttc_worker.telemetry``.
-    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
-    worker_metrics_host: str = "0.0.0.0"
     #: Require an API key on every API route (``ttc keys create``). Off, every caller is
     #: an admin of tenant ``default``; ``ttc serve`` then refuses to start unless
     #: ``allow_insecure_no_auth`` says so explicitly.
@@ -230,59 +192,6 @@ class Settings(BaseSettings):
     webhook_progress_interval_s: float = Field(default=5.0, ge=0)
     #: Time allowed to resolve a webhook host name.
     webhook_resolve_timeout_s: float = Field(default=5.0, gt=0, le=60)
-    # --- Web security and limits (API side): UI sessions, CSRF, SSE streams.
-    #: How long a UI login lasts (its server-side session; logout ends it sooner).
-    ui_session_ttl_s: float = Field(default=43_200.0, gt=0)
-    #: Signs the login form's CSRF token. Unset: a random one per API process (then
-    #: several API processes behind one address must share it: set it).
-    ui_secret: SecretStr | None = None
-    #: Open event streams one API key may hold; the next one is a 429.
-    sse_max_streams_per_key: int = Field(default=32, ge=1)
-    #: A stream with nothing to send for this long ends (a paused job, an idle one); the
-    #: client may reconnect with ``Last-Event-ID``.
-    sse_idle_s: float = Field(default=600.0, gt=0)
-    #: How often an open stream checks that its key is still valid (a revoked key's
-    #: streams end within this).
-    sse_auth_check_s: float = Field(default=2.0, gt=0, le=60)
-    #: How often a job's events are read while streams wait on it (one read per job for
-    #: all its streams in this process).
-    sse_poll_s: float = Field(default=0.25, gt=0, le=10)
-
-    #: Code sandbox (see README "Security"): ``auto`` = bubblewrap when this host can
-    #: give it (else code verification is refused), ``bwrap`` = require it (the API
-    #: trusts this without probing), ``unsafe-none`` = plain subprocesses, UNSAFE: only
-    #: for deployments whose tenants are all trusted.
-    code_sandbox: Literal["auto", "bwrap", "unsafe-none"] = "auto"
-    #: Only admin keys may submit ``verifier.tests`` (tenant-written code) when on.
-    code_tests_admin_only: bool = False
-    #: First host uid of the dedicated per-run sandbox uids (need no passwd entry).
-    code_sandbox_uid_base: int = Field(default=61000, ge=1000, le=2**31 - 65536)
-    #: Sandboxed runs at once per host (one dedicated uid each).
-    code_sandbox_slots: int = Field(default=16, ge=1, le=4096)
-    #: Processes and threads one run's whole tree may hold.
-    code_sandbox_max_processes: int = Field(default=64, ge=4, le=4096)
-    #: Size of a run's private writable /tmp (tmpfs), MB.
-    code_sandbox_tmp_mb: int = Field(default=64, ge=1, le=4096)
-    #: Largest file a run may write, MB (RLIMIT_FSIZE).
-    code_sandbox_max_file_mb: int = Field(default=16, ge=1, le=4096)
-    #: Open files per sandboxed process (RLIMIT_NOFILE).
-    code_sandbox_max_open_files: int = Field(default=64, ge=16, le=65536)
-    #: Interpreter inside the sandbox (None: the worker's own base interpreter if the
-    #: sandbox can reach it, else /usr/bin/python3).
-    code_sandbox_python: str | None = None
-    #: A cgroup per run for the whole tree's memory and processes, where the host lets
-    #: the worker create one (else a watchdog summing the run uid's memory).
-    code_sandbox_cgroups: bool = True
-
-    #: Fair dispatch (ttc_worker/fairness.py): driver steps and expansion batches one
-    #: tenant may run at once across every worker; a task over the cap goes back to the
-    #: queue so other tenants' work runs. Keep it below the workers' total concurrency
-    #: (processes) for a tenant's backlog never to stall another's job; 0: off.
-    tenant_max_running_tasks: int = Field(default=4, ge=0, le=100_000)
-    #: Of those, how many may belong to jobs with a code verifier (sandboxed runs).
-    tenant_max_code_tasks: int = Field(default=1, ge=1, le=100_000)
-    #: Pause before a task over its tenant's cap puts its message back.
-    fair_defer_s: float = Field(default=0.05, ge=0, le=5)
 
     @field_validator("endpoints", mode="before")
     @classmethod

@@ -25,19 +25,8 @@ from ttc_core.settings import Settings
 
 #: Environment variables with the ``TTC_`` prefix that are not settings of the service:
 #: the CLI client's (``ttc run``) and the test and benchmark tooling's.
-CLIENT_VARIABLES = frozenset(
-    {
-        "TTC_SERVER",
-        "TTC_API_KEY",
-        "TTC_SHARED_DATA",
-        # Read before settings exist (logging is configured first): ttc_core.observability.
-        "TTC_LOG_FORMAT",
-        "TTC_LOG_LEVEL",
-        "TTC_CONFORMANCE",
-        "TTC_LLAMACPP_SERVER",
-    }
-)
-TOOLING_PREFIXES = ("TTC_TEST_", "TTC_CONFORMANCE_", "TTC_BENCH_", "TTC_SIM_", "TTC_LLAMACPP_")
+CLIENT_VARIABLES = frozenset({"TTC_SERVER", "TTC_API_KEY", "TTC_SHARED_DATA"})
+TOOLING_PREFIXES = ("TTC_TEST_", "TTC_CONFORMANCE_", "TTC_BENCH_", "TTC_SIM_")
 
 
 class SettingsError(ValueError):

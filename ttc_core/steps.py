@@ -3,11 +3,10 @@
 ``advance(job_id)`` (here) is the driver step: under the job's row lock it asks the strategy
 what to do, writes the planned expansion batches and the step's pending count in one
 transaction, and returns the batches to enqueue *after* commit. ``expand(batch_id)``
-(``ttc_core.batches``, which builds on this module and not the other way round)
+(``ttc_core.batches``, re-exported here)
 generates the batch's missing children (many requests in flight at once), scores them,
 inserts them idempotently, and decrements the pending count; the call that brings it to
-zero returns the next driver step. No chords: the counter lives in the database. Locks
-follow the order in ``ttc_core.claims``: the job's row first.
+zero returns the next driver step. No chords: the counter lives in the database.
 
 Both functions are safe to run twice for the same id: a finished batch is skipped, a
 saved node is never generated again, and usage is added once, by whoever completes the
@@ -24,13 +23,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ttc_core import webhooks
+from ttc_core.batches import expand
 from ttc_core.budgets import budget_exhausted, budget_label, trim_to_budget
 from ttc_core.expansion import (
     STEP_ROLES,
 )
 from ttc_core.followup import FollowUp
-from ttc_core.job_failures import explain
-from ttc_core.job_usage import count_abandoned
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -41,14 +39,13 @@ from ttc_core.models import (
     Node,
     utcnow,
 )
-from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
 from ttc_core.thinking import planning_view
 from ttc_core.tree import TreeView, node_id_for
 
-__all__ = ["FollowUp", "advance", "drive", "fail_job", "job_of_batch"]
+__all__ = ["FollowUp", "advance", "drive", "expand", "fail_job", "job_of_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +60,6 @@ def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
         return [] if job is None else drive(ctx, session, job)
 
 
-@metrics.driver_step
 def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     """The driver step for a job whose row the caller has locked in ``session``: from
     :func:`advance`, or inside the transaction that completed the step's last batch (one
@@ -149,10 +145,7 @@ def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) ->
 def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
     if not updates:
         return
-    rows = session.execute(
-        select(Node.id, Node.meta).where(Node.id.in_(list(updates))).order_by(Node.id)
-    ).all()
-    # In id order, after the job's lock (the lock order of ttc_core.claims).
+    rows = session.execute(select(Node.id, Node.meta).where(Node.id.in_(list(updates)))).all()
     session.execute(
         update(Node),
         [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
@@ -211,7 +204,7 @@ def _finish(
         node = session.get(Node, selection.node_id)
         if node is not None and node.role in STEP_ROLES:
             params = get_strategy(job.strategy).parse_params(job.params)
-            delimiter = params.step_delimiter()
+            delimiter = str(getattr(params, "delimiter", "\n\n"))
             steps = [n.text for n in path_text(session, node.id) if n.role in STEP_ROLES]
             text = delimiter.join(steps)
         elif node is not None:
@@ -226,7 +219,7 @@ def _finish(
         "details": selection.details,
     }
     job.status = JobStatus.failed if selection.error else JobStatus.succeeded
-    job.error = explain(session, job, selection.error) if selection.error else None
+    job.error = selection.error
     job.finished_at = utcnow()
     job.lease_owner = None
     append_event(
@@ -240,7 +233,6 @@ def _finish(
         error=selection.error,
     )
     webhooks.enqueue_for_status(session, job)
-    metrics.job_finished(session, job)
     return [FollowUp("batch", job.batch_id)] if job.batch_id else []
 
 
@@ -253,13 +245,11 @@ def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
         job = lock_job(session, job_id)
         if job is None or job.status in TERMINAL_STATUSES:
             return
-        count_abandoned(session, job, ctx.settings.endpoints)  # paid for, never completed
         job.status = JobStatus.failed
         job.error = error[:2000]
         job.finished_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.failed, error=job.error)
         webhooks.enqueue_for_status(session, job, ctx.settings)
-        metrics.job_finished(session, job)
 
 
 def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:

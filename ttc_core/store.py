@@ -41,12 +41,6 @@ def lock_job(session: Session, job_id: str) -> Job | None:
     ).scalar_one_or_none()
 
 
-def lock_job_row(session: Session, job_id: str) -> None:
-    """Take the job's row lock without loading it into the session (the first lock of a
-    transaction that writes batches or nodes too: ``ttc_core.claims`` has the order)."""
-    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
-
-
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
     if dialect == "postgresql":
         return postgresql.insert(Node).on_conflict_do_nothing()

@@ -20,21 +20,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
+from ttc_core.auto import check_policy
 from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
-from ttc_core.observability import metrics
-from ttc_core.sandbox.policy import check_code_submission
 from ttc_core.scoring import ScorerSpec, check_scorer_spec
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
-from ttc_core.strategies import (
-    STRATEGIES,
-    AutoParams,
-    SamplingParams,
-    check_policy,
-    get_strategy,
-)
+from ttc_core.strategies import STRATEGIES, AutoParams, SamplingParams, get_strategy
 from ttc_core.thinking import ThinkingSpec, check_thinking
 from ttc_core.tree import node_id_for
 from ttc_core.verifiers import MathSpec, VerifierSpec, check_spec
@@ -129,12 +122,9 @@ def _refuse_nul(value: Any, field: str = "") -> None:
 
 
 def validate_job(
-    spec: JobSpec, settings: Settings, *, resolver: Resolver | None = None, admin: bool = False
+    spec: JobSpec, settings: Settings, *, resolver: Resolver | None = None
 ) -> SamplingParams:
-    """Check names, parameters and limits; returns the strategy's parsed parameters.
-
-    ``admin``: whether the submitting key is an admin's (see ``code_tests_admin_only``).
-    """
+    """Check names, parameters and limits; returns the strategy's parsed parameters."""
     _refuse_nul(spec.model_dump(mode="json", exclude_none=True))
     if spec.strategy not in STRATEGIES:
         raise UnknownNameError(
@@ -180,8 +170,6 @@ def validate_job(
         check_spec(spec.verifier, settings.endpoints)
     except ValueError as exc:
         raise InputError(str(exc), field="verifier.endpoint") from None
-    if spec.verifier.kind == "code":
-        check_code_submission(settings, admin=admin)
     if spec.prm is not None:
         try:
             check_scorer_spec(spec.prm, settings.endpoints)
@@ -218,11 +206,10 @@ def create_job(
     *,
     tenant: str,
     resolver: Resolver | None = None,
-    admin: bool = False,
 ) -> Job:
     """Validate, then write the job, its root node and its first event (one transaction
     is the caller's). The caller enqueues the first driver step after commit."""
-    params = validate_job(spec, settings, resolver=resolver, admin=admin)
+    params = validate_job(spec, settings, resolver=resolver)
     job_id = str(uuid.uuid4())
     job = Job(
         id=job_id,
@@ -244,7 +231,6 @@ def create_job(
     )
     session.add(job)
     session.flush()
-    metrics.job_submitted(session, job)
     session.add(
         Node(
             id=node_id_for(job_id, None, 0),

@@ -35,9 +35,8 @@ QUOTA_RETRY_AFTER_S = 5
 
 
 class SubmissionRate(Protocol):
-    def try_take(self, tenant: str, per_minute: float, count: int = 1) -> float:
-        """Take ``count`` submission tokens (one per job; a batch larger than the burst
-        takes a full bucket): 0.0 if taken, else seconds until they are there."""
+    def try_take(self, tenant: str, per_minute: float) -> float:
+        """Take one submission token: 0.0 if taken, else seconds until one is free."""
 
 
 class LocalSubmissionRate:
@@ -46,8 +45,8 @@ class LocalSubmissionRate:
     def __init__(self) -> None:
         self._buckets = TokenBuckets()
 
-    def try_take(self, tenant: str, per_minute: float, count: int = 1) -> float:
-        return self._buckets.try_take(tenant, float(count), per_minute)
+    def try_take(self, tenant: str, per_minute: float) -> float:
+        return self._buckets.try_take(tenant, 1.0, per_minute)
 
 
 class RedisSubmissionRate:
@@ -62,14 +61,13 @@ class RedisSubmissionRate:
         self._take = self._redis.register_script(TAKE_SCRIPT)
         self._prefix = prefix
 
-    def try_take(self, tenant: str, per_minute: float, count: int = 1) -> float:
+    def try_take(self, tenant: str, per_minute: float) -> float:
         import redis
 
         capacity, rate = bucket_shape(per_minute)
-        amount = min(float(count), capacity)  # as TokenBuckets: a full bucket at most
         try:
             wait = self._take(
-                keys=[f"{self._prefix}:tenant-rate:{tenant}"], args=[capacity, rate, amount]
+                keys=[f"{self._prefix}:tenant-rate:{tenant}"], args=[capacity, rate, 1.0]
             )
         except redis.RedisError as exc:
             log.warning("tenant %s: rate limit not checked, Redis unavailable: %s", tenant, exc)
@@ -83,9 +81,8 @@ def make_submission_rate(settings: Settings) -> SubmissionRate:
     return LocalSubmissionRate()
 
 
-def check_rate(rate: SubmissionRate, tenant: str, settings: Settings, count: int = 1) -> None:
-    """Raise QuotaError unless the tenant may submit ``count`` more jobs now."""
-    wait = rate.try_take(tenant, settings.tenant_rate_per_minute, count)
+def check_rate(rate: SubmissionRate, tenant: str, settings: Settings) -> None:
+    wait = rate.try_take(tenant, settings.tenant_rate_per_minute)
     if wait > 0:
         raise QuotaError(
             f"tenant {tenant} is over its rate of {settings.tenant_rate_per_minute:g} "

@@ -6,7 +6,6 @@ hand-built trees in milliseconds and driven by any executor.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,29 +16,6 @@ _NODE_NAMESPACE = uuid.UUID("6f1c2a7e-3b8d-4c3e-9a51-0c2b7d9e4f10")
 def node_id_for(job_id: str, parent_id: str | None, child_index: int) -> str:
     """Deterministic node id: an expansion that runs twice writes the same rows."""
     return str(uuid.uuid5(_NODE_NAMESPACE, f"{job_id}/{parent_id or ''}/{child_index}"))
-
-
-class NodeRole(enum.StrEnum):
-    """What a node is, and so how the request that generates it is built
-    (``ttc_core.expansion``). Stored as its string value (``nodes.role``)."""
-
-    #: The question itself: the one node without a parent, never generated.
-    root = "root"
-    #: A whole answer to the question.
-    sample = "sample"
-    #: One reasoning step continuing the parent's path (generation stops at the step
-    #: delimiter); step-level searches (beam, DVTS, ToT, MCTS) grow these.
-    step = "step"
-    #: A step generated only to score its parent (beam-search lookahead), never chosen.
-    lookahead = "lookahead"
-    #: A review of the parent answer (Refine), with the verifier's feedback if asked.
-    critique = "critique"
-    #: A new answer from the grandparent answer and the parent critique (Refine).
-    revise = "revise"
-    #: A thought before an answer (extended thinking): the ``sample`` below it is the
-    #: answer, and strategies see that answer in the thought's place
-    #: (``ttc_core.thinking.planning_view``).
-    think = "think"
 
 
 @dataclass(frozen=True, slots=True)

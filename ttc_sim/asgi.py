@@ -39,10 +39,7 @@ def dumps(obj: Any) -> bytes:
 
 
 class HTTPError(Exception):
-    """An error answered with ``{"error": {"message", "type", "param", "code"}}``.
-
-    ``error_type`` replaces the OpenAI-style type (vLLM says ``"BadRequestError"``);
-    ``omit_param`` leaves ``param`` out, as llama.cpp's errors do."""
+    """An error answered with ``{"error": {"message", "type", "param", "code"}}``."""
 
     def __init__(
         self,
@@ -52,8 +49,6 @@ class HTTPError(Exception):
         param: str | None = None,
         code: str | int | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
-        error_type: str | None = None,
-        omit_param: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -61,19 +56,16 @@ class HTTPError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or []
-        self.error_type = error_type
-        self.omit_param = omit_param
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            "message": self.message,
-            "type": self.error_type or _ERROR_TYPES.get(self.status, "server_error"),
-            "param": self.param,
-            "code": self.code if self.code is not None else self.status,
+        return {
+            "error": {
+                "message": self.message,
+                "type": _ERROR_TYPES.get(self.status, "server_error"),
+                "param": self.param,
+                "code": self.code if self.code is not None else self.status,
+            }
         }
-        if self.omit_param:
-            del error["param"]
-        return {"error": error}
 
 
 class ClientGone(Exception):

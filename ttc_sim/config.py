@@ -81,31 +81,6 @@ Faults (one uniform draw per model request from ``random.Random(fault_seed)``)
 Protocol
     ``reject_n``: answer 400 when ``n > 1`` like servers that do not support ``n``.
     ``max_n`` (4096): the largest ``n`` accepted.
-Real servers' strictness (see :mod:`ttc_sim.servers` and :mod:`ttc_sim.templates`)
-    ``server`` (``generic``): ``vllm``, ``sglang``, ``llamacpp`` or ``llamacpp_old`` makes
-    the simulator answer as that server does: its probe routes (``/version``, ``/props``,
-    ``/get_server_info``), its missing routes (no ``/pooling`` on SGLang), its ``n``
-    refusals (llama.cpp: 400 above ``parallel`` (4), older builds 500 for any ``n`` > 1),
-    SGLang's one seed for all ``n`` samples, llama.cpp's prefill echoed in ``content`` and
-    usage counting one choice. The probe routes and missing routes follow the server's
-    own config; the rest also works per request (``"sim;server=sglang"``).
-    ``chat_template`` (``none``): ``qwen2.5``, ``llama3`` (trims each message) or ``qwen3``
-    (re-renders the last assistant turn's thinking) renders chat requests as vLLM does,
-    with ``add_generation_prompt`` (default true) and ``continue_final_message``, and the
-    model continues what the template left (a completions prompt that holds a rendered
-    assistant turn is continued from it too).
-    ``max_model_len`` (None): a prompt longer than this many tokens gets vLLM's 400 ("This
-    model's maximum context length is N tokens. However, your prompt contains M input
-    tokens, ..."); one that fits but whose ``max_tokens`` does not gets the older message
-    ("... However, you requested M tokens (P in the messages, C in the completion). ...").
-Hostile output (what a random-weight model and a misbehaving server send)
-    ``output_nul``, ``output_surrogates``, ``output_invalid_utf8`` (0): that many NUL
-    characters, lone surrogates (JSON ``\\udXXX`` escapes) and bytes that are not UTF-8
-    (raw, on the wire) in every generated text. ``output_garbage`` (false): every text is
-    random-weight-model garbage (control characters, U+FFFD, stray bytes, words of no
-    language) of the length the request allowed. ``usage_style`` (``exact``):
-    ``negative``, ``missing``, ``float``, ``string``, ``bool`` or ``huge`` corrupts the
-    ``usage`` numbers of generation responses (the metrics still count the real tokens).
 """
 
 from __future__ import annotations
@@ -161,17 +136,6 @@ class SimConfig(BaseModel):
     reset_rate: float = Field(default=0.0, ge=0, le=1)
     reject_n: bool = False
     max_n: int = Field(default=4096, ge=1)
-    server: Literal["generic", "vllm", "sglang", "llamacpp", "llamacpp_old"] = "generic"
-    chat_template: Literal["none", "qwen2.5", "llama3", "qwen3"] = "none"
-    parallel: int = Field(default=4, ge=1, le=4096)
-    max_model_len: int | None = Field(default=None, ge=1)
-    output_nul: int = Field(default=0, ge=0, le=10_000)
-    output_surrogates: int = Field(default=0, ge=0, le=10_000)
-    output_invalid_utf8: int = Field(default=0, ge=0, le=10_000)
-    output_garbage: bool = False
-    usage_style: Literal["exact", "negative", "missing", "float", "string", "bool", "huge"] = (
-        "exact"
-    )
     fault_seed: int = 0
 
     @model_validator(mode="after")

@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 import types
-import typing
 from typing import Any
 
 import uvicorn
@@ -156,15 +155,7 @@ def serve(
 ) -> None:
     """Run the simulated server in the foreground until interrupted."""
     app = create_app(config or SimConfig())
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        backlog=4096,
-        log_config=None,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, backlog=4096)
 
 
 # ------------------------------------------------------------------------------ argparse
@@ -172,10 +163,6 @@ def serve(
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null", "") else float(text)
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "null", "") else int(text)
 
 
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,11 +181,6 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, type=int, default=None, help=helptext)
         elif info.annotation is float:
             group.add_argument(flag, dest=name, type=float, default=None, help=helptext)
-        elif typing.get_origin(info.annotation) is typing.Literal:
-            choices = [str(c) for c in typing.get_args(info.annotation)]
-            group.add_argument(flag, dest=name, choices=choices, default=None, help=helptext)
-        elif info.annotation == int | None:
-            group.add_argument(flag, dest=name, type=_optional_int, default=None, help=helptext)
         else:
             group.add_argument(flag, dest=name, type=_optional_float, default=None, help=helptext)
 

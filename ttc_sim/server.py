@@ -44,10 +44,6 @@ revised solution per choice) instead of a plain sample.
 
 Sampling: choice ``i`` uses seed ``seed + i`` (a random seed when ``seed`` is absent);
 ``temperature=0`` is greedy and uses seed 0 for every choice.
-
-Strictness of real servers (``server``, ``chat_template``, ``max_model_len``; see
-:mod:`ttc_sim.servers`, :mod:`ttc_sim.templates`) and hostile output (``output_*``,
-``usage_style``; see :mod:`ttc_sim.hostile`) are modes of the same routes.
 """
 
 from __future__ import annotations
@@ -65,7 +61,6 @@ from typing import Any
 
 from .asgi import ClientGone, Exchange, HTTPError, Receive, Scope, Send, dumps
 from .config import ModelNameError, SimConfig, config_for_model
-from .hostile import corrupt_tokens, garbage_tokens, to_wire, usage_as_sent
 from .judges import answer_judge, parse_judge_prompt
 from .metrics import Metrics
 from .model import generate, token_logprobs
@@ -83,9 +78,7 @@ from .openai_api import (
 from .prm import parse_pooling_text, step_scores, tagged_steps
 from .reward import score_responses, score_text
 from .rng import stable_seed
-from .servers import n_rejection, profile
 from .tasks import Problem, ProblemIndex, default_index
-from .templates import EMPTY_THINK, TemplateError, assistant_turn, render
 from .tokens import count_tokens, split_tokens
 
 log = logging.getLogger("ttc_sim")
@@ -136,11 +129,6 @@ class SimApp:
             "/metrics": {"GET": self._metrics},
             "/metrics/reset": {"POST": self._metrics_reset},
         }
-        server = profile(self.config)
-        for route in server.missing_routes:
-            self._routes.pop(route, None)
-        for route, info in server.info_routes.items():
-            self._routes[route] = {"GET": self._info_handler(info)}
 
     # ------------------------------------------------------------------------------ ASGI
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -328,21 +316,22 @@ class SimApp:
         try:
             cfg = self._resolve(body.get("model", "sim"))
             req = parse_request(kind, body, cfg.max_n)
-            refusal = n_rejection(cfg, req.n)
-            if refusal is not None:
-                raise refusal
-            self._apply_template(req, body, cfg)
-            _check_context(req, cfg)
+            if cfg.reject_n and req.n > 1:
+                raise HTTPError(
+                    400,
+                    "n > 1 is not supported by this server; send one request per sample",
+                    param="n",
+                    code="unsupported_parameter",
+                )
             if await self._fault(ex, cfg, req.stream):
                 return
             choices, prompt_tokens = self._sample(req, cfg)
             completion_tokens = sum(len(c.tokens) for c in choices)
             use = usage(prompt_tokens, completion_tokens)
-            sent = self._usage_sent(choices, use, cfg)
             rid = self._new_id("chatcmpl" if kind == "chat" else "cmpl")
             created = int(time.time())
             if req.stream:
-                await self._stream(ex, req, cfg, choices, rid, created, use, sent)
+                await self._stream(ex, req, cfg, choices, rid, created, use)
                 return
             durations = [
                 cfg.base_latency_s + cfg.per_token_latency_s * len(c.tokens) for c in choices
@@ -352,65 +341,9 @@ class SimApp:
             else:
                 await asyncio.gather(*(self._occupy(d) for d in durations))
             self._count(choices, use)
-            payload = response_body(req, rid, created, choices, use)
-            if sent is None:
-                del payload["usage"]
-            else:
-                payload["usage"] = sent
-            await ex.respond(200, to_wire(dumps(payload)))
+            await ex.json(200, response_body(req, rid, created, choices, use))
         finally:
             self.metrics.request_finished()
-
-    def _apply_template(self, req: GenRequest, body: dict[str, Any], cfg: SimConfig) -> None:
-        """Render a chat request with the configured template (what the model continues
-        is what the template left); find a rendered assistant turn in a raw prompt."""
-        if req.kind == "completions":
-            for prompt in req.prompts:
-                turn = assistant_turn(prompt.text)
-                if turn is not None:
-                    prompt.final_assistant = turn
-            return
-        if cfg.chat_template == "none":
-            return
-        messages = [
-            (str(m.get("role")), m["content"] if isinstance(m.get("content"), str) else "")
-            for m in body.get("messages") or []
-            if isinstance(m, dict)
-        ]
-        kwargs = body.get("chat_template_kwargs") or {}
-        thinking = kwargs.get("enable_thinking") is not False
-        add_generation_prompt = body.get("add_generation_prompt")
-        try:
-            rendered = render(
-                cfg.chat_template,
-                messages,
-                add_generation_prompt=True
-                if add_generation_prompt is None
-                else bool(add_generation_prompt),
-                continue_final_message=bool(body.get("continue_final_message")),
-                enable_thinking=thinking,
-            )
-        except TemplateError as exc:
-            raise HTTPError(400, str(exc), error_type="BadRequestError", code=400) from None
-        prompt = req.prompts[0]
-        turn = rendered.assistant
-        if cfg.chat_template == "qwen3":
-            req.enable_thinking = thinking and not turn
-            if turn.startswith(EMPTY_THINK) and "<think>" in turn[len(EMPTY_THINK) :]:
-                # Qwen3 reads the empty think block as "thinking off": it answers at once.
-                turn = ""
-        prompt.final_assistant = turn
-        prompt.prompt_tokens = count_tokens(rendered.prompt)
-
-    def _usage_sent(
-        self, choices: list[ChoiceOut], use: dict[str, int], cfg: SimConfig
-    ) -> dict[str, Any] | None:
-        """The usage the response says (the metrics keep the real one)."""
-        sent: dict[str, int] = use
-        if profile(cfg).usage_one_choice and len(choices) > 1:
-            one = len(choices[0].tokens)
-            sent = usage(use["prompt_tokens"], one)
-        return usage_as_sent(sent, cfg.usage_style)
 
     def _count(self, choices: list[ChoiceOut], use: dict[str, int]) -> None:
         m = self.metrics
@@ -421,12 +354,10 @@ class SimApp:
         m.prompt_tokens_total += use["prompt_tokens"]
         m.completion_tokens_total += use["completion_tokens"]
 
-    def _seeds(self, req: GenRequest, cfg: SimConfig) -> list[int]:
+    def _seeds(self, req: GenRequest) -> list[int]:
         if req.temperature == 0:
             return [0] * req.n
         if req.seed is not None:
-            if profile(cfg).shares_seed:  # SGLang: one seed for all n samples
-                return [req.seed] * req.n
             return [req.seed + i for i in range(req.n)]
         return [self._seed_rng.getrandbits(48) for _ in range(req.n)]
 
@@ -448,27 +379,17 @@ class SimApp:
                     prefix = prompt.text[end:]
                 else:
                     prefix = ""
-            for i, seed in enumerate(self._seeds(req, cfg)):
+            for i, seed in enumerate(self._seeds(req)):
                 if judge is None:
                     sample = generate(problem, seed, cfg, prefix, think=req.enable_thinking)
                 else:
                     sample = answer_judge(judge, seed, cfg)
                 text, finish, stop_reason = _apply_stop(sample.text, req.stop, req.include_stop)
                 tokens = split_tokens(text)
-                if cfg.output_garbage:
-                    tokens = garbage_tokens(req.max_tokens or 64, (problem.id, seed, prefix))
-                    finish, stop_reason = "length", None
                 if req.max_tokens is not None and len(tokens) > req.max_tokens:
                     tokens = tokens[: req.max_tokens]
+                    text = "".join(tokens)
                     finish, stop_reason = "length", None
-                tokens = corrupt_tokens(tokens, cfg, (problem.id, seed, pi, i))
-                text = "".join(tokens)
-                if (
-                    prompt.final_assistant is not None
-                    and req.kind == "chat"
-                    and profile(cfg).echoes_prefill
-                ):
-                    text = prompt.final_assistant + text  # llama.cpp returns the prefill too
                 lps = None
                 if req.logprobs is not None:
                     lps = token_logprobs(sample, tokens, stable_seed("lp", problem.id, seed))
@@ -486,7 +407,6 @@ class SimApp:
         rid: str,
         created: int,
         use: dict[str, int],
-        sent: dict[str, Any] | None,
     ) -> None:
         queue: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -513,7 +433,7 @@ class SimApp:
                 queue.put_nowait((pos, -1, -1))
 
         def event(payload: dict[str, Any]) -> bytes:
-            return b"data: " + to_wire(dumps(payload)) + b"\n\n"
+            return b"data: " + dumps(payload) + b"\n\n"
 
         tasks = [asyncio.create_task(produce(pos, c)) for pos, c in enumerate(choices)]
         try:
@@ -550,9 +470,9 @@ class SimApp:
                 await ex.stream(b"".join(out))
             self._count(choices, use)
             tail = b""
-            if req.include_usage and sent is not None:
+            if req.include_usage:
                 payload = chunk(req, rid, created, [])
-                payload["usage"] = sent
+                payload["usage"] = use
                 tail = event(payload)
             await ex.end_stream(tail + b"data: [DONE]\n\n")
         finally:
@@ -740,21 +660,11 @@ class SimApp:
     # ---------------------------------------------------------------------------- misc
     async def _list_models(self, ex: Exchange) -> None:
         created = int(time.time())
-        owner = profile(self.config).owned_by
-        data: list[dict[str, Any]] = [
-            {"id": name, "object": "model", "created": created, "owned_by": owner}
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "ttc-sim"}
             for name in MODEL_NAMES
         ]
-        if self.config.max_model_len is not None:
-            for entry in data:
-                entry["max_model_len"] = self.config.max_model_len
         await ex.json(200, {"object": "list", "data": data})
-
-    def _info_handler(self, info: Callable[[SimConfig, str], dict[str, Any]]) -> Handler:
-        async def handle(ex: Exchange) -> None:
-            await ex.json(200, info(self.config, "sim"))
-
-        return handle
 
     async def _health(self, ex: Exchange) -> None:
         await ex.json(200, {"status": "ok"})
@@ -769,36 +679,6 @@ class SimApp:
     async def _metrics_reset(self, ex: Exchange) -> None:
         self.metrics.reset()
         await ex.json(200, {"status": "reset"})
-
-
-def _check_context(req: GenRequest, cfg: SimConfig) -> None:
-    """vLLM's 400 for a prompt (or a prompt and its max_tokens) over the context length."""
-    limit = cfg.max_model_len
-    if limit is None:
-        return
-    for prompt in req.prompts:
-        if prompt.prompt_tokens > limit:
-            raise HTTPError(
-                400,
-                f"This model's maximum context length is {limit} tokens. However, your "
-                f"prompt contains {prompt.prompt_tokens} input tokens, which exceeds this "
-                "limit even without any output tokens. Please reduce the length of the "
-                "input prompt.",
-                param="input_tokens",
-                error_type="BadRequestError",
-                code=400,
-            )
-        wanted = prompt.prompt_tokens + (req.max_tokens or 0)
-        if wanted > limit:
-            raise HTTPError(
-                400,
-                f"This model's maximum context length is {limit} tokens. However, you "
-                f"requested {wanted} tokens ({prompt.prompt_tokens} in the messages, "
-                f"{req.max_tokens} in the completion). Please reduce the length of the "
-                "messages or completion.",
-                error_type="BadRequestError",
-                code=400,
-            )
 
 
 def _apply_stop(text: str, stop: list[str], include: bool) -> tuple[str, str, str | None]:

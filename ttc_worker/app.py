@@ -15,7 +15,6 @@ from celery.signals import worker_process_init
 from kombu import Queue
 
 from ttc_core.settings import get_settings
-from ttc_worker import telemetry  # noqa: F401 - connects the logging/metrics/trace signals
 from ttc_worker.queues import (
     ADVANCE_TASK,
     DRIVER_QUEUE,
@@ -29,10 +28,6 @@ from ttc_worker.queues import (
 
 settings = get_settings()
 
-#: How long a message delivered to a worker may stay unacknowledged before the broker
-#: hands it out again: longer than any task (``task_time_limit_s``).
-VISIBILITY_TIMEOUT_S = settings.task_time_limit_s * 2 + 60
-
 app = Celery(
     "ttc",
     broker=settings.broker_url,
@@ -44,7 +39,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_time_limit=settings.task_time_limit_s,
     task_soft_time_limit=max(1, settings.task_time_limit_s - 30),
-    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+    broker_transport_options={"visibility_timeout": settings.task_time_limit_s * 2 + 60},
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     task_serializer="json",
@@ -69,22 +64,15 @@ app.conf.update(
             "options": {"queue": MAINTENANCE_QUEUE, "expires": settings.reaper_interval_s},
         }
     },
-    # ---- observability (h16): logs, events and remote control for Flower --------------
-    # Logging is ours (ttc_worker.telemetry answers Celery's setup_logging signal).
     worker_hijack_root_logger=False,
     # Task events cost a Redis publish per task state on the critical path of every tree
-    # depth: off by default; on with TTC_CELERY_EVENTS (``ttc stack --flower`` and the
-    # compose file set it).
+    # depth; Flower switches them on at run time (``enable_events``) when it is running.
     worker_send_task_events=settings.celery_events,
     task_send_sent_event=settings.celery_events,
     # Remote control listens on Redis pub/sub; when Redis restarts, that consumer dies with
-    # "Unrecoverable error" and takes the worker with it (kombu + redis-py). Flower needs
-    # it (its /api/workers is an inspect broadcast), so it is on with
-    # TTC_CELERY_REMOTE_CONTROL (``ttc stack --flower``, the compose file): the price is a
-    # worker that exits on a broker restart and is restarted by its supervisor (the
-    # reaper resumes its jobs). The fault suite runs with it off.
+    # "Unrecoverable error" and takes the worker with it (kombu + redis-py). Off unless
+    # asked for (Flower's inspect and enable_events need it).
     worker_enable_remote_control=settings.celery_remote_control,
-    # ---- end observability ---------------------------------------------------------
 )
 
 

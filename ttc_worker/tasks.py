@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,18 +17,10 @@ from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, fail_job, job_of_batch
 from ttc_core.verifiers import VerifierError
-from ttc_worker import runtime, telemetry
-from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
+from ttc_worker import runtime
+from ttc_worker.app import app
 from ttc_worker.dispatch import enqueue
-from ttc_worker.fair_dispatch import fair
-from ttc_worker.queues import (
-    ADVANCE_TASK,
-    BATCH_TASK,
-    DRIVER_QUEUE,
-    EXPAND_QUEUE,
-    EXPAND_TASK,
-    REAP_TASK,
-)
+from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, EXPAND_QUEUE, EXPAND_TASK, REAP_TASK
 from ttc_worker.webhook_tasks import reap_deliveries
 
 log = logging.getLogger(__name__)
@@ -39,14 +30,13 @@ PERMANENT_ERRORS = (ScorerError, VerifierError, InputError)
 
 
 @app.task(name=ADVANCE_TASK, bind=True, max_retries=5)
-@fair("advance", ADVANCE_TASK, DRIVER_QUEUE)
-def advance_task(self: Any, job_id: str) -> str | None:
+def advance_task(self: Any, job_id: str) -> None:
     try:
         followups = advance(runtime.context(), job_id)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             fail_job(runtime.context(), job_id, f"driver step failed: {exc!r}")
-            return None
+            return
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     # The step's first batch runs here (no hop to another process), the rest go out.
     first = next((f for f in followups if f.kind == "expand"), None)
@@ -55,7 +45,6 @@ def advance_task(self: Any, job_id: str) -> str | None:
         retry = _chain(first.id)
         if retry is not None:
             _send_later(retry)
-    return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
 
 
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
@@ -74,31 +63,21 @@ def batch_task(self: Any, batch_id: str) -> None:
 @app.task(name=REAP_TASK, ignore_result=True)
 def reap_task() -> None:
     ctx = runtime.context()
-    lost_after = ctx.settings.batch_message_lost_s or VISIBILITY_TIMEOUT_S
-    enqueue(
-        find_stalled(
-            ctx.db,
-            stall_s=ctx.settings.stall_s,
-            lost_after_s=lost_after,
-            no_message_waiting=no_expand_message_waiting,
-        )
-    )
+    enqueue(find_stalled(ctx.db, stall_s=ctx.settings.stall_s))
     enqueue(find_stalled_batches(ctx.db, stall_s=ctx.settings.stall_s))
     reap_deliveries()
 
 
 @app.task(name=EXPAND_TASK, bind=True, max_retries=10)
-@fair("expand", EXPAND_TASK, EXPAND_QUEUE)
-def expand_task(self: Any, batch_id: str) -> str | None:
+def expand_task(self: Any, batch_id: str) -> None:
     """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
     too (``ttc_core.batches.expand_chain``); other batches go to the queue."""
     retry = _chain(batch_id)
     if retry is None:
-        return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
+        return
     if retry.batch_id == batch_id:
         raise self.retry(exc=retry.exc, countdown=retry.countdown) from retry.exc
     _send_later(retry)  # a later depth's batch: it gets a task of its own
-    return telemetry.chain_summary()
 
 
 @dataclass(frozen=True)
@@ -117,25 +96,6 @@ def _chain(batch_id: str) -> _Retry | None:
     except BatchError as err:
         return _on_failure(err.batch_id, err.__cause__ or err)
     return None
-
-
-def no_expand_message_waiting() -> bool:
-    """Whether the broker holds no expansion message: none queued and none delivered but
-    unacked (a worker's reserved or countdown tasks). Then an unclaimed batch's message
-    is provably lost. Redis transport only; other brokers answer False (not known)."""
-    try:
-        with app.connection_for_read() as conn:
-            channel: Any = conn.default_channel
-            if not hasattr(channel, "unacked_key") or channel._size(EXPAND_QUEUE):
-                return False
-            for raw in channel.client.hvals(channel.unacked_key):
-                _message, _exchange, routing_key = json.loads(raw)
-                if routing_key == EXPAND_QUEUE:
-                    return False
-            return True
-    except Exception:
-        log.warning("could not inspect the broker's expansion queue", exc_info=True)
-        return False
 
 
 def _on_failure(batch_id: str, exc: BaseException) -> _Retry | None:

@@ -38,9 +38,6 @@ MAX_BODY_BYTES = 65_536
 MAX_PROMPT_CHARS = 4_000
 MAX_N = 64
 MAX_DEPTH = 16
-#: Open event streams per key; a stream with nothing to send ends after SSE_IDLE_S.
-SSE_MAX_STREAMS = 20
-SSE_IDLE_S = 8
 
 #: A problem the simulator knows, so jobs finish with an answer.
 QUESTION = gsm8k_problems()[0].question
@@ -113,9 +110,6 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
                 "TTC_MAX_PROMPT_CHARS": str(MAX_PROMPT_CHARS),
                 "TTC_MAX_N": str(MAX_N),
                 "TTC_MAX_DEPTH": str(MAX_DEPTH),
-                "TTC_SSE_MAX_STREAMS_PER_KEY": str(SSE_MAX_STREAMS),
-                "TTC_SSE_IDLE_S": str(SSE_IDLE_S),
-                "TTC_SSE_AUTH_CHECK_S": "1",
             },
         ) as running:
             admin = httpx.Client(

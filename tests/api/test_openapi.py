@@ -17,7 +17,6 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from ttc_api.app import create_app
-from ttc_api.openai_compat.errors import is_openai_path
 from ttc_api.problems import PROBLEM_MEDIA_TYPE
 from ttc_api.routes.events import EVENTS_DESCRIPTION
 from ttc_cli.migrate import upgrade
@@ -56,8 +55,7 @@ def document(app: FastAPI) -> dict[str, Any]:
 def _operations(document: dict[str, Any]) -> Iterator[Operation]:
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            # The OpenAI routes answer OpenAI's error shape (tests/openai checks their docs).
-            if path.startswith("/v1/") and not is_openai_path(path) and isinstance(operation, dict):
+            if path.startswith("/v1/") and isinstance(operation, dict):
                 yield path, method, operation
 
 

@@ -21,7 +21,6 @@ import pytest
 
 from tests.helpers import fresh_postgres
 from ttc_api.app import create_app
-from ttc_api.event_hub import EventHub
 from ttc_api.sse import event_stream, events_after, wants_event_stream
 from ttc_cli.migrate import upgrade
 from ttc_core.db import Database
@@ -108,14 +107,8 @@ def test_concurrent_appends_are_seen_in_order_without_holes(pg: Database) -> Non
         assert session.get(Job, job_id).event_seq == WRITERS * EVENTS_EACH  # type: ignore[union-attr]
 
 
-async def _collect(
-    db: Database, job_id: str, after: int, poll_s: float = 0.05, **kw: float
-) -> list[str]:
-    hub = EventHub(db, poll_s=poll_s, auth_check_s=1.0)
-    try:
-        return [message async for message in event_stream(hub, job_id, after, **kw)]
-    finally:
-        await hub.close()
+async def _collect(db: Database, job_id: str, after: int, **kw: float) -> list[str]:
+    return [message async for message in event_stream(db, job_id, after, **kw)]
 
 
 def test_stream_on_sqlite_follows_the_job_to_its_end(sqlite_db: Database) -> None:

@@ -7,10 +7,10 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, measure
+from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, check_policy, measure
 from ttc_core.errors import InputError
 from ttc_core.settings import Settings
-from ttc_core.strategies import BestOfN, Expand, SelfConsistency, check_policy, get_strategy
+from ttc_core.strategies import BestOfN, Expand, SelfConsistency, get_strategy
 from ttc_core.strategies.adaptive import (
     AdaptiveParams,
     beta_leader_probability,

@@ -21,7 +21,6 @@ from bench.adaptive import (
     sim_config,
 )
 from ttc_api.routes.batches import _get
-from ttc_core.batches import expand
 from ttc_core.errors import NotFoundError
 from ttc_core.followup import FollowUp
 from ttc_core.models import JobEvent, ProblemBatch
@@ -32,7 +31,7 @@ from ttc_core.problem_batches import (
     find_stalled_batches,
 )
 from ttc_core.runtime import EngineContext, make_http_client
-from ttc_core.steps import advance
+from ttc_core.steps import advance, expand
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import graded_problems
 

@@ -37,9 +37,6 @@ FAST_RECOVERY = {
     "TTC_STALL_S": "2",
     "TTC_REAPER_INTERVAL_S": "0.5",
     "TTC_MAX_BATCH_ATTEMPTS": "10",
-    # A killed worker's reserved but unclaimed messages come back from the broker only
-    # after its visibility timeout: count them lost sooner (the reaper sends one each).
-    "TTC_BATCH_MESSAGE_LOST_S": "6",
 }
 
 

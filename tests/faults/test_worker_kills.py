@@ -41,9 +41,6 @@ FAST_RECOVERY = {
     # Every kill here lands on a batch in flight, often the same one: more attempts than
     # kills, so the poison-batch cap does not end the search.
     "TTC_MAX_BATCH_ATTEMPTS": "8",
-    # A killed worker's reserved but unclaimed messages come back from the broker only
-    # after its visibility timeout: count them lost sooner (the reaper sends one each).
-    "TTC_BATCH_MESSAGE_LOST_S": "6",
 }
 
 

@@ -35,7 +35,7 @@ def test_small_batch_with_one_budget(stack: Stack) -> None:
         "compare_uniform": True,
         "seed": 5,
     }
-    accepted = stack.api.post("/v1/problem-batches", json=body)
+    accepted = stack.api.post("/v1/batches", json=body)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["jobs"] == 12
     location = accepted.headers["Location"]
@@ -52,7 +52,7 @@ def test_small_batch_with_one_budget(stack: Stack) -> None:
     assert len(batch["problems"]) == 6
     assert {"answer", "correct", "samples", "job_id"} <= set(batch["problems"][0]["adaptive"])
     assert batch["rounds"] and "comparison" in batch["summary"]
-    listed = stack.api.get("/v1/problem-batches").json()["data"]
+    listed = stack.api.get("/v1/batches").json()["data"]
     assert batch["id"] in [b["id"] for b in listed]
 
 
@@ -132,7 +132,7 @@ def test_auto_job_explains_its_decision(stack: Stack) -> None:
             "params.stop_on_pass",
         ),
         (
-            "/v1/problem-batches",
+            "/v1/batches",
             {
                 "problems": [{"prompt": f"Problem {i}"} for i in range(1001)],
                 "endpoint": "sim",
@@ -142,13 +142,13 @@ def test_auto_job_explains_its_decision(stack: Stack) -> None:
             "problems",
         ),
         (
-            "/v1/problem-batches",
+            "/v1/batches",
             {"problems": [{"prompt": "x"}], "endpoint": "sim", "budget": {"samples": 2}},
             422,
             "budget.samples",
         ),
         (
-            "/v1/problem-batches",
+            "/v1/batches",
             {
                 "problems": [{"prompt": "x"}],
                 "strategy": "beam_search",
@@ -170,6 +170,6 @@ def test_bad_input_names_the_field(
 
 
 def test_another_tenants_or_unknown_batch_is_404(stack: Stack) -> None:
-    response = stack.api.get("/v1/problem-batches/00000000-0000-0000-0000-000000000000")
+    response = stack.api.get("/v1/batches/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -61,7 +61,7 @@ def test_another_tenants_batch_is_404(tenants: tuple[str, str, str]) -> None:
         "budget": {"samples": 24},
     }
     with alice, bob:
-        accepted = alice.post("/v1/problem-batches", json=body)
+        accepted = alice.post("/v1/batches", json=body)
         assert accepted.status_code == 202, accepted.text
         location = accepted.headers["Location"]
         batch = wait_until(
@@ -72,8 +72,8 @@ def test_another_tenants_batch_is_404(tenants: tuple[str, str, str]) -> None:
         hidden = bob.get(location)
         assert hidden.status_code == 404
         assert hidden.headers["content-type"].startswith("application/problem+json")
-        assert bob.get("/v1/problem-batches").json()["data"] == []
-        assert [b["id"] for b in alice.get("/v1/problem-batches").json()["data"]] == [batch["id"]]
+        assert bob.get("/v1/batches").json()["data"] == []
+        assert [b["id"] for b in alice.get("/v1/batches").json()["data"]] == [batch["id"]]
         # The batch's jobs are the tenant's jobs: invisible to the other tenant too.
         job_id = batch["problems"][0]["adaptive"]["job_id"]
         assert alice.get(f"/v1/jobs/{job_id}").status_code == 200

@@ -22,11 +22,9 @@ import pytest
 import redis
 
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
-from ttc_api.csrf import SESSION_COOKIE
 from ttc_cli.stack import run_stack
 from ttc_core.auth import create_key
 from ttc_core.db import Database
-from ttc_core.ui_sessions import create_session
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 
@@ -54,13 +52,7 @@ class UiStack:
     url: str
     database_url: str
     admin_key: str
-    admin_key_id: str
     api: httpx.Client
-
-    def login_session(self, key_id: str | None = None) -> str:
-        """A session token as the login form makes one (for the admin key by default)."""
-        with Database(self.database_url).transaction() as session:
-            return create_session(session, key_id or self.admin_key_id, ttl_s=3600)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.api.get(f"/v1/jobs/{job_id}").json()  # type: ignore[no-any-return]
@@ -101,12 +93,11 @@ def ui_stack(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ) as running,
     ):
         with Database(pg_url).transaction() as session:
-            row, key = create_key(session, "ops", admin=True, name="ui tests")
-            key_id = row.id
+            _, key = create_key(session, "ops", admin=True, name="ui tests")
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=running.api_url, headers=headers, timeout=30) as client:
             try:
-                yield UiStack(running.api_url, pg_url, key, key_id, client)
+                yield UiStack(running.api_url, pg_url, key, client)
             finally:
                 for proc in running.procs:
                     if "Traceback" in proc.log():
@@ -167,11 +158,10 @@ def anon_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Watched]
 
 @pytest.fixture
 def page(browser: Any, ui_stack: UiStack, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A logged-in page (a session as the login form starts one, its cookie set directly)."""
+    """A logged-in page (the cookie that the login form sets, set directly)."""
     with _open_page(browser, request) as watched:
-        token = ui_stack.login_session()
         watched.page.context.add_cookies(
-            [{"name": SESSION_COOKIE, "value": token, "url": ui_stack.url}]
+            [{"name": "ttc_key", "value": ui_stack.admin_key, "url": ui_stack.url}]
         )
         yield watched.page
 

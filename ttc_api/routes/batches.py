@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -9,27 +10,22 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
 from ttc_api import examples
-from ttc_api.cursors import encode_cursor, read_cursor
+from ttc_api.cursors import decode_cursor, encode_cursor
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
     PrincipalDep,
     SessionDep,
     SettingsDep,
-    SubmissionRateDep,
     TenantDep,
 )
-from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
-from ttc_api.storable import scrub
-from ttc_core import problem_batches
+from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_core.errors import NotFoundError
 from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
-from ttc_core.problem_batches import BatchSpec, report
+from ttc_core.problem_batches import BatchSpec, create_batch, report
 
-router = APIRouter(
-    prefix="/v1/problem-batches", tags=["problem-batches"], responses=PROBLEM_RESPONSES
-)
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=PROBLEM_RESPONSES)
 
 
 class BatchAccepted(BaseModel):
@@ -70,11 +66,11 @@ def _public(session: SessionDep, batch: ProblemBatch, *, problems: bool) -> Batc
     return BatchPublic(
         id=batch.id,
         status=batch.status,
-        spec=scrub(batch.spec),
-        rounds=scrub(list(batch.state.get("log", []))),
-        summary=scrub(live["summary"]),
-        problems=scrub(live["problems"]) if problems else None,
-        error=scrub(batch.error),
+        spec=batch.spec,
+        rounds=list(batch.state.get("log", [])),
+        summary=live["summary"],
+        problems=live["problems"] if problems else None,
+        error=batch.error,
     )
 
 
@@ -82,7 +78,7 @@ def _public(session: SessionDep, batch: ProblemBatch, *, problems: bool) -> Batc
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
-    responses={202: examples.json_example(examples.BATCH_ACCEPTED), **problem_responses(429)},
+    responses={202: examples.json_example(examples.BATCH_ACCEPTED)},
     openapi_extra=examples.request_example(examples.BATCH_SUBMIT),
 )
 def submit_batch(
@@ -92,15 +88,13 @@ def submit_batch(
     settings: SettingsDep,
     dispatcher: DispatcherDep,
     principal: PrincipalDep,
-    rate: SubmissionRateDep,
 ) -> BatchAccepted:
     """Submit problems with one budget; ttc probes all, then spends the rest where it helps."""
-    batch, job_ids = problem_batches.submit_batch(
-        db=db, settings=settings, rate=rate, tenant=principal.tenant, spec=spec
-    )
+    with db.transaction() as session:
+        batch, job_ids = create_batch(session, spec, settings, tenant=principal.tenant)
     # Enqueue only after commit: a worker must find the rows it is told about.
     dispatcher.dispatch([FollowUp("advance", job_id) for job_id in job_ids])
-    location = f"/v1/problem-batches/{batch.id}"
+    location = f"/v1/batches/{batch.id}"
     response.headers["Location"] = location
     return BatchAccepted(id=batch.id, status=batch.status, location=location, jobs=len(job_ids))
 
@@ -119,7 +113,8 @@ def read_batches(
     if tenant is not None:
         query = query.where(ProblemBatch.tenant == tenant)
     if cursor:
-        created_at, batch_id = read_cursor(cursor, "datetime", "str")
+        created, batch_id = decode_cursor(cursor, 2)
+        created_at = dt.datetime.fromisoformat(created)
         query = query.where(
             or_(
                 ProblemBatch.created_at < created_at,

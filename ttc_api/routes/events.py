@@ -6,20 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 
-from ttc_api.deps import DatabaseDep, EventHubDep, PrincipalDep, SettingsDep, TenantDep
-from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
+from ttc_api.deps import DatabaseDep, TenantDep
+from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_api.schemas import EventsPublic
 from ttc_api.services import get_job
 from ttc_api.sse import EVENT_STREAM, event_stream, events_after, wants_event_stream
-from ttc_api.storable import INT32_MAX
-from ttc_core.errors import QuotaError
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"], responses=PROBLEM_RESPONSES)
-
-#: What a key at its stream cap is told to wait (a stream ends when its job does).
-STREAM_RETRY_AFTER_S = 5
 
 EVENTS_DESCRIPTION = """\
 A job's progress events, in order. Every event has an `id`: its sequence number in
@@ -34,11 +28,6 @@ polled event); the stream suggests `retry: 2000`, sends a `: keep-alive` comment
 after 15 s of silence, and closes after the job's final `status_changed` event. To
 resume, reconnect with `Last-Event-ID` (or `after`): the stream goes on exactly after
 that id, missing nothing and repeating nothing. `Last-Event-ID` wins over `after`.
-
-**Stream limits**: one key may hold `TTC_SSE_MAX_STREAMS_PER_KEY` open streams (per API
-process; the next is `429` with `Retry-After`). A stream also ends after
-`TTC_SSE_IDLE_S` seconds with nothing to send (a paused job; reconnect to go on), and
-within `TTC_SSE_AUTH_CHECK_S` seconds of its key being revoked.
 
 Event kinds and their `data`:
 
@@ -97,26 +86,18 @@ _STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
     response_model=EventsPublic,
     summary="Progress events (JSON polling or Server-Sent Events)",
     description=EVENTS_DESCRIPTION,
-    responses={**_STREAM_RESPONSE, **problem_responses(429)},
+    responses=_STREAM_RESPONSE,
 )
 def read_events(
     job_id: str,
     request: Request,
     db: DatabaseDep,
-    settings: SettingsDep,
-    hub: EventHubDep,
-    principal: PrincipalDep,
     tenant: TenantDep,
-    after: Annotated[int, Query(ge=0, le=INT32_MAX, description="only events with id > after")] = 0,
+    after: Annotated[int, Query(ge=0, description="only events with id > after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (polling)")] = 200,
     last_event_id: Annotated[
         int | None,
-        Header(
-            alias="Last-Event-ID",
-            ge=0,
-            le=INT32_MAX,
-            description="resume after this id (wins over after)",
-        ),
+        Header(alias="Last-Event-ID", ge=0, description="resume after this id (wins over after)"),
     ] = None,
 ) -> EventsPublic | StreamingResponse:
     """A page of events, or (``Accept: text/event-stream``) a stream until the job ends."""
@@ -126,31 +107,8 @@ def read_events(
         if not wants_event_stream(request.headers.get("accept")):
             events = events_after(session, job.id, cursor, limit)
             return EventsPublic(data=events, next_cursor=str(events[-1].id) if events else None)
-    cap = settings.sse_max_streams_per_key
-    release = hub.open_stream(principal.key_id, cap)
-    if release is None:
-        raise QuotaError(
-            f"this API key already holds {cap} open event streams (TTC_SSE_MAX_STREAMS_PER_KEY)"
-            "; close one, or poll",
-            retry_after=STREAM_RETRY_AFTER_S,
-        )
-    key_id = principal.key_id
-
-    async def key_alive() -> bool:
-        return key_id is None or await hub.key_alive(key_id)
-
     return StreamingResponse(
-        event_stream(
-            hub,
-            job_id,
-            cursor,
-            idle_s=settings.sse_idle_s,
-            still_allowed=key_alive,
-            check_every_s=settings.sse_auth_check_s,
-            on_close=release,
-        ),
+        event_stream(db, job_id, cursor),
         media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        # Also after a response whose stream never started (the release runs once).
-        background=BackgroundTask(release),
     )

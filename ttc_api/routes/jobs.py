@@ -23,7 +23,6 @@ from ttc_api.services import NO_NUL, get_job, job_public, list_jobs
 from ttc_api.submit import JobCreate, submit
 from ttc_core.control import cancel_job, pause_job, resume_job
 from ttc_core.models import JobStatus
-from ttc_core.observability import tracing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 
@@ -59,7 +58,6 @@ An admin key may set `tenant` to submit for another tenant (default `default`).
     responses=problem_responses(409, 429),
     openapi_extra=SUBMIT_EXAMPLES,
 )
-@tracing.traced("ttc.submit")
 def submit_job(
     spec: JobCreate,
     response: Response,

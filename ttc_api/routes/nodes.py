@@ -45,12 +45,8 @@ def read_nodes(
     is_terminal: Annotated[
         bool | None, Query(description="only nodes that end a path (true) or that don't")
     ] = None,
-    min_score: Annotated[
-        float | None, Query(allow_inf_nan=False, description="score >= this")
-    ] = None,
-    max_score: Annotated[
-        float | None, Query(allow_inf_nan=False, description="score <= this")
-    ] = None,
+    min_score: Annotated[float | None, Query(description="score >= this")] = None,
+    max_score: Annotated[float | None, Query(description="score <= this")] = None,
     q: Annotated[
         str | None, Query(max_length=200, pattern=NO_NUL, description="step text contains")
     ] = None,

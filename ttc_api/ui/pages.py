@@ -16,35 +16,23 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.routing import NoMatchFound
 
-from ttc_api.csrf import (
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    cross_origin_reason,
-    login_token,
-    login_token_ok,
-    new_nonce,
-)
 from ttc_api.deps import SessionDep, SettingsDep, TenantDep
-from ttc_api.problems import PROBLEM_RESPONSES, problem_response
+from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_api.schemas import JobsPublic
 from ttc_api.services import NO_NUL, get_job, job_public, list_nodes, node_detail
-from ttc_api.storable import scrub
 from ttc_api.ui.access import (
     PageViewerDep,
     Viewer,
     clear_login_cookie,
-    key_principal,
     safe_next,
     set_login_cookie,
-    set_login_nonce,
-    ui_secret,
+    viewer_for_key,
 )
 from ttc_api.ui.data import ScalingPublic, job_parameters, list_jobs_page, scaling_view
 from ttc_core.errors import NotFoundError
 from ttc_core.models import JobStatus
 from ttc_core.settings import Settings
 from ttc_core.strategies import STRATEGIES
-from ttc_core.ui_sessions import create_session, revoke_session
 
 templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
 
@@ -97,13 +85,8 @@ def ui_root(request: Request) -> RedirectResponse:
 def login_form(
     request: Request, settings: SettingsDep, next: str | None = None, error: str | None = None
 ) -> HTMLResponse:
-    message = {
-        "invalid": "That key is not valid.",
-        "missing": "Enter an API key.",
-        "expired": "The form expired; enter the key again.",
-    }
-    nonce = new_nonce()
-    response = _render(
+    message = {"invalid": "That key is not valid.", "missing": "Enter an API key."}
+    return _render(
         request,
         "login.html",
         None,
@@ -112,53 +95,30 @@ def login_form(
         auth_on=settings.auth_enabled,
         next=safe_next(next),
         error=message.get(error or ""),
-        csrf=login_token(ui_secret(settings), nonce),
     )
-    set_login_nonce(response, request, nonce)
-    return response
 
 
 @router.post("/login")
 async def login(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Check the key like any API key, then start a session whose token (not the key)
-    goes in an http-only cookie. Only this origin's own form may log in (its Origin, and
-    the form's signed token against its cookie): another page cannot log a browser in
-    under a key of its choosing. A refused key goes back to the form by redirect (a
-    reload does not post the key again)."""
-    reason = cross_origin_reason(request)
-    if reason is not None:
-        return problem_response(403, "Forbidden", f"CSRF: {reason}")
+    """Check the key like any API key, then keep it in an http-only cookie. A refused key
+    goes back to the form by redirect (a reload does not post the key again)."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
     next_url = safe_next((form.get("next") or [""])[0])
     base = request.scope.get("root_path", "")
     if not settings.auth_enabled:
         return RedirectResponse(base + next_url, status_code=303)
-    nonce = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not login_token_ok(ui_secret(settings), nonce, (form.get("csrf") or [""])[0]):
-        query = urlencode({"next": next_url, "error": "expired"})
-        return RedirectResponse(f"{base}/ui/login?{query}", status_code=303)
-    principal = key_principal(session, key)
-    if principal is None or principal.key_id is None:
+    if viewer_for_key(session, settings, key) is None:
         error = "invalid" if key else "missing"
         query = urlencode({"next": next_url, "error": error})
         return RedirectResponse(f"{base}/ui/login?{query}", status_code=303)
-    token = create_session(session, principal.key_id, settings.ui_session_ttl_s)
-    session.commit()
     response = RedirectResponse(base + next_url, status_code=303)
-    set_login_cookie(response, request, token, settings.ui_session_ttl_s)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    set_login_cookie(response, request, key)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, session: SessionDep) -> RedirectResponse:
-    """End the session (revoked server-side: the cookie is worthless from now on). Its
-    origin was checked on the way in (``ttc_api.csrf``)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        revoke_session(session, token)
-        session.commit()
+def logout(request: Request) -> RedirectResponse:
     response = RedirectResponse(request.scope.get("root_path", "") + "/ui/login", 303)
     clear_login_cookie(response, request)
     return response
@@ -228,7 +188,7 @@ def _job_page(
         settings,
         title=f"{title} {job.id[:8]}",
         job_id=job.id,
-        initial=scrub(initial),
+        initial=initial,
     )
 
 

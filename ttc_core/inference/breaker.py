@@ -9,8 +9,6 @@ import asyncio
 import logging
 import time
 
-from ttc_core.observability import metrics
-
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +49,6 @@ class CircuitBreaker:
         if self.failures >= self.threshold and not self.is_open:
             self.open_until = time.monotonic() + self.cooldown_s
             self.openings += 1
-            metrics.circuit_opened(self.name, self.cooldown_s)
             log.warning(
                 "endpoint %s: %d failures in a row; circuit open for %.1fs",
                 self.name,

@@ -23,8 +23,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from ttc_core.observability import metrics
-
 log = logging.getLogger(__name__)
 
 
@@ -156,12 +154,10 @@ class RedisLimiter:
                 self._listener = asyncio.get_running_loop().create_task(self._listen())
             token = uuid.uuid4().hex
             event = self._wakeups.setdefault(key, asyncio.Event())
-            began = time.monotonic()
             while not await self._acquire(keys=[self._key(key)], args=[limit, lease_s, token]):
                 event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=0.05)
-            metrics.slot_waited(key, began)
             try:
                 yield
             finally:
@@ -177,17 +173,7 @@ class RedisLimiter:
             )
             if wait <= 0:
                 return
-            metrics.rate_wait(key)
             await asyncio.sleep(wait)
-
-    async def get_note(self, key: str) -> str | None:
-        """A small fact about an endpoint one worker learnt for the others (e.g. the
-        largest ``n`` its server accepts), or None."""
-        value = await self._redis.get(self._key(f"note:{key}"))
-        return value.decode() if isinstance(value, bytes) else value
-
-    async def set_note(self, key: str, value: str, ttl_s: float) -> None:
-        await self._redis.set(self._key(f"note:{key}"), value, ex=max(1, int(ttl_s)))
 
     async def aclose(self) -> None:
         if self._listener is not None:

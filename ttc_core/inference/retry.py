@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ttc_core.errors import RetryableInferenceError
-from ttc_core.observability import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,5 +36,4 @@ async def with_retries(fn: Callable[[], Awaitable[T]], *, retries: int, what: st
             delay = backoff_delay(attempt, exc.retry_after)
             log.info("%s: %s; retry %d/%d in %.2fs", what, exc, attempt + 1, retries, delay)
             attempt += 1
-            metrics.inference_retry(what)
             await asyncio.sleep(delay)

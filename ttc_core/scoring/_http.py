@@ -9,25 +9,19 @@ at once. Every failure that ends the call is a :class:`ScorerError` naming the e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from ttc_core import ledger
 from ttc_core.errors import RetryableInferenceError
 from ttc_core.inference.client import parse_retry_after
-from ttc_core.inference.failures import describe_transport_error
-from ttc_core.inference.redact import upstream_summary
 from ttc_core.inference.retry import backoff_delay
-from ttc_core.inference.usage import read_count
 from ttc_core.scoring.base import ScorerError
 from ttc_core.settings import EndpointConfig
-from ttc_core.text_safety import decode_json_body
 
-__all__ = ["Sleep", "describe", "endpoint_root", "post_json", "record_usage", "shorten"]
+__all__ = ["Sleep", "describe", "endpoint_root", "post_json", "shorten"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -43,16 +37,6 @@ def describe(value: Any, limit: int = 120) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return shorten(text, limit)
-
-
-def record_usage(name: str, payload: Any) -> None:
-    """Count one answered reward-model request and the tokens its ``usage`` reports
-    (pooling and classify answers carry ``prompt_tokens``; unbelievable numbers count 0)."""
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
-    prompt = read_count(usage.get("prompt_tokens"), 1 << 40)[0] or 0
-    completion = read_count(usage.get("completion_tokens"), 1 << 40)[0] or 0
-    ledger.record(name, prompt, completion)
 
 
 def endpoint_root(endpoint: EndpointConfig) -> str:
@@ -72,29 +56,27 @@ async def _attempt(
         response = await client.post(
             url, json=body, headers=_headers(endpoint), timeout=endpoint.timeout_s
         )
+    except httpx.TimeoutException as exc:
+        raise RetryableInferenceError(f"timeout after {endpoint.timeout_s:g}s") from exc
     except httpx.TransportError as exc:
-        message = describe_transport_error(exc, url, endpoint.timeout_s)
-        raise RetryableInferenceError(message) from exc
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise RetryableInferenceError(f"transport error: {detail}") from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ScorerError(f"{what}: request failed: {type(exc).__name__}: {exc}") from exc
     status = response.status_code
-    if status < 400:
-        with contextlib.suppress(ValueError):
-            return response.json()
-    upstream = upstream_summary(response.text, [endpoint.api_key()])  # bounded, redacted
     if status == 429 or status >= 500:
         raise RetryableInferenceError(
-            f"HTTP {status}: {upstream!r}",
+            f"HTTP {status}: {shorten(response.text)!r}",
             status=status,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
     if status >= 400:
-        raise ScorerError(f"{what} refused the request: HTTP {status}: {upstream!r}")
+        raise ScorerError(f"{what} refused the request: HTTP {status}: {shorten(response.text)!r}")
     try:
-        return decode_json_body(response.content)
+        return response.json()
     except ValueError:
         raise RetryableInferenceError(
-            f"answered {status} with a body that is not JSON: {upstream!r}",
+            f"answered {status} with a body that is not JSON: {shorten(response.text)!r}",
             status=status,
         ) from None
 
@@ -107,21 +89,16 @@ async def post_json(
     endpoint: EndpointConfig,
     what: str,
     sleep: Sleep = asyncio.sleep,
-    name: str | None = None,
 ) -> Any:
     """The decoded JSON answer to ``POST url`` with ``body``, retried per the module doc.
 
     ``what`` names the endpoint in messages, e.g. ``"PRM endpoint 'prm' (http://h/pooling)"``.
-    ``name``: the endpoint's name in the settings; the answer is recorded under it in the
-    current attempt's usage (:mod:`ttc_core.ledger`).
     """
     retries = endpoint.max_retries
     attempt = 0
     while True:
         try:
-            payload = await _attempt(client, url, body, endpoint, what)
-            record_usage(name or endpoint.model, payload)
-            return payload
+            return await _attempt(client, url, body, endpoint, what)
         except RetryableInferenceError as exc:
             if attempt >= retries:
                 tries = attempt + 1

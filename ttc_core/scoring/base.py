@@ -15,13 +15,9 @@ Rules for implementations:
 
 * ``score`` is batched and async; network work goes through the shared
   ``httpx.AsyncClient`` (or an :class:`~ttc_core.inference.client.InferenceClient`).
-* Never raise because of what a *reply* said: an unparseable judge reply, or a reward
-  model's response of the wrong shape for one item, scores that item 0 with the reason in
-  ``StepScores.note`` (the engine puts it on the node's ``meta.score_error`` and in an
-  ``endpoint_trouble`` event), as Tree-of-Thoughts values an unparseable reply at 0.
-  Raise :class:`ScorerError` when the scorer cannot work at all (a server that stays
-  down, refuses every request); the message says what was wrong, since the job fails
-  with it. Raise ``ValueError`` for a caller error (a path with no steps given to a PRM).
+* Raise :class:`ScorerError` when the scorer cannot work (a server that stays down, a
+  malformed response); the message says what was wrong, since the job fails with it.
+  Raise ``ValueError`` for a caller error (a path with no steps given to a PRM).
 * Keep no per-job state beyond what the constructor receives.
 """
 
@@ -72,20 +68,10 @@ class StepScores:
     ``step_scores``: one score in [0, 1] per step (PRMs), or ``[path_value]`` (judges).
     ``path_value``: set by scorers that judge the whole path at once; it *is* the path's
     aggregate.
-    ``note``: why this item could not be scored (it is scored 0), e.g. ``"judge 'sim' gave
-    no value word in any of its 3 replies: '...'"``; ``None`` for a real score.
     """
 
     step_scores: list[float]
     path_value: float | None = None
-    note: str | None = None
-
-    @classmethod
-    def unscorable(cls, reason: str, steps: int = 1, *, path: bool = False) -> StepScores:
-        """A score of 0 for an item whose reply could not be read, with the reason."""
-        if path:
-            return cls(step_scores=[0.0], path_value=0.0, note=reason)
-        return cls(step_scores=[0.0] * max(1, steps), note=reason)
 
     def aggregate(self, how: Aggregation) -> float:
         """The path's score: ``path_value`` when set, else :func:`aggregate` of the steps."""

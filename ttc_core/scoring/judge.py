@@ -4,8 +4,7 @@ For each partial solution, one request with ``n = samples`` on
 :func:`ttc_core.prompts.value_prompt` (a user message); each reply is read with
 :func:`ttc_core.prompts.parse_value_word` (``sure`` = 1.0, ``likely`` = 0.05,
 ``impossible`` = 0.00005) and the path value is the mean over the replies. A reply without a
-value word counts as 0.0, as in the Tree-of-Thoughts reference implementation; when no
-reply has one, the value is 0.0 and ``StepScores.note`` says so (with the replies).
+value word counts as 0.0; when no reply has one, :class:`ScorerError` is raised.
 
 The judge scores the whole partial solution, not each step: the result is
 ``StepScores(step_scores=[value], path_value=value)`` and aggregation returns ``value``.
@@ -87,7 +86,7 @@ class LlmJudgeScorer:
         unique = list(dict.fromkeys(items))
         semaphore = asyncio.Semaphore(self.max_parallel)
 
-        async def one(item: PartialSolution) -> StepScores:
+        async def one(item: PartialSolution) -> float:
             async with semaphore:
                 try:
                     generation = await self.client.generate(self.request(item))
@@ -97,20 +96,16 @@ class LlmJudgeScorer:
 
         values = await gather_or_cancel([one(item) for item in unique])
         by_item = dict(zip(unique, values, strict=True))
-        return [by_item[item] for item in items]
+        return [StepScores(step_scores=[by_item[item]], path_value=by_item[item]) for item in items]
 
-    def _value(self, replies: list[str]) -> StepScores:
+    def _value(self, replies: list[str]) -> float:
         if not replies:
-            return StepScores.unscorable(
-                f"judge endpoint {self.client.name!r} returned no replies", path=True
-            )
+            raise ScorerError(f"judge endpoint {self.client.name!r} returned no replies")
         parsed = [parse_value_word(text) for text in replies]
         if all(v is None for v in parsed):
             shown = ", ".join(repr(text[:40]) for text in replies[:3])
-            return StepScores.unscorable(
+            raise ScorerError(
                 f"judge endpoint {self.client.name!r} gave no value word (sure, likely, "
-                f"impossible) in any of its {len(replies)} replies: {shown}",
-                path=True,
+                f"impossible) in any of its {len(replies)} replies: {shown}"
             )
-        value = sum(v or 0.0 for v in parsed) / len(parsed)
-        return StepScores(step_scores=[value], path_value=value)
+        return sum(v or 0.0 for v in parsed) / len(parsed)

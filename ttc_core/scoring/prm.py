@@ -26,10 +26,8 @@ doubled. Requests carry ``Authorization: Bearer <key>`` when the endpoint has a 
 endpoint's ``timeout_s``, and are retried on 429, 5xx, timeouts, transport errors and bodies
 that are not JSON (``endpoint.max_retries`` times, with backoff). A response of the wrong
 shape, with a score that is not a number in [0, 1], or with a different number of scores
-than steps scores the item(s) it was for 0, with what was wrong in ``StepScores.note``
-(a reward model's garbage reply must not end a search); a server that stays down or
-refuses the request raises :class:`~ttc_core.scoring.base.ScorerError`. Identical items in
-one batch are scored once; the ``usage`` a server reports is counted in the job's usage.
+than steps raises :class:`~ttc_core.scoring.base.ScorerError` saying what was wrong.
+Identical items in one batch are scored once.
 """
 
 from __future__ import annotations
@@ -138,13 +136,7 @@ class _HttpPrm:
 
     async def _post(self, body: dict[str, Any]) -> Any:
         return await post_json(
-            self.client,
-            self.url,
-            body,
-            endpoint=self.endpoint,
-            what=self.what,
-            sleep=self._sleep,
-            name=self.name,
+            self.client, self.url, body, endpoint=self.endpoint, what=self.what, sleep=self._sleep
         )
 
     async def score(self, items: Sequence[PartialSolution]) -> list[StepScores]:
@@ -154,9 +146,9 @@ class _HttpPrm:
         unique = list(dict.fromkeys(items))
         scores = await self._score_unique(unique)
         by_item = dict(zip(unique, scores, strict=True))
-        return [by_item[item] for item in items]
+        return [StepScores(step_scores=list(by_item[item])) for item in items]
 
-    async def _score_unique(self, items: list[PartialSolution]) -> list[StepScores]:
+    async def _score_unique(self, items: list[PartialSolution]) -> list[list[float]]:
         raise NotImplementedError
 
 
@@ -177,13 +169,9 @@ class VllmPrmScorer(_HttpPrm):
             ],
         }
 
-    async def _score_unique(self, items: list[PartialSolution]) -> list[StepScores]:
-        async def one(item: PartialSolution) -> StepScores:
-            payload = await self._post(self.body(item))
-            try:
-                return StepScores(step_scores=self._parse(payload, len(item.steps)))
-            except ScorerError as exc:  # this reply is unusable; the search goes on
-                return StepScores.unscorable(str(exc), len(item.steps))
+    async def _score_unique(self, items: list[PartialSolution]) -> list[list[float]]:
+        async def one(item: PartialSolution) -> list[float]:
+            return self._parse(await self._post(self.body(item)), len(item.steps))
 
         return await _bounded(self.max_parallel, [partial(one, item) for item in items])
 
@@ -235,22 +223,18 @@ class JsonPrmScorer(_HttpPrm):
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
 
-    async def _score_unique(self, items: list[PartialSolution]) -> list[StepScores]:
+    async def _score_unique(self, items: list[PartialSolution]) -> list[list[float]]:
         batches = [
             items[start : start + self.batch_size]
             for start in range(0, len(items), self.batch_size)
         ]
 
-        async def one(batch: list[PartialSolution]) -> list[StepScores]:
+        async def one(batch: list[PartialSolution]) -> list[list[float]]:
             body = {
                 "model": self.endpoint.model,
                 "items": [{"prompt": it.question, "steps": list(it.steps)} for it in batch],
             }
-            payload = await self._post(body)
-            try:
-                return [StepScores(step_scores=s) for s in self._parse(payload, batch)]
-            except ScorerError as exc:  # this reply is unusable; the search goes on
-                return [StepScores.unscorable(str(exc), len(it.steps)) for it in batch]
+            return self._parse(await self._post(body), batch)
 
         results = await _bounded(self.max_parallel, [partial(one, batch) for batch in batches])
         return [scores for batch in results for scores in batch]

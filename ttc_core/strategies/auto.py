@@ -28,19 +28,19 @@ class AutoParams(SamplingParams):
     )
 
 
-class Auto(Strategy[AutoParams]):
-    """Runs other strategies by name: the registry that holds it is handed to it (the
-    registry imports this module, never the other way round)."""
+def _registry() -> Mapping[str, Strategy[Any]]:
+    from ttc_core.strategies import STRATEGIES  # the registry holds this strategy too
 
+    return STRATEGIES
+
+
+class Auto(Strategy[AutoParams]):
     name = "auto"
     params_model = AutoParams
 
-    def __init__(self, registry: Mapping[str, Strategy[Any]]) -> None:
-        self._registry = registry
-
     def planned_samples(self, params: AutoParams) -> int:
         policy = params.policy or DEFAULT_POLICY
-        registry = self._registry
+        registry = _registry()
         most = 0
         for band in policy.bands:
             inner = registry[band.strategy]
@@ -90,7 +90,7 @@ class Auto(Strategy[AutoParams]):
 
     def _inner(self, band: Band, params: AutoParams) -> tuple[Strategy[Any], SamplingParams]:
         """The band's strategy with the job's sampling knobs under the band's own params."""
-        inner = self._registry[band.strategy]
+        inner = _registry()[band.strategy]
         knobs = params.model_dump(include=set(SamplingParams.model_fields))
         return inner, inner.parse_params({**knobs, **band.params})
 

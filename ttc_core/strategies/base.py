@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class SamplingParams(BaseModel):
@@ -44,28 +44,18 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(default=512, ge=1, le=131_072)
     stop: list[str] | None = Field(default=None, max_length=8)
 
-    # Typed access to knobs only some strategies have, so that the engine asks the
-    # parameters instead of probing them with getattr.
-
-    def step_delimiter(self) -> str:
-        """Where a reasoning step ends (step-level searches make it a parameter)."""
-        return "\n\n"
-
-    def depth_limit(self) -> int | None:
-        """The depth at which a step path ends, if the strategy has one."""
-        return None
-
-    def shows_feedback(self) -> bool:
-        """Whether a critique sees the verifier's feedback (Refine makes it a parameter)."""
-        return True
-
 
 P = TypeVar("P", bound=SamplingParams)
 
 
-#: The roles an expansion may generate (every :class:`~ttc_core.tree.NodeRole` but the
-#: root), as their string values.
-ROLES = tuple(role.value for role in NodeRole if role is not NodeRole.root)
+#: What an expansion generates, and so how its prompt is built:
+#: ``sample`` a whole answer to the question; ``step`` one reasoning step continuing the
+#: parent's path (stops at the step delimiter); ``lookahead`` a step generated only to
+#: score its parent (beam-search lookahead); ``critique`` a review of the parent answer;
+#: ``revise`` a new answer from the grandparent answer and the parent critique; ``think``
+#: a thought before an answer (extended thinking: the ``sample`` below it is the answer,
+#: and strategies see that answer in the thought's place, ``ttc_core.thinking``).
+ROLES = ("sample", "step", "lookahead", "critique", "revise", "think")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +64,7 @@ class Expand:
 
     parent_id: str
     k: int
-    role: NodeRole = NodeRole.sample
+    role: str = "sample"
     #: Overrides the job's sampling temperature (e.g. greedy lookahead).
     temperature: float | None = None
 
@@ -126,7 +116,7 @@ class Strategy(ABC, Generic[P]):
 
     def planned_samples(self, params: P) -> int:
         """Upper bound of samples the job may generate (used for limits and budgets)."""
-        return 1
+        return int(getattr(params, "n", 1))
 
     @abstractmethod
     def plan(self, tree: TreeView, params: P, state: Mapping[str, Any]) -> Plan:

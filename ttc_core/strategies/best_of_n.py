@@ -37,9 +37,6 @@ class BestOfN(Strategy[BestOfNParams]):
     params_model = BestOfNParams
     needs_scores = True
 
-    def planned_samples(self, params: BestOfNParams) -> int:
-        return params.n
-
     def plan(self, tree: TreeView, params: BestOfNParams, state: Mapping[str, Any]) -> Plan:
         if not params.stop_on_pass:
             return plan_root_samples(tree, params.n) or Plan(finish=self.select(tree, params))

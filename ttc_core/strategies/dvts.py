@@ -12,7 +12,7 @@ from typing import Any
 
 from ttc_core.strategies.base import Expand, Plan, Selection, Strategy
 from ttc_core.strategies.stepwise import BeamParams, rank_key, select_terminal
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class DvtsParams(BeamParams):
@@ -22,7 +22,7 @@ class DvtsParams(BeamParams):
 def greedy_tip(tree: TreeView, node: NodeView) -> NodeView:
     """Follow the best child from ``node`` down to the last node of its greedy path."""
     while True:
-        kids = [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]
+        kids = [c for c in tree.children(node.id) if c.usable and c.role == "step"]
         if not kids:
             return node
         node = min(kids, key=rank_key)
@@ -38,11 +38,11 @@ class Dvts(Strategy[DvtsParams]):
 
     def plan(self, tree: TreeView, params: DvtsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
-            return Plan(expansions=[Expand(tree.root_id, params.n, role=NodeRole.step)])
+            return Plan(expansions=[Expand(tree.root_id, params.n, role="step")])
         expansions = []
         for tip in subtree_tips(tree, params):
             if not tip.is_terminal and tip.depth < params.max_depth:
-                expansions.append(Expand(tip.id, params.beam_width, role=NodeRole.step))
+                expansions.append(Expand(tip.id, params.beam_width, role="step"))
         if expansions:
             return Plan(expansions=expansions)
         return Plan(finish=self.select(tree, params))
@@ -54,7 +54,7 @@ class Dvts(Strategy[DvtsParams]):
 
 def subtree_tips(tree: TreeView, params: DvtsParams) -> list[NodeView]:
     """The current greedy tip of each subtree (root children grouped by ``beam_width``)."""
-    first = [c for c in tree.children(tree.root_id) if c.role == NodeRole.step]
+    first = [c for c in tree.children(tree.root_id) if c.role == "step"]
     tips = []
     for group in range(params.n // params.beam_width):
         members = [

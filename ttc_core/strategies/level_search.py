@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from ttc_core.strategies.base import Expand, Plan
 from ttc_core.strategies.stepwise import StepSearchParams, open_leaves, select_terminal
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 def frontier(tree: TreeView) -> list[NodeView]:
     """Step nodes at the deepest depth reached so far (lookahead nodes excluded)."""
-    steps = [n for n in tree.nodes.values() if n.role == NodeRole.step]
+    steps = [n for n in tree.nodes.values() if n.role == "step"]
     if not steps:
         return []
     deepest = max(n.depth for n in steps)
@@ -21,7 +21,7 @@ def lookahead_tip(tree: TreeView, node: NodeView) -> NodeView:
     """The end of a node's greedy lookahead chain (the node itself if it has none)."""
     tip = node
     while True:
-        chain = [c for c in tree.children(tip.id) if c.role == NodeRole.lookahead]
+        chain = [c for c in tree.children(tip.id) if c.role == "lookahead"]
         if not chain:
             return tip
         tip = chain[0]
@@ -37,7 +37,7 @@ def plan_levels(
     lookahead: int = 0,
 ) -> Plan:
     if not tree.children(tree.root_id):
-        return Plan(expansions=[Expand(tree.root_id, root_k, role=NodeRole.step)])
+        return Plan(expansions=[Expand(tree.root_id, root_k, role="step")])
     candidates = open_leaves(frontier(tree))
     ranked_by: dict[str, NodeView] = {n.id: n for n in candidates}
     if lookahead > 0:
@@ -46,7 +46,7 @@ def plan_levels(
             tip = lookahead_tip(tree, node)
             steps_ahead = tip.depth - node.depth
             if steps_ahead < lookahead and not tip.is_terminal and tip.usable:
-                pending.append(Expand(tip.id, 1, role=NodeRole.lookahead, temperature=0.0))
+                pending.append(Expand(tip.id, 1, role="lookahead", temperature=0.0))
             ranked_by[node.id] = tip
         if pending:
             return Plan(expansions=pending)
@@ -55,7 +55,7 @@ def plan_levels(
     kept_ids = {n.id for n in _stable_top(candidates, ranked_by, keep)}
     kept = [n for n in candidates if n.id in kept_ids]
     dropped = {n.id: {"dropped": True} for n in candidates if n.id not in kept_ids}
-    return Plan(expansions=[Expand(n.id, k, role=NodeRole.step) for n in kept], node_meta=dropped)
+    return Plan(expansions=[Expand(n.id, k, role="step") for n in kept], node_meta=dropped)
 
 
 def _stable_top(

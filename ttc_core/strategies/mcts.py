@@ -22,7 +22,7 @@ from pydantic import Field
 
 from ttc_core.strategies.base import Expand, Plan, Selection, Strategy
 from ttc_core.strategies.stepwise import StepSearchParams, select_terminal
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class MctsParams(StepSearchParams):
@@ -46,7 +46,7 @@ def tree_stats(tree: TreeView, max_depth: int) -> Stats:
     value_sum: dict[str, float] = {}
     open_below: dict[str, bool] = {}
     for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
-        kids = [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]
+        kids = [c for c in tree.children(node.id) if c.usable and c.role == "step"]
         scored = node.parent_id is not None and node.usable and node.score is not None
         visits[node.id] = int(scored) + sum(visits[c.id] for c in kids)
         value_sum[node.id] = (node.score or 0.0 if scored else 0.0) + sum(
@@ -57,7 +57,7 @@ def tree_stats(tree: TreeView, max_depth: int) -> Stats:
             and node.usable
             and not node.is_terminal
             and node.depth < max_depth
-            and (node.role == NodeRole.step or node.parent_id is None)
+            and (node.role == "step" or node.parent_id is None)
         )
         open_below[node.id] = leaf_open or any(open_below[c.id] for c in kids)
     return Stats(visits, value_sum, open_below)
@@ -74,10 +74,7 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
             kids = [
                 c
                 for c in tree.children(node.id)
-                if c.usable
-                and c.role == NodeRole.step
-                and stats.open_below[c.id]
-                and c.id not in taken
+                if c.usable and c.role == "step" and stats.open_below[c.id] and c.id not in taken
             ]
             if not kids:
                 break
@@ -90,7 +87,7 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
                 return (q + explore, -c.child_index)
 
             node = max(kids, key=uct)
-        expanded = any(c.usable and c.role == NodeRole.step for c in tree.children(node.id))
+        expanded = any(c.usable and c.role == "step" for c in tree.children(node.id))
         if node.id in taken or expanded or not stats.open_below[node.id]:
             break  # nothing left to expand (a leaf whose children all failed is retried)
         chosen.append(node)
@@ -103,7 +100,7 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
             stats.open_below[ancestor.id] = any(
                 stats.open_below[c.id] and c.id not in taken
                 for c in tree.children(ancestor.id)
-                if c.usable and c.role == NodeRole.step
+                if c.usable and c.role == "step"
             )
     return chosen
 
@@ -115,14 +112,14 @@ def best_path_tip(tree: TreeView, stats: Stats) -> NodeView | None:
         kids = [
             c
             for c in tree.children(node.id)
-            if c.usable and c.role == NodeRole.step and stats.open_below[c.id]
+            if c.usable and c.role == "step" and stats.open_below[c.id]
         ]
         if not kids:
             break
         node = max(
             kids, key=lambda c: (stats.value_sum[c.id] / max(1, stats.visits[c.id]), -c.child_index)
         )
-    expanded = any(c.usable and c.role == NodeRole.step for c in tree.children(node.id))
+    expanded = any(c.usable and c.role == "step" for c in tree.children(node.id))
     if node.parent_id is None or expanded or not stats.open_below[node.id]:
         return None
     return node
@@ -138,20 +135,18 @@ class Mcts(Strategy[MctsParams]):
 
     def plan(self, tree: TreeView, params: MctsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
-            return Plan(expansions=[Expand(tree.root_id, params.k, role=NodeRole.step)])
+            return Plan(expansions=[Expand(tree.root_id, params.k, role="step")])
         done = sum(1 for n in tree.nodes.values() if tree.children(n.id))
         left = params.simulations - done
         stats = tree_stats(tree, params.max_depth)
         leaves = select_leaves(tree, params, stats, min(params.parallel, left)) if left > 0 else []
         if leaves:
-            return Plan(
-                expansions=[Expand(leaf.id, params.k, role=NodeRole.step) for leaf in leaves]
-            )
-        if not any(n.role == NodeRole.step for n in tree.terminals()):
+            return Plan(expansions=[Expand(leaf.id, params.k, role="step") for leaf in leaves])
+        if not any(n.role == "step" for n in tree.terminals()):
             # The budget ended before any path finished: complete the best path greedily.
             tip = best_path_tip(tree, tree_stats(tree, params.max_depth))
             if tip is not None:
-                return Plan(expansions=[Expand(tip.id, 1, role=NodeRole.step)])
+                return Plan(expansions=[Expand(tip.id, 1, role="step")])
         return self._finish(tree, params)
 
     def _finish(self, tree: TreeView, params: MctsParams) -> Plan:
@@ -164,7 +159,7 @@ class Mcts(Strategy[MctsParams]):
                 else None,
             }
             for n in tree.nodes.values()
-            if n.role == NodeRole.step or n.parent_id is None
+            if n.role == "step" or n.parent_id is None
         }
         return Plan(finish=self.select(tree, params), node_meta=meta)
 

@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import Field
 
 from ttc_core.strategies.base import Expand, Plan, SamplingParams, Selection, Strategy
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
-ATTEMPT_ROLES = (NodeRole.sample, NodeRole.revise)
+ATTEMPT_ROLES = ("sample", "revise")
 
 
 class RefineParams(SamplingParams):
@@ -29,9 +29,6 @@ class RefineParams(SamplingParams):
         le=1.0,
         description="a score that counts as passing (for verifiers without a reference)",
     )
-
-    def shows_feedback(self) -> bool:
-        return self.use_feedback
 
 
 def chain(tree: TreeView, head: NodeView) -> list[NodeView]:
@@ -57,19 +54,19 @@ class Refine(Strategy[RefineParams]):
     def plan(self, tree: TreeView, params: RefineParams, state: Mapping[str, Any]) -> Plan:
         heads = tree.children(tree.root_id)
         if not heads:
-            return Plan(expansions=[Expand(tree.root_id, params.n, role=NodeRole.sample)])
+            return Plan(expansions=[Expand(tree.root_id, params.n, role="sample")])
         expansions = []
         for head in heads:
             nodes = chain(tree, head)
             last = nodes[-1]
             if not last.usable:
                 continue
-            if last.role == NodeRole.critique:
-                expansions.append(Expand(last.id, 1, role=NodeRole.revise))
+            if last.role == "critique":
+                expansions.append(Expand(last.id, 1, role="revise"))
                 continue
-            revisions = sum(1 for n in nodes if n.role == NodeRole.revise)
+            revisions = sum(1 for n in nodes if n.role == "revise")
             if not passed(last, params) and revisions < params.rounds:
-                expansions.append(Expand(last.id, 1, role=NodeRole.critique))
+                expansions.append(Expand(last.id, 1, role="critique"))
         if expansions:
             return Plan(expansions=expansions)
         return Plan(finish=self.select(tree, params))
@@ -87,5 +84,5 @@ class Refine(Strategy[RefineParams]):
             best,
             path=[n.id for n in tree.path(best.id)],
             passed=passed(best, params),
-            revisions=sum(1 for n in tree.path(best.id) if n.role == NodeRole.revise),
+            revisions=sum(1 for n in tree.path(best.id) if n.role == "revise"),
         )

@@ -35,9 +35,6 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
     name = "self_consistency"
     params_model = SelfConsistencyParams
 
-    def planned_samples(self, params: SelfConsistencyParams) -> int:
-        return params.n
-
     def plan(self, tree: TreeView, params: SelfConsistencyParams, state: Mapping[str, Any]) -> Plan:
         if params.adaptive is None:
             return plan_root_samples(tree, params.n) or Plan(finish=self.select(tree, params))

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from ttc_core.strategies.base import SamplingParams, Selection
 from ttc_core.strategies.voting import tally
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class StepSearchParams(SamplingParams):
@@ -27,12 +27,6 @@ class StepSearchParams(SamplingParams):
         default="best",
         description="final answer: best terminal by score, or (weighted) vote over terminals",
     )
-
-    def step_delimiter(self) -> str:
-        return self.delimiter
-
-    def depth_limit(self) -> int | None:
-        return self.max_depth
 
 
 class BeamParams(StepSearchParams):
@@ -63,7 +57,7 @@ def top(nodes: Iterable[NodeView], count: int) -> list[NodeView]:
 
 def open_leaves(nodes: Iterable[NodeView]) -> list[NodeView]:
     """Generated, non-terminal step nodes: states a search may continue."""
-    return [n for n in nodes if n.usable and not n.is_terminal and n.role == NodeRole.step]
+    return [n for n in nodes if n.usable and not n.is_terminal and n.role == "step"]
 
 
 def select_terminal(
@@ -71,7 +65,7 @@ def select_terminal(
 ) -> Selection:
     """The final answer over terminal nodes, with the chosen path in ``details``."""
     terminals = list(candidates if candidates is not None else tree.terminals())
-    terminals = [n for n in terminals if n.role != NodeRole.lookahead]
+    terminals = [n for n in terminals if n.role != "lookahead"]
     if not terminals:
         return Selection.failure("the search reached no final answer")
     if how == "best":

@@ -20,7 +20,7 @@ from pydantic import Field
 from ttc_core.strategies.base import Expand, Plan, Selection, Strategy
 from ttc_core.strategies.level_search import frontier
 from ttc_core.strategies.stepwise import StepSearchParams, open_leaves, select_terminal
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class TotBfsParams(StepSearchParams):
@@ -70,14 +70,12 @@ class TotBfs(Strategy[TotBfsParams]):
 
     def plan(self, tree: TreeView, params: TotBfsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
-            return Plan(expansions=[Expand(tree.root_id, params.k, role=NodeRole.step)])
+            return Plan(expansions=[Expand(tree.root_id, params.k, role="step")])
         candidates = open_leaves(frontier(tree))
         if not candidates:
             return Plan(finish=select_terminal(tree, params.select))
         kept, meta = keep_states(candidates, params.breadth, params.dedupe)
-        return Plan(
-            expansions=[Expand(n.id, params.k, role=NodeRole.step) for n in kept], node_meta=meta
-        )
+        return Plan(expansions=[Expand(n.id, params.k, role="step") for n in kept], node_meta=meta)
 
     def select(self, tree: TreeView, params: TotBfsParams) -> Selection:
         return select_terminal(tree, params.select)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ttc_core.strategies.base import Expand, Plan, Selection, Strategy
 from ttc_core.strategies.stepwise import StepSearchParams, rank_key, select_terminal
-from ttc_core.tree import NodeRole, NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView
 
 
 class TotDfsParams(StepSearchParams):
@@ -29,7 +29,7 @@ class TotDfsParams(StepSearchParams):
 def _next(tree: TreeView, node: NodeView, params: TotDfsParams) -> tuple[str, NodeView] | None:
     """Depth-first, best child first: a final answer to stop at, or a state to expand."""
     for child in sorted(tree.children(node.id), key=rank_key):
-        if not child.usable or child.role != NodeRole.step:
+        if not child.usable or child.role != "step":
             continue
         if child.score is None or child.score < params.threshold:
             continue  # pruned by value
@@ -55,14 +55,12 @@ class TotDfs(Strategy[TotDfsParams]):
 
     def plan(self, tree: TreeView, params: TotDfsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
-            return Plan(expansions=[Expand(tree.root_id, params.k, role=NodeRole.step)])
-        expanded = sum(
-            1 for n in tree.nodes.values() if n.role == NodeRole.step and tree.children(n.id)
-        )
+            return Plan(expansions=[Expand(tree.root_id, params.k, role="step")])
+        expanded = sum(1 for n in tree.nodes.values() if n.role == "step" and tree.children(n.id))
         found = _next(tree, tree.root, params)
         if found is None or found[0] == "finish" or expanded + 1 >= params.max_expansions:
             return Plan(finish=self.select(tree, params))
-        return Plan(expansions=[Expand(found[1].id, params.k, role=NodeRole.step)])
+        return Plan(expansions=[Expand(found[1].id, params.k, role="step")])
 
     def select(self, tree: TreeView, params: TotDfsParams) -> Selection:
         found = _next(tree, tree.root, params)

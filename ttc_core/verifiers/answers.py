@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-from ttc_core.verifiers.patterns import AnswerPattern
-
 __all__ = ["extract_answer", "last_boxed", "normalize_answer", "strip_wrappers"]
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -79,7 +77,7 @@ def _clean_marker_value(value: str) -> str:
     return value.strip().strip("*").strip()
 
 
-def extract_answer(text: str, pattern: AnswerPattern | None = None) -> str | None:
+def extract_answer(text: str, pattern: re.Pattern[str] | None = None) -> str | None:
     """The raw final answer stated in ``text``, or ``None`` when there is none.
 
     With ``pattern``: the first capture group of the *last* match (the whole match when the
@@ -88,7 +86,7 @@ def extract_answer(text: str, pattern: AnswerPattern | None = None) -> str | Non
     The result is stripped but not normalized (see :func:`normalize_answer`).
     """
     if pattern is not None:
-        last = None
+        last: re.Match[str] | None = None
         for last in pattern.finditer(text):  # noqa: B007 - we want the final match
             pass
         if last is None:

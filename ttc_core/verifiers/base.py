@@ -71,15 +71,12 @@ class Verdict:
     ``answer``: the normalized extracted answer, ``None`` when the output states none.
     ``correct``: agreement with the reference, ``None`` when there is no reference.
     ``feedback``: why it failed, e.g. ``"expected 42, got 41"``; ``None`` otherwise.
-    ``score_error``: why the score is 0 although the verifier worked (a reward model's
-    reply for this candidate could not be read); ``None`` for a real score.
     """
 
     score: float | None
     answer: str | None
     correct: bool | None
     feedback: str | None = None
-    score_error: str | None = None
 
 
 @runtime_checkable

@@ -12,15 +12,30 @@ first failure (the test, the failing ``assert`` line or the exception, at most 5
 characters), ``"timed out after 5s"``, or ``"memory limit (512 MB) exceeded in test_x"``.
 ``answer`` is ``None`` (programs are not voted on).
 
-Sandbox: each run goes through a :class:`~ttc_core.sandbox.SandboxBackend` (the
-operator's ``TTC_CODE_SANDBOX``; see :mod:`ttc_core.sandbox`): by default bubblewrap, with
-a uid of its own, a read-only minimal root, no network or host sockets, a private tmpfs
-``/tmp`` as the working directory, and limits on the whole tree's memory and processes,
-on CPU time, wall time, file size and open files. Where no strong sandbox is available the
-verification fails saying so (and submission refuses code jobs), never weaker. The run's
-files (``solution.py``, ``tests.py``, the runner) lie read-only in ``/box``, read by the
-runner *before* the program runs; ``python -I``; an environment with only ``PATH``,
-``HOME`` and ``LANG``; stdin empty once the nonce is read.
+Sandbox, for each run:
+
+* a fresh temporary directory as the working directory (removed afterwards) holding
+  ``solution.py``, ``tests.py`` and the runner, read by the runner *before* the program
+  runs; ``python -I`` (isolated: no user site, no ``PYTHON*`` variables, no script dir on
+  ``sys.path``); an environment with only ``PATH``; stdin empty;
+* resource limits set in ``preexec_fn``: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``
+  (timeout + 1 s), ``RLIMIT_NOFILE`` (64), ``RLIMIT_FSIZE`` (16 MiB per file),
+  ``RLIMIT_CORE`` (0); a new session, killed as a process group at the wall-clock timeout;
+* no network. Where user namespaces work (probed once per process, see
+  :func:`sandbox_mode`), the run is wrapped in ``unshare --net --map-root-user --pid --fork
+  --kill-child``: a network namespace with no interfaces up (every connection fails, even to
+  127.0.0.1) and a PID namespace (``/bin/sh`` is its PID 1, python an ordinary process), so
+  processes the program leaves behind die with it. This is the mode that applies on the
+  development machine this was written on (root in a container, util-linux 2.38).
+  Elsewhere (``unshare`` missing or refused, e.g. Docker without user namespaces) a guard at
+  the top of the runner replaces ``socket.socket`` (internet sockets) and
+  ``socket.create_connection`` with ones that raise: enough against accidents, not against
+  a program that imports ``_socket`` on purpose.
+
+Results travel on the runner's own copy of stdout, each line prefixed with a random nonce
+handed over on stdin; the program's prints go to stderr. This keeps honest programs from
+corrupting the report; it is not a defence against a program written to forge results
+(it shares the runner's process).
 
 At most :data:`MAX_PARALLEL_RUNS` (``os.cpu_count()``) runs at once per event loop.
 """
@@ -29,24 +44,24 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import math
 import os
 import re
+import resource
 import secrets
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
 
-from ttc_core.sandbox import (
-    SandboxBackend,
-    SandboxLimits,
-    SandboxOutcome,
-    SandboxUnavailable,
-    config_from_settings,
-    select_backend,
-)
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
 
 __all__ = [
@@ -56,9 +71,9 @@ __all__ = [
     "CodeVerifier",
     "RunReport",
     "check_tests",
-    "default_backend",
     "extract_program",
     "run_program",
+    "sandbox_mode",
 ]
 
 MAX_TESTS_BYTES = 100 * 1024
@@ -68,6 +83,20 @@ MAX_MEMORY_MB = 4096
 MAX_PARALLEL_RUNS = os.cpu_count() or 1
 #: Longest feedback message.
 MAX_FEEDBACK_CHARS = 500
+#: Largest file the program may write, in bytes.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_OPEN_FILES = 64
+#: How much of the result channel and of stderr is kept.
+_MAX_REPORT_BYTES = 1024 * 1024
+_STDERR_TAIL_BYTES = 8 * 1024
+
+SandboxMode = Literal["unshare", "guard"]
+
+_UNSHARE_FLAGS = ("--net", "--map-root-user", "--pid", "--fork", "--kill-child")
+# sh stays PID 1 of the namespace (and python an ordinary process that signals reach);
+# "; exit $?" keeps the shell from exec-ing python in its place; the shell's PWD is dropped.
+_SH_WRAPPER = ("/bin/sh", "-c", 'unset PWD; "$0" "$@"; exit $?')
+
 _FENCED_PY = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\r?\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _FENCED_ANY = re.compile(r"```[ \t]*\r?\n(.*?)```", re.DOTALL)
 _UNTERMINATED_PY = re.compile(
@@ -77,6 +106,27 @@ _UNTERMINATED_PY = re.compile(
 # ---------------------------------------------------------------------------------------
 # The runner (a separate script, run with python -I in the sandbox)
 # ---------------------------------------------------------------------------------------
+
+_GUARD = r"""
+import socket as _socket_module
+
+
+def _ttc_no_network(*args, **kwargs):
+    raise OSError(101, "network access is disabled in this sandbox")
+
+
+class _TTCGuardedSocket(_socket_module.socket):
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        if fileno is None and family != _socket_module.AF_UNIX:
+            _ttc_no_network()
+        super().__init__(family, type, proto, fileno)
+
+
+_socket_module.socket = _TTCGuardedSocket
+_socket_module.SocketType = _TTCGuardedSocket
+_socket_module.create_connection = _ttc_no_network
+del _socket_module
+"""
 
 _RUNNER = r'''
 import ast
@@ -106,10 +156,8 @@ def _main():
         results.write(nonce + " " + line + "\n")
         results.flush()
 
-    box = sys.argv[1]
-
     def read(name):
-        with open(os.path.join(box, name), encoding="utf-8") as f:
+        with open(name, encoding="utf-8") as f:
             text = f.read()
         linecache.cache[name] = (len(text), None, text.splitlines(True), name)
         return text
@@ -252,12 +300,46 @@ def _shorten(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def default_backend() -> SandboxBackend:
-    """The backend the operator's settings choose on this host (``SandboxUnavailable``
-    when there is none)."""
-    from ttc_core.settings import get_settings
+def _probe_unshare() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None or not os.path.exists(_SH_WRAPPER[0]):
+        return False
+    try:
+        done = subprocess.run(
+            [unshare, *_UNSHARE_FLAGS, *_SH_WRAPPER, sys.executable, "-I", "-c", "pass"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
-    return select_backend(config_from_settings(get_settings()))
+
+@lru_cache(maxsize=1)
+def sandbox_mode() -> SandboxMode:
+    """``"unshare"`` when network and PID namespaces work here, else ``"guard"`` (cached).
+
+    Blocks for the probe (tens of milliseconds) on the first call only.
+    """
+    return "unshare" if _probe_unshare() else "guard"
+
+
+def _limits(timeout_s: float, memory_mb: int) -> Any:
+    """The ``preexec_fn`` that applies the resource limits in the child."""
+    memory = memory_mb * 1024 * 1024
+    cpu = math.ceil(timeout_s) + 1
+
+    def apply() -> None:  # runs in the forked child before exec: keep it minimal
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_OPEN_FILES, MAX_OPEN_FILES))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
 
 
 _SEMAPHORES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -286,13 +368,53 @@ class RunReport:
     timed_out: bool = False
     returncode: int | None = None
     stderr_tail: str = ""
-    #: The whole tree hit its memory limit (killed by the cgroup or the watchdog).
-    memory_exceeded: bool = False
-    processes_exceeded: bool = False
 
     @property
     def passed(self) -> int:
         return sum(1 for ok, _, _ in self.results.values() if ok)
+
+
+async def _read_head(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """The first ``limit`` bytes of ``stream``; the rest is drained and dropped."""
+    if stream is None:
+        return b""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        if len(kept) < limit:
+            kept += chunk[: limit - len(kept)]
+    return bytes(kept)
+
+
+async def _read_tail(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """The last ``limit`` bytes of ``stream``."""
+    if stream is None:
+        return b""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        kept += chunk
+        if len(kept) > limit:
+            del kept[: len(kept) - limit]
+    return bytes(kept)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a run's directory, even where the program took permissions away."""
+
+    def retry(function: Any, failed: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            os.chmod(failed, 0o700)
+            function(failed)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
 
 
 def _parse_report(report: RunReport, raw: bytes, nonce: str) -> None:
@@ -334,43 +456,79 @@ async def run_program(
     *,
     timeout_s: float = 5.0,
     memory_mb: int = 512,
-    backend: SandboxBackend | None = None,
+    mode: SandboxMode | None = None,
 ) -> RunReport:
     """Run ``program`` then ``tests`` in the sandbox; what the runner reported.
 
-    ``backend``: ``None`` for :func:`default_backend`.
+    ``mode``: ``None`` for :func:`sandbox_mode`'s choice.
     """
-    if backend is None:
-        backend = await asyncio.to_thread(default_backend)
+    if mode is None:
+        mode = await asyncio.to_thread(sandbox_mode)
+    runner = (_GUARD if mode == "guard" else "") + _RUNNER
     nonce = secrets.token_hex(16)
-    limits = _limits(backend, timeout_s, memory_mb)
-    files = {"solution.py": program, "tests.py": tests, "_runner.py": _RUNNER}
     async with _semaphore():
-        outcome = await backend.run_python(files, "_runner.py", nonce.encode() + b"\n", limits)
-    return _report(outcome, nonce)
+        workdir = tempfile.mkdtemp(prefix="ttc-code-")
+        try:
+            for name, text in (("solution.py", program), ("tests.py", tests)):
+                with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+                    f.write(text)
+            with open(os.path.join(workdir, "_runner.py"), "w", encoding="utf-8") as f:
+                f.write(runner)
+            command: list[str] = [sys.executable, "-I", "_runner.py"]
+            if mode == "unshare":
+                unshare = shutil.which("unshare") or "unshare"
+                command = [unshare, *_UNSHARE_FLAGS, *_SH_WRAPPER, *command]
+            return await _execute(command, workdir, nonce, timeout_s, memory_mb)
+        finally:
+            await asyncio.to_thread(_remove_tree, workdir)
 
 
-def _limits(backend: SandboxBackend, timeout_s: float, memory_mb: int) -> SandboxLimits:
-    config = backend.config
-    return SandboxLimits(
-        wall_s=timeout_s,
-        memory_mb=memory_mb,
-        processes=config.max_processes,
-        max_file_bytes=config.max_file_bytes,
-        max_open_files=config.max_open_files,
-        tmp_mb=config.tmp_mb,
+async def _execute(
+    command: list[str], workdir: str, nonce: str, timeout_s: float, memory_mb: int
+) -> RunReport:
+    report = RunReport()
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=workdir,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_limits(timeout_s, memory_mb),
     )
-
-
-def _report(outcome: SandboxOutcome, nonce: str) -> RunReport:
-    report = RunReport(
-        timed_out=outcome.timed_out,
-        returncode=outcome.returncode,
-        stderr_tail=outcome.stderr_tail,
-        memory_exceeded=outcome.memory_exceeded,
-        processes_exceeded=outcome.processes_exceeded,
-    )
-    _parse_report(report, outcome.stdout, nonce)
+    out_task = asyncio.ensure_future(_read_head(process.stdout, _MAX_REPORT_BYTES))
+    err_task = asyncio.ensure_future(_read_tail(process.stderr, _STDERR_TAIL_BYTES))
+    try:
+        assert process.stdin is not None
+        with contextlib.suppress(ConnectionError, BrokenPipeError):
+            process.stdin.write(nonce.encode() + b"\n")
+            await process.stdin.drain()
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), timeout_s)
+        except TimeoutError:
+            report.timed_out = True
+            _kill_group(process.pid)
+            await process.wait()
+        _kill_group(process.pid)  # whatever the program left behind in its group
+        # Pipes close when the last holder exits; a process that left the group may hold
+        # them (without a PID namespace): give up on them quickly.
+        done, pending = await asyncio.wait({out_task, err_task}, timeout=2.0)
+        for task in pending:
+            task.cancel()
+        raw = out_task.result() if out_task in done else b""
+        err = err_task.result() if err_task in done else b""
+    except BaseException:  # cancelled (or worse): leave nothing running behind
+        _kill_group(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        for task in (out_task, err_task):
+            task.cancel()
+        raise
+    report.returncode = process.returncode
+    report.stderr_tail = err.decode("utf-8", errors="replace")
+    _parse_report(report, raw, nonce)
     return report
 
 
@@ -402,8 +560,6 @@ _PLACES = {
 def _crash_reason(report: RunReport, timeout_s: float, memory_mb: int) -> str:
     """Why the run ended before reporting every test."""
     where = _PLACES.get(report.current or "", f" in {report.current}" if report.current else "")
-    if report.memory_exceeded:  # the usual reason why the tree then hung or died
-        return f"memory limit ({memory_mb} MB) exceeded{where}"
     if report.timed_out:
         return f"timed out after {timeout_s:g}s{where}"
     sig = _signal_of(report.returncode)
@@ -411,8 +567,6 @@ def _crash_reason(report: RunReport, timeout_s: float, memory_mb: int) -> str:
         return f"CPU time limit ({math.ceil(timeout_s) + 1}s) exceeded{where}"
     if _has_memory_hint(report):
         return f"memory limit ({memory_mb} MB) exceeded{where}"
-    if report.processes_exceeded:
-        return f"process limit exceeded{where}"
     tail = report.stderr_tail.strip().splitlines()[-3:]
     detail = (": " + " | ".join(tail)) if tail else ""
     if sig is not None:
@@ -458,9 +612,7 @@ def report_verdict(report: RunReport, timeout_s: float, memory_mb: int) -> Verdi
         if not ok:
             feedback = _failure_text(name, kind, error, memory_mb)
             break
-    # Every test passed, then the run died, or passed while the tree was over its memory
-    # limit (the limit killed some of its processes: a failed run, as judges count it).
-    if feedback is None and (not report.done or report.memory_exceeded):
+    if feedback is None and not report.done:  # every test passed, then the run died
         feedback = _crash_reason(report, timeout_s, memory_mb)
     correct = passed == len(tests) and feedback is None
     return Verdict(
@@ -472,10 +624,7 @@ def report_verdict(report: RunReport, timeout_s: float, memory_mb: int) -> Verdi
 
 
 class CodeVerifier:
-    """Runs each output's program against unit tests; see the module docstring.
-
-    ``sandbox``: the backend (``None``: the operator's, :func:`default_backend`).
-    """
+    """Runs each output's program against unit tests; see the module docstring."""
 
     kind: str = "code"
     needs_reference: bool = False
@@ -486,7 +635,7 @@ class CodeVerifier:
         *,
         timeout_s: float = 5.0,
         memory_mb: int = 512,
-        sandbox: SandboxBackend | None = None,
+        sandbox: Literal["auto", "unshare", "guard"] = "auto",
     ) -> None:
         self.tests = check_tests(tests)
         if not 0 < timeout_s <= MAX_TIMEOUT_S:
@@ -497,13 +646,13 @@ class CodeVerifier:
         self.memory_mb = memory_mb
         self.sandbox = sandbox
 
-    async def _backend(self) -> SandboxBackend:
-        if self.sandbox is not None:
-            return self.sandbox
-        try:
-            return await asyncio.to_thread(default_backend)
-        except SandboxUnavailable as exc:
-            raise VerifierError(str(exc)) from None
+    async def _mode(self) -> SandboxMode:
+        if self.sandbox == "guard":
+            return "guard"
+        available = await asyncio.to_thread(sandbox_mode)
+        if self.sandbox == "unshare" and available != "unshare":
+            raise VerifierError("the unshare sandbox is not available on this machine")
+        return available
 
     async def run(self, program: str) -> Verdict:
         """The verdict for one program (already extracted)."""
@@ -516,7 +665,7 @@ class CodeVerifier:
             self.tests,
             timeout_s=self.timeout_s,
             memory_mb=self.memory_mb,
-            backend=await self._backend(),
+            mode=await self._mode(),
         )
         return report_verdict(report, self.timeout_s, self.memory_mb)
 

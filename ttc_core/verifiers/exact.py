@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict
-from ttc_core.verifiers.patterns import AnswerPattern
 
 __all__ = [
     "ExactVerifier",
@@ -24,7 +24,7 @@ def shorten(s: str, limit: int = _FEEDBACK_CHARS) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def no_answer_verdict(reference: str | None, pattern: AnswerPattern | None) -> Verdict:
+def no_answer_verdict(reference: str | None, pattern: re.Pattern[str] | None) -> Verdict:
     """The verdict for an output that states no answer."""
     how = f"matching {shorten(pattern.pattern, 80)!r}" if pattern is not None else ""
     feedback = " ".join(p for p in ("no final answer", how, "found in the output") if p)
@@ -57,7 +57,7 @@ class ExactVerifier:
     kind: str = "exact"
     needs_reference: bool = True
 
-    def __init__(self, reference: str | None, pattern: AnswerPattern | None = None) -> None:
+    def __init__(self, reference: str | None, pattern: re.Pattern[str] | None = None) -> None:
         self.pattern = pattern
         self.reference = reference
         self.reference_norm = normalize_reference(reference)

@@ -25,7 +25,6 @@ from typing import Any
 from ttc_core.verifiers.answers import extract_answer, normalize_answer, strip_wrappers
 from ttc_core.verifiers.base import Candidate, Verdict
 from ttc_core.verifiers.exact import compare_verdict, no_answer_verdict, normalize_reference
-from ttc_core.verifiers.patterns import AnswerPattern
 
 __all__ = ["MathVerifier", "math_equivalent", "warm_up"]
 
@@ -205,7 +204,7 @@ class MathVerifier:
     kind: str = "math"
     needs_reference: bool = True
 
-    def __init__(self, reference: str | None, pattern: AnswerPattern | None = None) -> None:
+    def __init__(self, reference: str | None, pattern: re.Pattern[str] | None = None) -> None:
         self.pattern = pattern
         self.reference = reference
         self.reference_norm = normalize_reference(reference)

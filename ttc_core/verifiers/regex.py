@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from ttc_core.verifiers.exact import ExactVerifier
-from ttc_core.verifiers.patterns import MAX_PATTERN_CHARS, AnswerPattern, TenantPattern
 
-__all__ = ["MAX_PATTERN_CHARS", "RegexVerifier", "compile_answer_pattern"]
+__all__ = ["RegexVerifier", "compile_answer_pattern"]
+
+MAX_PATTERN_CHARS = 500
 
 
-def compile_answer_pattern(pattern: str | AnswerPattern, *, need_group: bool) -> AnswerPattern:
-    """Compile a user's answer pattern with RE2 (see :mod:`ttc_core.verifiers.patterns`);
-    ``ValueError`` says what is wrong with it. An already compiled pattern is kept."""
-    compiled = TenantPattern(pattern) if isinstance(pattern, str) else pattern
+def compile_answer_pattern(pattern: str | re.Pattern[str], *, need_group: bool) -> re.Pattern[str]:
+    """Compile a user's answer pattern; ``ValueError`` says what is wrong with it."""
+    if isinstance(pattern, re.Pattern):
+        compiled = pattern
+    else:
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise ValueError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern does not compile: {exc}") from None
     if need_group and compiled.groups < 1:
         raise ValueError(
             "pattern needs a capture group around the answer, e.g. 'ANSWER:\\s*(\\S+)'"
@@ -27,5 +37,5 @@ class RegexVerifier(ExactVerifier):
     kind: str = "regex"
     needs_reference: bool = True
 
-    def __init__(self, pattern: str | AnswerPattern, reference: str | None = None) -> None:
+    def __init__(self, pattern: str | re.Pattern[str], reference: str | None = None) -> None:
         super().__init__(reference, compile_answer_pattern(pattern, need_group=True))

@@ -1,19 +1,11 @@
 """Outcome reward model served over HTTP.
 
-Three protocols (``EndpointConfig.reward_protocol``):
+Two protocols (``EndpointConfig.reward_protocol``):
 
 ``vllm_classify``
-    vLLM's ``POST {base_url}/classify``. To a vLLM server (``server: vllm``, or found so by
-    the probe of ``server: auto``) each candidate goes as ``{"model": ..., "messages":
-    [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}]}``: the
-    server renders it with the reward model's own chat template, as the model saw it in
-    training (a reward model scores a templated exchange, not bare text). Other servers get
-    the untemplated batch of ``vllm_classify_text``. The response is ``{"data": [{"index":
-    0, "probs": [p_bad, p_good]}]}`` and the score is the last probability (the only one
-    for a single-label head).
-``vllm_classify_text``
-    The same route with untemplated text, batched: ``{"model": ..., "input": [prompt +
-    "\\n\\n" + text, ...]}`` (vLLM releases whose ``/classify`` takes no ``messages``).
+    ``POST {base_url}/classify`` with ``{"model": ..., "input": [prompt + "\\n\\n" + text, ...]}``;
+    the response is ``{"data": [{"index": i, "probs": [p_bad, p_good]}, ...]}`` and the score
+    is the last probability (the only one for a single-label head).
 ``json``
     ``POST {base_url}/v1/reward`` with ``{"prompt": ..., "responses": [text, ...]}`` (one
     request per prompt and batch); the response is ``{"scores": [float, ...]}``.
@@ -24,10 +16,7 @@ a trailing ``/v1`` is tolerated and not doubled.
 Transient failures (5xx, 429, connect errors, timeouts) are retried up to
 ``endpoint.max_retries`` times with exponential backoff and jitter (``Retry-After`` is
 honoured, capped at 30 s); then :class:`~ttc_core.verifiers.base.VerifierError` is raised,
-as it is at once for other 4xx answers. A malformed response (the wrong shape, scores that
-are not numbers, the wrong count) scores the candidates it was for 0, with the reason in
-``Verdict.score_error``: one garbage reply must not end a search. Each answer's ``usage``
-is counted in the job's usage (:mod:`ttc_core.ledger`).
+as it is at once for other 4xx answers and malformed responses.
 """
 
 from __future__ import annotations
@@ -35,21 +24,16 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 
-from ttc_core.inference.failures import describe_transport_error
-from ttc_core.inference.redact import upstream_summary
-from ttc_core.inference.servers import resolve_profile
-from ttc_core.scoring._http import record_usage
 from ttc_core.settings import EndpointConfig
-from ttc_core.text_safety import decode_json_body
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
 from ttc_core.verifiers.exact import normalize_reference, shorten
-from ttc_core.verifiers.patterns import AnswerPattern
 
 __all__ = ["RewardModelVerifier"]
 
@@ -81,7 +65,7 @@ class RewardModelVerifier:
         endpoint: EndpointConfig,
         client: httpx.AsyncClient,
         reference: str | None = None,
-        pattern: AnswerPattern | None = None,
+        pattern: re.Pattern[str] | None = None,
         batch_size: int = 32,
         *,
         name: str | None = None,
@@ -106,7 +90,7 @@ class RewardModelVerifier:
         self._sleep = sleep
         root = endpoint.base_url.rstrip("/")
         root = root.removesuffix("/v1")
-        path = "/v1/reward" if endpoint.reward_protocol == "json" else "/classify"
+        path = "/classify" if endpoint.reward_protocol == "vllm_classify" else "/v1/reward"
         self.url = root + path
 
     # -- public ----------------------------------------------------------------------------
@@ -115,29 +99,15 @@ class RewardModelVerifier:
         if not candidates:
             return []
         scores = await self._scores(candidates)
-        return [self._verdict(c, s, e) for c, (s, e) in zip(candidates, scores, strict=True)]
+        return [self._verdict(c, s) for c, s in zip(candidates, scores, strict=True)]
 
     # -- scoring ---------------------------------------------------------------------------
 
-    async def _templated(self) -> bool:
-        """Whether candidates go to ``/classify`` as conversations (vLLM renders them)."""
-        if self.endpoint.reward_protocol != "vllm_classify":
-            return False
-        profile = await resolve_profile(self.endpoint, self.client, self._headers())
-        return profile.kind == "vllm" and profile.classify
-
-    async def _scores(self, candidates: Sequence[Candidate]) -> list[tuple[float, str | None]]:
-        """One (score, why it is 0 or None) per candidate, in order, in batches."""
+    async def _scores(self, candidates: Sequence[Candidate]) -> list[float]:
+        """One score per candidate, in order, in batches of ``batch_size``."""
         # (positions, request body) per request.
         jobs: list[tuple[list[int], dict[str, Any]]] = []
-        if await self._templated():
-            for i, c in enumerate(candidates):
-                messages = [
-                    {"role": "user", "content": c.prompt},
-                    {"role": "assistant", "content": c.text},
-                ]
-                jobs.append(([i], {"model": self.endpoint.model, "messages": messages}))
-        elif self.endpoint.reward_protocol != "json":
+        if self.endpoint.reward_protocol == "vllm_classify":
             for start in range(0, len(candidates), self.batch_size):
                 chunk = range(start, min(start + self.batch_size, len(candidates)))
                 inputs = [candidates[i].prompt + "\n\n" + candidates[i].text for i in chunk]
@@ -157,13 +127,9 @@ class RewardModelVerifier:
 
         limit = asyncio.Semaphore(min(MAX_PARALLEL_REQUESTS, self.endpoint.max_concurrency))
 
-        async def run(body: dict[str, Any], expected: int) -> list[tuple[float, str | None]]:
+        async def run(body: dict[str, Any], expected: int) -> list[float]:
             async with limit:
-                payload = await self._post(body)
-            try:
-                return [(score, None) for score in self._parse_scores(payload, expected)]
-            except VerifierError as exc:  # this reply is unusable; the search goes on
-                return [(0.0, str(exc))] * expected
+                return self._parse_scores(await self._post(body), expected)
 
         if len(jobs) == 1:
             results = [await run(jobs[0][1], len(jobs[0][0]))]
@@ -178,7 +144,7 @@ class RewardModelVerifier:
                         raise exc from None
                 raise
             results = [task.result() for task in tasks]
-        scores: list[tuple[float, str | None]] = [(math.nan, None)] * len(candidates)
+        scores: list[float] = [math.nan] * len(candidates)
         for (positions, _), batch_scores in zip(jobs, results, strict=True):
             for i, score in zip(positions, batch_scores, strict=True):
                 scores[i] = score
@@ -186,7 +152,7 @@ class RewardModelVerifier:
 
     def _parse_scores(self, payload: Any, expected: int) -> list[float]:
         try:
-            if self.endpoint.reward_protocol != "json":
+            if self.endpoint.reward_protocol == "vllm_classify":
                 data = payload["data"]
                 if not isinstance(data, list):
                     raise TypeError("'data' is not a list")
@@ -235,7 +201,7 @@ class RewardModelVerifier:
                     timeout=self.endpoint.timeout_s,
                 )
             except _TRANSIENT_ERRORS as exc:
-                last_error = describe_transport_error(exc, self.url, self.endpoint.timeout_s)
+                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except httpx.HTTPError as exc:
                 raise VerifierError(
                     f"reward endpoint {self.name!r} ({self.url}) request failed: "
@@ -244,20 +210,14 @@ class RewardModelVerifier:
             else:
                 if response.is_success:
                     try:
-                        payload = decode_json_body(response.content)
-                        record_usage(self.name, payload)
-                        return payload
+                        return response.json()
                     except ValueError:
-                        pass
-                # Tenants read this text: bounded, the endpoint's key and credentials out.
-                upstream = upstream_summary(response.text, [self.endpoint.api_key()], 200)
-                if response.is_success:
-                    raise VerifierError(
-                        f"reward endpoint {self.name!r} ({self.url}) answered "
-                        f"{response.status_code} with a body that is not JSON: "
-                        f"{upstream!r}"
-                    )
-                detail = f"HTTP {response.status_code}: {upstream!r}"
+                        raise VerifierError(
+                            f"reward endpoint {self.name!r} ({self.url}) answered "
+                            f"{response.status_code} with a body that is not JSON: "
+                            f"{shorten(response.text, 200)!r}"
+                        ) from None
+                detail = f"HTTP {response.status_code}: {shorten(response.text, 200)!r}"
                 if response.status_code not in _RETRY_STATUS:
                     raise VerifierError(
                         f"reward endpoint {self.name!r} ({self.url}) refused the request: {detail}"
@@ -273,18 +233,23 @@ class RewardModelVerifier:
 
     # -- verdicts --------------------------------------------------------------------------
 
-    def _verdict(self, candidate: Candidate, score: float, error: str | None = None) -> Verdict:
+    def _verdict(self, candidate: Candidate, score: float) -> Verdict:
         raw = extract_answer(candidate.text, self.pattern)
         answer = (normalize_answer(raw) if raw is not None else "") or None
         ref = self.reference_norm
         if ref is None:
-            return Verdict(score, answer, None, None, error)
+            return Verdict(score=score, answer=answer, correct=None, feedback=None)
         if answer is None:
-            return Verdict(score, None, False, "no final answer found", error)
+            return Verdict(
+                score=score, answer=None, correct=False, feedback="no final answer found"
+            )
         if answer == ref:
-            return Verdict(score, answer, True, None, error)
+            return Verdict(score=score, answer=answer, correct=True, feedback=None)
         return Verdict(
-            score, answer, False, f"expected {shorten(ref)}, got {shorten(answer)}", error
+            score=score,
+            answer=answer,
+            correct=False,
+            feedback=f"expected {shorten(ref)}, got {shorten(answer)}",
         )
 
 

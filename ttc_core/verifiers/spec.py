@@ -17,12 +17,12 @@ are at most 100 KB; ``timeout_s`` is at most 60 (default 5), ``memory_mb`` at mo
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from ttc_core.verifiers.code import MAX_MEMORY_MB, MAX_TESTS_BYTES, MAX_TIMEOUT_S, check_tests
-from ttc_core.verifiers.patterns import AnswerPattern, TenantPattern
 from ttc_core.verifiers.regex import MAX_PATTERN_CHARS, compile_answer_pattern
 
 __all__ = [
@@ -39,19 +39,17 @@ __all__ = [
 ]
 
 _PATTERN_DESCRIPTION = (
-    "regular expression (RE2 syntax: Python's without backreferences or lookarounds; "
-    "matched in linear time); the answer is its first capture group in the output's last "
-    "match"
+    "regular expression (Python syntax); the answer is its first capture group in the "
+    "output's last match"
 )
 
 
 class _SpecBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def compiled_pattern(self) -> AnswerPattern | None:
-        """The spec's pattern compiled with RE2 (linear time), or None."""
+    def compiled_pattern(self) -> re.Pattern[str] | None:
         pattern: str | None = getattr(self, "pattern", None)
-        return TenantPattern(pattern) if pattern is not None else None
+        return re.compile(pattern) if pattern is not None else None
 
 
 def _check_pattern(value: str | None, *, need_group: bool) -> str | None:

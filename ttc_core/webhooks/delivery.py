@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 from ttc_core.db import Database
 from ttc_core.errors import ConflictError, NotFoundError
 from ttc_core.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, utcnow
-from ttc_core.observability import metrics
 from ttc_core.settings import Settings
 from ttc_core.store import append_event
 from ttc_core.webhooks.events import WebhookSpec, jittered
@@ -239,7 +238,6 @@ def attempt_delivery(
     result, address = _send(claim, delivery_id, settings, resolver, transport)
     with db.transaction() as session:
         outcome = _record(session, delivery_id, claim, result, address, started_at, settings)
-    metrics.webhook_attempt(outcome.status, result.ok, result.latency_ms)
     log.info(
         "webhook %s attempt %d: %s (%s ms)",
         delivery_id,

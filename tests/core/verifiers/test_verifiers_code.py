@@ -12,8 +12,6 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.sandbox import SandboxBackend, SandboxConfig, SandboxUnavailable, select_backend
-from ttc_core.sandbox.probe import probe_sandbox
 from ttc_core.verifiers import (
     Candidate,
     CodeSpec,
@@ -24,10 +22,7 @@ from ttc_core.verifiers import (
     parse_verifier_spec,
 )
 from ttc_core.verifiers import code as code_module
-from ttc_core.verifiers.code import extract_program
-
-STRONG = probe_sandbox(SandboxConfig()).strong
-needs_bwrap = pytest.mark.skipif(not STRONG, reason="no bubblewrap sandbox on this host")
+from ttc_core.verifiers.code import extract_program, sandbox_mode
 
 TESTS = textwrap.dedent(
     """
@@ -43,21 +38,7 @@ TESTS = textwrap.dedent(
 )
 
 GOOD = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
-#: Backends the parametrized tests run under: bubblewrap with cgroups, without them (the
-#: watchdog and RLIMIT_NPROC), and the unsafe plain subprocess.
-MODES = [
-    pytest.param("bwrap", marks=needs_bwrap),
-    pytest.param("bwrap-nocgroup", marks=needs_bwrap),
-    "unsafe-none",
-]
-
-
-def backend_for(sandbox: str) -> SandboxBackend:
-    if sandbox == "bwrap-nocgroup":
-        return select_backend(SandboxConfig(mode="bwrap", cgroups=False))
-    if sandbox == "auto":
-        sandbox = "bwrap" if STRONG else "unsafe-none"
-    return select_backend(SandboxConfig(mode=sandbox))
+MODES = ["auto", "guard"]
 
 
 def fenced(source: str) -> str:
@@ -75,7 +56,7 @@ def verify(
         tests,
         timeout_s=timeout_s,
         memory_mb=memory_mb,
-        sandbox=backend_for(sandbox),
+        sandbox=sandbox,  # type: ignore[arg-type]
     )
     return asyncio.run(verifier.verify([Candidate(prompt="write add", text=t) for t in texts]))
 
@@ -277,8 +258,7 @@ def listener() -> Iterator[socket.socket]:
         server.close()
 
 
-@needs_bwrap
-@pytest.mark.parametrize("sandbox", ["bwrap"])
+@pytest.mark.parametrize("sandbox", MODES)
 def test_network_is_blocked(sandbox: str, listener: socket.socket) -> None:
     port = listener.getsockname()[1]
     tests = textwrap.dedent(
@@ -309,46 +289,47 @@ def test_network_is_blocked(sandbox: str, listener: socket.socket) -> None:
     assert verdict.score == pytest.approx(1 / 3)
     assert verdict.feedback is not None
     assert verdict.feedback.startswith("test_create_connection: AssertionError: blocked: ")
+    if sandbox == "guard":
+        assert "network access is disabled in this sandbox" in verdict.feedback
     with pytest.raises(BlockingIOError):
         listener.accept()  # nobody connected
 
 
-@needs_bwrap
-def test_runs_in_a_private_tmp_with_its_files_read_only() -> None:
+def test_runs_in_a_fresh_temporary_directory() -> None:
     tests = textwrap.dedent(
         """
         import os
 
         def test_where():
-            assert os.getcwd() == "/tmp"
-            assert os.listdir(".") == []
+            here = os.getcwd()
+            assert os.path.basename(here).startswith("ttc-code-")
+            assert sorted(os.listdir(".")) == ["_runner.py", "solution.py", "tests.py"]
             with open("scratch.txt", "w") as f:
                 f.write("hello")
-            assert sorted(os.listdir("/box")) == ["_runner.py", "solution.py", "tests.py"]
-
-        def test_box_is_read_only():
-            open("/box/tests.py", "a")
+            assert os.path.exists(os.path.join(here, "scratch.txt"))
 
         def test_environment():
-            assert set(os.environ) <= {"PATH", "HOME", "LANG", "LC_CTYPE",
-                                       "PYTHONDONTWRITEBYTECODE", "PWD"}, sorted(os.environ)
+            assert set(os.environ) <= {"PATH", "LC_CTYPE"}, sorted(os.environ)
 
-        def test_identity():
-            assert (os.getuid(), os.getgid(), os.getgroups()) == (65534, 65534, [])
-
-        def test_minimal_root():
-            assert not {"etc", "var", "run", "root", "home", "work"} & set(os.listdir("/"))
+        def test_report_cwd():
+            assert False, os.getcwd()
         """
     )
-    verdict = one(GOOD, tests=tests, sandbox="bwrap")
-    assert verdict.score == pytest.approx(4 / 5)
+    verdict = one(GOOD, tests=tests)
+    assert verdict.score == pytest.approx(2 / 3)
     assert verdict.feedback is not None
-    assert verdict.feedback.startswith("test_box_is_read_only: PermissionError")
+    workdir = verdict.feedback.split(": ", 2)[2].rsplit(" (", 1)[0]
+    assert os.path.basename(workdir).startswith("ttc-code-")
+    assert not os.path.exists(workdir)  # removed after the run
 
 
-@needs_bwrap
-@pytest.mark.parametrize("sandbox", ["bwrap", "bwrap-nocgroup"])
-def test_left_over_processes_die_with_the_run(sandbox: str) -> None:
+def test_sandbox_mode_is_cached_and_known() -> None:
+    assert sandbox_mode() in ("unshare", "guard")
+    assert sandbox_mode() is sandbox_mode()
+
+
+@pytest.mark.skipif(sandbox_mode() != "unshare", reason="needs user namespaces")
+def test_left_over_processes_die_with_the_run() -> None:
     marker = "987.654321"
     program = f"""
     import subprocess
@@ -356,7 +337,7 @@ def test_left_over_processes_die_with_the_run(sandbox: str) -> None:
     def add(a, b):
         return a + b
     """
-    assert one(fenced(program), sandbox=sandbox).score == 1.0
+    assert one(fenced(program)).score == 1.0
     time.sleep(0.2)
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -367,68 +348,10 @@ def test_left_over_processes_die_with_the_run(sandbox: str) -> None:
                 pass
 
 
-@needs_bwrap
-@pytest.mark.parametrize("sandbox", ["bwrap", "bwrap-nocgroup"])
-def test_fork_bomb_is_bounded(sandbox: str) -> None:
-    tests = textwrap.dedent(
-        """
-        import os, time
-
-        def test_fork_300():
-            children = []
-            try:
-                for _ in range(300):
-                    pid = os.fork()
-                    if pid == 0:
-                        time.sleep(20)
-                        os._exit(0)
-                    children.append(pid)
-            finally:
-                assert len(children) >= 300, f"only {len(children)} forks"
-        """
-    )
-    started = time.monotonic()
-    verdict = one(GOOD, tests=tests, sandbox=sandbox)
-    assert time.monotonic() - started < 10
-    assert verdict.score == 0.0
-    assert verdict.feedback is not None and "forks" in verdict.feedback
-
-
-@needs_bwrap
-@pytest.mark.parametrize("sandbox", ["bwrap", "bwrap-nocgroup"])
-def test_memory_across_children_is_bounded(sandbox: str) -> None:
-    # 8 children of 256 MB each: each is under the per-process limit, the tree is not.
-    tests = textwrap.dedent(
-        """
-        import os
-
-        def test_two_gigabytes():
-            children = []
-            for _ in range(8):
-                pid = os.fork()
-                if pid == 0:
-                    block = bytearray(256 * 1024 * 1024)
-                    for i in range(0, len(block), 4096):
-                        block[i] = 1
-                    os._exit(0)
-                children.append(pid)
-            codes = [os.waitpid(pid, 0)[1] for pid in children]
-            assert codes == [0] * 8, codes
-        """
-    )
-    verdict = one(GOOD, tests=tests, sandbox=sandbox, memory_mb=512, timeout_s=10)
-    assert verdict.correct is False
-    assert verdict.score == 0.0
-
-
-def test_no_strong_sandbox_fails_the_verification(monkeypatch: pytest.MonkeyPatch) -> None:
-    def none() -> SandboxBackend:
-        raise SandboxUnavailable("no strong sandbox (test)")
-
-    monkeypatch.setattr(code_module, "default_backend", none)
-    verifier = CodeVerifier(TESTS)
-    with pytest.raises(VerifierError, match="no strong sandbox"):
-        asyncio.run(verifier.verify([Candidate(prompt="p", text=GOOD)]))
+def test_forced_unshare_without_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(code_module, "sandbox_mode", lambda: "guard")
+    with pytest.raises(VerifierError, match="unshare sandbox is not available"):
+        one(GOOD, sandbox="unshare")
 
 
 # -- concurrency -----------------------------------------------------------------------------
