@@ -16,13 +16,19 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conformance.environment import Environment, ensure
-from tests.conformance.servers import VLLM_ENV, ServerProcess, free_port, vllm_command
+from tests.conformance.servers import (
+    MODEL_NAMES,
+    VLLM_ENV,
+    ServerProcess,
+    VllmFleet,
+    free_port,
+    vllm_command,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,30 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def conformance_env() -> Environment:
     """The venv and models; building them when the cache lacks them (fails loudly)."""
     return ensure()
-
-
-@dataclass(frozen=True)
-class VllmFleet:
-    """The vLLM servers of the session, by role."""
-
-    #: Generators: the same random weights under their own chat template each.
-    llama3: ServerProcess  # trims message content (`| trim`), like Llama 3
-    qwen3: ServerProcess  # re-renders the last assistant turn with a think block, like Qwen3
-    prm: ServerProcess  # Qwen2ForProcessRewardModel on /pooling (Qwen2.5-style template)
-    orm: ServerProcess  # Qwen2ForSequenceClassification on /classify (Qwen2.5-style)
-    step_tag_id: int
-
-    def all(self) -> list[ServerProcess]:
-        return [self.llama3, self.qwen3, self.prm, self.orm]
-
-
-#: Served model names (what an endpoint's ``model`` says).
-MODEL_NAMES = {
-    "llama3": "tiny-llama3",
-    "qwen3": "tiny-qwen3",
-    "prm": "tiny-prm",
-    "orm": "tiny-orm",
-}
 
 
 @pytest.fixture(scope="session")

@@ -142,3 +142,27 @@ VLLM_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+@dataclass(frozen=True)
+class VllmFleet:
+    """The vLLM servers of the session, by role (fixture ``vllm_fleet``)."""
+
+    #: Generators: the same random weights under their own chat template each.
+    llama3: ServerProcess  # trims message content (`| trim`), like Llama 3
+    qwen3: ServerProcess  # re-renders the last assistant turn with a think block, like Qwen3
+    prm: ServerProcess  # Qwen2ForProcessRewardModel on /pooling (Qwen2.5-style template)
+    orm: ServerProcess  # Qwen2ForSequenceClassification on /classify (Qwen2.5-style)
+    step_tag_id: int
+
+    def all(self) -> list[ServerProcess]:
+        return [self.llama3, self.qwen3, self.prm, self.orm]
+
+
+#: Served model names (what an endpoint's ``model`` says), by role.
+MODEL_NAMES = {
+    "llama3": "tiny-llama3",
+    "qwen3": "tiny-qwen3",
+    "prm": "tiny-prm",
+    "orm": "tiny-orm",
+}

@@ -211,6 +211,13 @@ def build_tokenizer(out_dir: Path, template: str = "qwen25") -> Any:
     return fast
 
 
+#: How much the thinking generator's ``</think>`` embedding is scaled up: with tied
+#: embeddings its logit grows with it, so the model often closes a thought after a few
+#: tokens, as budget forcing needs to be exercised (random weights alone almost never pick
+#: one token out of a thousand).
+THINK_CLOSE_SCALE = 12.0
+
+
 def _random_causal_lm(tokenizer: Any, template: str) -> Any:
     import torch
     from transformers import Qwen2ForCausalLM
@@ -219,14 +226,20 @@ def _random_causal_lm(tokenizer: Any, template: str) -> Any:
     eos = tokenizer.convert_tokens_to_ids(END_OF_TURN[template])
     cfg = _config(eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     cfg.architectures = ["Qwen2ForCausalLM"]
-    return Qwen2ForCausalLM(cfg)
+    model = Qwen2ForCausalLM(cfg)
+    if template == "qwen3":
+        close = tokenizer.convert_tokens_to_ids("</think>")
+        with torch.no_grad():
+            model.get_input_embeddings().weight[close] *= THINK_CLOSE_SCALE
+    return model
 
 
 def build_generator(out_dir: str | Path, template: str = "qwen25") -> Path:
     """A Qwen2-shaped random-weight generator with ``template``'s chat template.
 
-    The weights do not depend on the template (same seed), so the three generators differ
-    only in how their server renders a chat.
+    The weights do not depend on the template (same seed), so the generators differ only in
+    how their server renders a chat, except that the thinking one (``qwen3``) closes its
+    thoughts early and often (:data:`THINK_CLOSE_SCALE`).
     """
     out = Path(out_dir)
     tokenizer = build_tokenizer(out, template)

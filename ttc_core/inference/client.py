@@ -158,6 +158,8 @@ class InferenceClient:
         self._rendered: dict[str, str] = {}
         #: Set when the server turned out to offer no render route.
         self._render_missing = False
+        #: Effort values this server refused, and what it is sent instead.
+        self._effort_alias: dict[str, str] = {}
 
     async def profile(self) -> ServerProfile:
         """The server's profile: named in the endpoint, or probed once (``server: auto``)."""
@@ -357,6 +359,9 @@ class InferenceClient:
         profile = await self.profile()
         rendered = await self._render(req, profile)
         path, body = self._body(req, k, seed, profile, rendered)
+        effort = self._effort_alias.get(str(body.get("reasoning_effort")))
+        if effort is not None:
+            body["reasoning_effort"] = effort
 
         async def attempt() -> tuple[dict[str, Any], float]:
             await self.breaker.wait_closed()
@@ -375,9 +380,26 @@ class InferenceClient:
                 self.breaker.record_success()
                 return payload, (time.perf_counter() - began) * 1000
 
-        payload, latency_ms = await with_retries(
-            attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
-        )
+        try:
+            payload, latency_ms = await with_retries(
+                attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
+            )
+        except RejectedRequestError as exc:
+            lower = refused_effort(exc, body.get("reasoning_effort"))
+            if lower is None:
+                raise
+            # Older vLLM releases accept low/medium/high only: remember, and send "low".
+            log.warning(
+                "endpoint %s refused reasoning_effort=%s; sending %s",
+                self.name,
+                body["reasoning_effort"],
+                lower,
+            )
+            self._effort_alias[str(body["reasoning_effort"])] = lower
+            body["reasoning_effort"] = lower
+            payload, latency_ms = await with_retries(
+                attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
+            )
         return self._parse(payload, start, k, seed, latency_ms)
 
     async def _within_rates(self, req: GenerationRequest, k: int) -> None:
@@ -451,6 +473,18 @@ def choice_text(choice: dict[str, Any]) -> str:
     if "message" in choice:
         return str((choice.get("message") or {}).get("content") or "")
     return str(choice.get("text") or "")
+
+
+#: The next effort down for servers that refuse a value (``minimal`` is newer than the rest).
+_EFFORT_FALLBACK = {"minimal": "low", "none": "low", "xhigh": "high", "max": "high"}
+
+
+def refused_effort(exc: RejectedRequestError, sent: Any) -> str | None:
+    """The effort to send instead when a 400 refuses the ``reasoning_effort`` value sent."""
+    if not isinstance(sent, str) or sent not in _EFFORT_FALLBACK:
+        return None
+    body = (exc.body or "").lower()
+    return _EFFORT_FALLBACK[sent] if "reasoning_effort" in body and sent in body else None
 
 
 def rendered_prompt(payload: Any) -> str | None:

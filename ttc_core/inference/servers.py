@@ -71,7 +71,8 @@ class ServerProfile:
     thinking_switch: str | None = None
     #: Whether the model's thinking is visible in delimiters by default (forcing possible).
     visible_thinking: bool = True
-    #: Effort values the server refuses, and what to send instead.
+    #: Effort values the server refuses, and what to send instead (a refusal seen at run
+    #: time is also remembered: older vLLM releases refuse ``minimal``).
     effort_aliases: tuple[tuple[str, str], ...] = ()
     #: Reward routes the server offers.
     pooling: bool = True
@@ -112,10 +113,6 @@ PROFILES: dict[ServerKind, ServerProfile] = {
     "generic": ServerProfile(kind="generic"),
 }
 
-#: vLLM releases before this refuse ``reasoning_effort: "minimal"`` (their protocol allows
-#: low, medium and high only); ttc sends ``low`` to them instead.
-VLLM_MINIMAL_EFFORT_SINCE = (0, 10, 2)
-
 #: ``owned_by`` in ``/v1/models`` as each server fills it in.
 _OWNED_BY: dict[str, ServerKind] = {
     "vllm": "vllm",
@@ -135,12 +132,6 @@ def profile_for(
 ) -> ServerProfile:
     """The built-in profile of ``kind`` with the endpoint's overrides applied."""
     profile = replace(PROFILES[kind], version=version)
-    if (
-        kind == "vllm"
-        and version is not None
-        and _version_tuple(version) < VLLM_MINIMAL_EFFORT_SINCE
-    ):
-        profile = replace(profile, effort_aliases=(("minimal", "low"),))
     overrides = {
         name: value
         for name, value in endpoint.server_overrides.model_dump(exclude_unset=True).items()
@@ -254,16 +245,6 @@ async def probe_server(
 
 def _str(value: Any) -> str | None:
     return str(value) if value is not None else None
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
 
 
 def describe(profile: ServerProfile) -> str:

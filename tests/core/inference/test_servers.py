@@ -118,9 +118,6 @@ def test_profiles_and_overrides() -> None:
     assert profile_for(ep, "sglang").shares_seed_across_n
     assert not profile_for(ep, "sglang").pooling
     assert not profile_for(ep, "openai").continue_final_message
-    # older vLLM refuses reasoning_effort "minimal"
-    assert profile_for(ep, "vllm", "0.9.2").effort("minimal") == "low"
-    assert profile_for(ep, "vllm", "0.32.0").effort("minimal") == "minimal"
     custom = EndpointConfig(
         base_url="http://x/v1",
         model="m",
@@ -271,3 +268,18 @@ def test_join_turn_never_opens_a_second_thought() -> None:
     assert join_turn("A:\n", "<think>\nhm", "<think>") == "A:\n<think>\nhm"
     assert join_turn("A:\n<think>\n", "<think>\nhm", "<think>") == "A:\n<think>\nhm"
     assert join_turn("A:\n", "step\n\n", "<think>") == "A:\nstep\n\n"
+
+
+def test_an_effort_the_server_refuses_is_sent_one_step_down_and_remembered() -> None:
+    # vLLM releases whose protocol lists low/medium/high only answer "minimal" with a 400
+    def chat(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content).get("reasoning_effort") == "minimal":
+            msg = "1 validation error: reasoning_effort: Input should be 'low', 'medium' or "
+            msg += "'high' [input_value='minimal']"
+            return httpx.Response(400, json={"error": {"message": msg, "code": 400}})
+        return CHAT_OK(request)
+
+    ep = EndpointConfig(base_url="http://gpu:8000/v1", model="m", server="vllm")
+    req = GenerationRequest(n=1, messages=MESSAGES, extra_body={"reasoning_effort": "minimal"})
+    seen = run_client(ep, {"/v1/chat/completions": chat}, req, req)
+    assert [body(r)["reasoning_effort"] for r in seen] == ["minimal", "low", "low"]
