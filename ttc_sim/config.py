@@ -101,11 +101,12 @@ Real servers' strictness (see :mod:`ttc_sim.servers` and :mod:`ttc_sim.templates
 Hostile output (what a random-weight model and a misbehaving server send)
     ``output_nul``, ``output_surrogates``, ``output_invalid_utf8`` (0): that many NUL
     characters, lone surrogates (JSON ``\\udXXX`` escapes) and bytes that are not UTF-8
-    (raw, on the wire) in every generated text. ``output_garbage`` (false): every text is
-    random-weight-model garbage (control characters, U+FFFD, stray bytes, words of no
-    language) of the length the request allowed. ``usage_style`` (``exact``):
-    ``negative``, ``missing``, ``float``, ``string``, ``bool`` or ``huge`` corrupts the
-    ``usage`` numbers of generation responses (the metrics still count the real tokens).
+    (raw, on the wire) in every generated text. ``garbage_rate`` (0): the share of
+    generated texts (drawn per choice; 1: all) that are random-weight-model garbage
+    (control characters, U+FFFD, stray bytes, words of no language) of the length the
+    request allowed, judges' replies included. ``usage_style`` (``exact``): ``negative``,
+    ``missing``, ``float``, ``string``, ``bool`` or ``huge`` corrupts the ``usage``
+    numbers of generation responses (the metrics still count the real tokens).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class SimConfig(BaseModel):
     output_nul: int = Field(default=0, ge=0, le=10_000)
     output_surrogates: int = Field(default=0, ge=0, le=10_000)
     output_invalid_utf8: int = Field(default=0, ge=0, le=10_000)
-    output_garbage: bool = False
+    garbage_rate: float = Field(default=0.0, ge=0, le=1)
     usage_style: Literal["exact", "negative", "missing", "float", "string", "bool", "huge"] = (
         "exact"
     )

@@ -82,7 +82,7 @@ from .openai_api import (
 )
 from .prm import parse_pooling_text, step_scores, tagged_steps
 from .reward import score_responses, score_text
-from .rng import stable_seed
+from .rng import rng_for, stable_seed
 from .servers import n_rejection, profile
 from .tasks import Problem, ProblemIndex, default_index
 from .templates import EMPTY_THINK, TemplateError, assistant_turn, render
@@ -455,7 +455,7 @@ class SimApp:
                     sample = answer_judge(judge, seed, cfg)
                 text, finish, stop_reason = _apply_stop(sample.text, req.stop, req.include_stop)
                 tokens = split_tokens(text)
-                if cfg.output_garbage:
+                if cfg.garbage_rate > 0 and _garbage_draw(problem.id, seed, prefix, pi, i, cfg):
                     tokens = garbage_tokens(req.max_tokens or 64, (problem.id, seed, prefix))
                     finish, stop_reason = "length", None
                 if req.max_tokens is not None and len(tokens) > req.max_tokens:
@@ -769,6 +769,13 @@ class SimApp:
     async def _metrics_reset(self, ex: Exchange) -> None:
         self.metrics.reset()
         await ex.json(200, {"status": "reset"})
+
+
+def _garbage_draw(pid: str, seed: int, prefix: str, pi: int, i: int, cfg: SimConfig) -> bool:
+    """Whether this choice is garbage (``garbage_rate``; deterministic per choice)."""
+    return cfg.garbage_rate >= 1 or rng_for("garbage?", pid, seed, prefix, pi, i).random() < (
+        cfg.garbage_rate
+    )
 
 
 def _check_context(req: GenRequest, cfg: SimConfig) -> None:

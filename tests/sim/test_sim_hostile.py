@@ -44,7 +44,7 @@ def test_corruption_keeps_the_usage_and_the_token_count(client: httpx.Client) ->
 
 
 def test_garbage_text_is_what_a_random_model_writes(client: httpx.Client) -> None:
-    resp = _post(client, "sim-gsm8k;output_garbage=true", max_tokens=200)
+    resp = _post(client, "sim-gsm8k;garbage_rate=1", max_tokens=200)
     body = json.loads(resp.content.decode("utf-8", "replace"))
     text = body["choices"][0]["text"]
     assert "ANSWER" not in text
@@ -58,7 +58,7 @@ def test_garbage_judges_too(client: httpx.Client) -> None:
     from ttc_core.prompts import value_prompt
 
     prompt = value_prompt(QUESTION, ["step one"])
-    resp = _post(client, "sim-gsm8k;output_garbage=true", prompt=prompt, max_tokens=8, n=3)
+    resp = _post(client, "sim-gsm8k;garbage_rate=1", prompt=prompt, max_tokens=8, n=3)
     texts = [c["text"] for c in json.loads(resp.content.decode("utf-8", "replace"))["choices"]]
     assert not any(word in t.lower() for t in texts for word in ("sure", "likely", "impossible"))
 

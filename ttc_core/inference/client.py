@@ -126,6 +126,29 @@ async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
         raise
 
 
+async def gather_paid(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like ``asyncio.gather``, but a failure waits for the other requests before it
+    propagates: they are being generated (and paid for) anyway, and each one that is
+    answered reaches the attempt's usage (:mod:`ttc_core.ledger`) instead of being
+    cancelled between the server's answer and its parsing. Cancellation from outside
+    still cancels them all."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in tasks:
+        error = task.exception()
+        if error is not None:
+            raise error
+    return [task.result() for task in tasks]
+
+
 class InferenceClient:
     def __init__(
         self,
@@ -157,7 +180,7 @@ class InferenceClient:
         chunks = [
             (start, min(per_request, req.n - start)) for start in range(0, req.n, per_request)
         ]
-        results = await gather_or_cancel([self._chunk(req, s, k) for s, k in chunks])
+        results = await gather_paid([self._chunk(req, s, k) for s, k in chunks])
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
 
@@ -170,7 +193,7 @@ class InferenceClient:
                 raise
             log.warning("endpoint %s rejected n=%d (%s); sending n=1 requests", self.name, k, exc)
             self._n_supported = False
-            parts = await gather_or_cancel(
+            parts = await gather_paid(
                 [
                     self._request(req, start + i, 1, None if seed is None else seed + i)
                     for i in range(k)

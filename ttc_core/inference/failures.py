@@ -34,7 +34,7 @@ def _refused(exc: BaseException) -> bool:
             return True
         if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
             return True
-        if "refused" in str(cause).lower():
+        if "connection refused" in str(cause).lower():
             return True
     return False
 
@@ -42,13 +42,15 @@ def _refused(exc: BaseException) -> bool:
 def describe_transport_error(exc: httpx.HTTPError, url: str, timeout_s: float) -> str:
     """What went wrong with ``POST url`` when no HTTP answer came back."""
     where = f"POST {url}"
+    # Before the timeout branch: the aiohttp transport reports a refused connection as a
+    # ConnectTimeout (its cause chain holds the ConnectionRefusedError).
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) and _refused(exc):
+        return f"{where}: connection refused (is the server running there?)"
     if isinstance(exc, httpx.ConnectTimeout):
         return f"{where}: could not connect within {timeout_s:g}s (timeout)"
     if isinstance(exc, httpx.TimeoutException):
         return f"{where}: timeout after {timeout_s:g}s without an answer"
     if isinstance(exc, httpx.ConnectError):
-        if _refused(exc):
-            return f"{where}: connection refused (is the server running there?)"
         detail = str(exc) or type(exc).__name__
         return f"{where}: cannot connect: {detail}"
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
