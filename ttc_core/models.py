@@ -195,6 +195,9 @@ class ExpansionBatch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
+    #: A driver step reads the nodes of the batches planned since its job's last step.
+    __table_args__ = (Index("ix_expansion_batches_job_step", "job_id", "step"),)
+
 
 class JobEvent(Base):
     """Ordered progress events of a job (for SSE, polling and the UI timeline)."""

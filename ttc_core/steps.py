@@ -39,8 +39,9 @@ from ttc_core.models import (
     Node,
     utcnow,
 )
+from ttc_core.planning_views import VIEWS
 from ttc_core.runtime import EngineContext
-from ttc_core.store import append_event, load_tree, lock_job, path_text
+from ttc_core.store import append_event, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
 from ttc_core.thinking import planning_view
 from ttc_core.tree import TreeView, node_id_for
@@ -72,9 +73,25 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
         job.status = JobStatus.running
         job.started_at = utcnow()
         append_event(session, job.id, "status_changed", status=JobStatus.running)
+    # The view kept from the job's last step, caught up with what landed since (or built
+    # from the whole tree: ttc_core.planning_views), handed back once the step is planned.
+    kept = VIEWS.load(session, job)
+    try:
+        followups = _plan_step(ctx, session, job, kept)
+    except BaseException:
+        VIEWS.forget(job.id)
+        raise
+    if job.status in TERMINAL_STATUSES:
+        VIEWS.forget(job.id)
+    else:
+        VIEWS.keep(job.id, kept)
+    return followups
+
+
+def _plan_step(ctx: EngineContext, session: Session, job: Job, kept: TreeView) -> list[FollowUp]:
     strategy = get_strategy(job.strategy)
     params = strategy.parse_params(job.params)
-    tree = planning_view(load_tree(session, job.id))  # answers in their thoughts' place
+    tree = planning_view(kept)  # answers in their thoughts' place
     if job.step > 0:
         _report_step(session, job, tree, strategy.select(tree, params))
     exhausted = budget_exhausted(job)
@@ -116,9 +133,7 @@ def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) ->
     """Progress events of a step whose expansions have all landed: ``step_done``, and
     ``best_changed`` when the strategy's current pick differs from the last one reported
     (read back from the events, so a re-run or a manual expansion never repeats it)."""
-    frontier = sum(
-        1 for n in tree.nodes.values() if n.usable and not n.is_terminal and not tree.children(n.id)
-    )
+    frontier = tree.frontier_size  # kept up to date by the view, not counted here
     append_event(
         session,
         job.id,

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, aliased
 from ttc_core.models import Job, JobEvent, Node, utcnow
 from ttc_core.tree import NodeView, TreeView
 
-_TREE_COLUMNS = (
+#: What a planning view holds of a node (no text: strategies plan on scores).
+TREE_COLUMNS = (
     Node.id,
     Node.parent_id,
     Node.depth,
@@ -30,7 +31,7 @@ _TREE_COLUMNS = (
 
 def load_tree(session: Session, job_id: str) -> TreeView:
     """The planning view of a job's tree (no node text: strategies plan on scores)."""
-    rows = session.execute(select(*_TREE_COLUMNS).where(Node.job_id == job_id)).all()
+    rows = session.execute(select(*TREE_COLUMNS).where(Node.job_id == job_id)).all()
     return TreeView.build(NodeView(*row) for row in rows)
 
 

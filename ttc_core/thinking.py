@@ -285,6 +285,8 @@ def planning_view(tree: TreeView) -> TreeView:
     thought's parent, depth and child index; its tokens added), the thoughts themselves
     hidden. A thought whose answer is missing stays, as an unanswered sample. Trees with
     no thoughts come back as they are."""
+    if not tree.has_role(THINK_ROLE):
+        return tree  # the common case, without a pass over every node
     thoughts = {n.id: n for n in tree.nodes.values() if n.role == THINK_ROLE}
     if not thoughts:
         return tree

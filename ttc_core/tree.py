@@ -6,6 +6,7 @@ hand-built trees in milliseconds and driven by any executor.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import uuid
 from collections.abc import Iterable, Sequence
@@ -67,9 +68,30 @@ class NodeView:
 
 @dataclass
 class TreeView:
+    """The nodes of a job's tree, indexed for planning.
+
+    Strategies read it and never change it. The engine may grow one view from step to
+    step (:meth:`upsert`: the nodes that landed or changed since) instead of loading the
+    whole tree again; what it keeps besides the nodes (children in order, terminals,
+    the frontier's size, counts) is maintained on the way, so that a step costs what
+    changed, not the tree. :meth:`changes_since` lets a strategy keep its own derived
+    statistics (``memo``) in step with the view; they are always derivable from the
+    nodes alone, so a view built from scratch (after a crash, in another process) gives
+    the same plans.
+    """
+
     root_id: str
     nodes: dict[str, NodeView] = field(default_factory=dict)
     _children: dict[str | None, list[NodeView]] = field(default_factory=dict, repr=False)
+    _terminals: dict[str, NodeView] = field(default_factory=dict, repr=False)
+    _roles: dict[str, int] = field(default_factory=dict, repr=False)
+    _frontier: int = field(default=0, repr=False)
+    _expanded: int = field(default=0, repr=False)
+    _depth: int = field(default=0, repr=False)
+    #: ``(before, after)`` of every node upserted since the view was built.
+    _log: list[tuple[NodeView | None, NodeView]] = field(default_factory=list, repr=False)
+    #: Derived statistics that strategies keep with the view (see :meth:`changes_since`).
+    memo: dict[object, object] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, nodes: Iterable[NodeView]) -> TreeView:
@@ -85,7 +107,71 @@ class TreeView:
             raise ValueError("tree has no root node")
         for siblings in children.values():
             siblings.sort(key=lambda n: n.child_index)
-        return cls(root_id=root_id, nodes=by_id, _children=children)
+        view = cls(root_id=root_id, nodes=by_id, _children=children)
+        view._expanded = sum(1 for key in children if key is not None and key in by_id)
+        for node in by_id.values():
+            view._count(node, +1)
+        return view
+
+    def _open(self, node: NodeView) -> bool:
+        return node.usable and not node.is_terminal and not self._children.get(node.id)
+
+    def _count(self, node: NodeView, sign: int) -> None:
+        """Add (or take out) a node's share of the derived counters."""
+        self._roles[node.role] = self._roles.get(node.role, 0) + sign
+        if node.is_terminal and node.usable:
+            if sign > 0:
+                self._terminals[node.id] = node
+            else:
+                self._terminals.pop(node.id, None)
+        self._frontier += sign * self._open(node)
+        if sign > 0:
+            self._depth = max(self._depth, node.depth)
+
+    def upsert(self, nodes: Iterable[NodeView]) -> None:
+        """Add new nodes and replace changed ones (parents before children). The engine's
+        way to bring a kept view up to date; strategies never call it."""
+        for node in sorted(nodes, key=lambda n: n.depth):
+            before = self.nodes.get(node.id)
+            if before == node:
+                continue
+            siblings = self._children.setdefault(node.parent_id, [])
+            if before is not None:
+                self._count(before, -1)
+                at = bisect.bisect_left([c.child_index for c in siblings], node.child_index)
+                siblings[at] = node
+            else:
+                parent = self.nodes.get(node.parent_id) if node.parent_id else None
+                if parent is not None and not siblings:
+                    self._frontier -= self._open(parent)  # a leaf no more
+                    self._expanded += 1
+                bisect.insort(siblings, node, key=lambda n: n.child_index)
+            self.nodes[node.id] = node
+            self._count(node, +1)
+            self._log.append((before, node))
+
+    @property
+    def version(self) -> int:
+        """How many upserts this view has seen (a position in :meth:`changes_since`)."""
+        return len(self._log)
+
+    def changes_since(self, version: int) -> list[tuple[NodeView | None, NodeView]]:
+        """``(before, after)`` of the nodes upserted since ``version`` (``before`` None
+        for a new node), in the order they were applied."""
+        return self._log[version:]
+
+    def has_role(self, role: str) -> bool:
+        return self._roles.get(role, 0) > 0
+
+    @property
+    def frontier_size(self) -> int:
+        """Usable, unfinished nodes without children: where a search can still grow."""
+        return self._frontier
+
+    @property
+    def expanded_count(self) -> int:
+        """Nodes with at least one child."""
+        return self._expanded
 
     @property
     def root(self) -> NodeView:
@@ -119,13 +205,12 @@ class TreeView:
 
     @property
     def max_depth(self) -> int:
-        return max(n.depth for n in self.nodes.values())
+        return self._depth
 
     def terminals(self) -> list[NodeView]:
         """Finished candidates (generated, not cut), in a stable order."""
         return sorted(
-            (n for n in self.nodes.values() if n.is_terminal and n.usable),
-            key=lambda n: (n.depth, n.parent_id or "", n.child_index),
+            self._terminals.values(), key=lambda n: (n.depth, n.parent_id or "", n.child_index)
         )
 
     def subtree(self, node_id: str) -> list[NodeView]:

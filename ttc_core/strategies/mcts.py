@@ -41,26 +41,92 @@ class Stats:
 
 
 def tree_stats(tree: TreeView, max_depth: int) -> Stats:
+    """N, W and "has an expandable leaf below" for every node. Kept with the view
+    (``tree.memo``) and brought up to date with the nodes that landed since, so that a step
+    costs O(new nodes x depth), not O(tree); :func:`full_stats` is the definition (and the
+    rebuild after a crash or in another process). Callers must not change the result."""
+    key = ("mcts.stats", max_depth)
+    kept = tree.memo.get(key)
+    if isinstance(kept, tuple):
+        version, stats = kept
+        if _catch_up(tree, stats, tree.changes_since(version), max_depth):
+            tree.memo[key] = (tree.version, stats)
+            return stats
+    stats = full_stats(tree, max_depth)
+    tree.memo[key] = (tree.version, stats)
+    return stats
+
+
+def full_stats(tree: TreeView, max_depth: int) -> Stats:
     """N, W and "has an expandable leaf below" for every node, bottom-up."""
     visits: dict[str, int] = {}
     value_sum: dict[str, float] = {}
     open_below: dict[str, bool] = {}
     for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
-        kids = [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]
-        scored = node.parent_id is not None and node.usable and node.score is not None
+        kids = _step_children(tree, node)
+        scored = _scored(node)
         visits[node.id] = int(scored) + sum(visits[c.id] for c in kids)
         value_sum[node.id] = (node.score or 0.0 if scored else 0.0) + sum(
             value_sum[c.id] for c in kids
         )
-        leaf_open = (
-            not kids
-            and node.usable
-            and not node.is_terminal
-            and node.depth < max_depth
-            and (node.role == NodeRole.step or node.parent_id is None)
+        open_below[node.id] = _leaf_open(node, kids, max_depth) or any(
+            open_below[c.id] for c in kids
         )
-        open_below[node.id] = leaf_open or any(open_below[c.id] for c in kids)
     return Stats(visits, value_sum, open_below)
+
+
+def _step_children(tree: TreeView, node: NodeView) -> list[NodeView]:
+    return [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]
+
+
+def _scored(node: NodeView) -> bool:
+    return node.parent_id is not None and node.usable and node.score is not None
+
+
+def _leaf_open(node: NodeView, kids: list[NodeView], max_depth: int) -> bool:
+    return (
+        not kids
+        and node.usable
+        and not node.is_terminal
+        and node.depth < max_depth
+        and (node.role == NodeRole.step or node.parent_id is None)
+    )
+
+
+def _catch_up(
+    tree: TreeView,
+    stats: Stats,
+    changes: list[tuple[NodeView | None, NodeView]],
+    max_depth: int,
+) -> bool:
+    """Apply new nodes (and nodes that became usable) to ``stats``; False when a change
+    is of another kind (a node cut or rescored), which a full recount handles."""
+    for before, node in changes:
+        if before is not None and (before.usable or tree.children(node.id)):
+            return False
+        stats.visits[node.id] = 0
+        stats.value_sum[node.id] = 0.0
+        stats.open_below[node.id] = False
+        if _scored(node):
+            current: NodeView | None = node
+            while current is not None:
+                stats.visits[current.id] += 1
+                stats.value_sum[current.id] += node.score or 0.0
+                if not (current.usable and current.role == NodeRole.step):
+                    break
+                current = tree.parent(current)
+        # Openness flows up from the node while it changes something.
+        current = node
+        while current is not None:
+            kids = _step_children(tree, current)
+            value = _leaf_open(current, kids, max_depth) or any(
+                stats.open_below.get(c.id, False) for c in kids
+            )
+            if current is not node and stats.open_below.get(current.id) == value:
+                break
+            stats.open_below[current.id] = value
+            current = tree.parent(current)
+    return True
 
 
 def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) -> list[NodeView]:
@@ -68,16 +134,19 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
     extra: dict[str, float] = {}
     chosen: list[NodeView] = []
     taken: set[str] = set()
+    # Subtrees closed by this step's choices; ``stats`` itself is shared and stays as is.
+    closed: dict[str, bool] = {}
+
+    def is_open(node_id: str) -> bool:
+        return closed.get(node_id, stats.open_below[node_id])
+
     for _ in range(count):
         node = tree.root
         while True:
             kids = [
                 c
                 for c in tree.children(node.id)
-                if c.usable
-                and c.role == NodeRole.step
-                and stats.open_below[c.id]
-                and c.id not in taken
+                if c.usable and c.role == NodeRole.step and is_open(c.id) and c.id not in taken
             ]
             if not kids:
                 break
@@ -91,17 +160,17 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
 
             node = max(kids, key=uct)
         expanded = any(c.usable and c.role == NodeRole.step for c in tree.children(node.id))
-        if node.id in taken or expanded or not stats.open_below[node.id]:
+        if node.id in taken or expanded or not is_open(node.id):
             break  # nothing left to expand (a leaf whose children all failed is retried)
         chosen.append(node)
         taken.add(node.id)
         for on_path in tree.path(node.id):
             extra[on_path.id] = extra.get(on_path.id, 0.0) + params.virtual_loss
         # A closed subtree (every leaf taken) must not attract the next selection.
-        stats.open_below[node.id] = False
+        closed[node.id] = False
         for ancestor in reversed(tree.path(node.id)[:-1]):
-            stats.open_below[ancestor.id] = any(
-                stats.open_below[c.id] and c.id not in taken
+            closed[ancestor.id] = any(
+                is_open(c.id) and c.id not in taken
                 for c in tree.children(ancestor.id)
                 if c.usable and c.role == NodeRole.step
             )
@@ -139,7 +208,7 @@ class Mcts(Strategy[MctsParams]):
     def plan(self, tree: TreeView, params: MctsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
             return Plan(expansions=[Expand(tree.root_id, params.k, role=NodeRole.step)])
-        done = sum(1 for n in tree.nodes.values() if tree.children(n.id))
+        done = tree.expanded_count
         left = params.simulations - done
         stats = tree_stats(tree, params.max_depth)
         leaves = select_leaves(tree, params, stats, min(params.parallel, left)) if left > 0 else []
