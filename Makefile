@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench faults serve clean
+.PHONY: install demo test lint bench faults conformance serve clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ bench: install
 faults: install
 	scripts/ensure-services.sh
 	$(BIN)/pytest -q tests/faults tests/integration/test_endpoint_faults.py -s
+
+# ttc against real server software (vLLM's CPU build) with tiny models built locally:
+# installs and builds into a cache on first use (minutes), then starts the servers.
+conformance: install
+	scripts/ensure-services.sh
+	scripts/conformance/setup.sh
+	$(BIN)/pytest -q -m conformance tests/conformance --timeout=1200
 
 serve: install
 	$(BIN)/ttc serve

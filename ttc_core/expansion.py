@@ -4,10 +4,12 @@ generate, decide terminality, score (verifier and step scorer), and return the r
 Roles (``ttc_core.strategies.base.ROLES``):
 
 - ``sample``: a whole answer to the question.
-- ``step`` / ``lookahead``: one reasoning step continuing the parent's path. Chat
-  endpoints get the path as a final assistant message with vLLM's
-  ``continue_final_message`` (``add_generation_prompt: false``); completions endpoints get
-  question and path as one prompt. Generation stops at the step delimiter.
+- ``step`` / ``lookahead``: one reasoning step continuing the parent's path exactly
+  (``GenerationRequest.continue_text``). On vLLM the chat is rendered once by the server's
+  own template and the path appended untouched, on the completions API, so a template that
+  trims messages (Llama 3) cannot cut the trailing delimiter; other chat servers get the
+  path as a final assistant message (``continue_final_message``); completions endpoints
+  get question and path as one prompt. Generation stops at the step delimiter.
 - ``critique``: a review of the parent attempt (with the verifier's feedback if asked).
 - ``revise``: a new attempt from the grandparent attempt and the parent critique.
 """
@@ -26,6 +28,7 @@ from ttc_core import prompts
 from ttc_core.errors import InferenceError
 from ttc_core.inference import Choice, GenerationRequest
 from ttc_core.inference.client import gather_or_cancel, render_messages
+from ttc_core.inference.servers import effective_reasoning
 from ttc_core.models import Job, Node, NodeStatus, utcnow
 from ttc_core.runtime import EngineContext
 from ttc_core.scoring import PartialSolution, build_scorer, parse_scorer_spec
@@ -117,17 +120,12 @@ def build_request(
     }
     question = question_of(job)
     if run.role in STEP_ROLES:
-        messages = base_messages(job)
         prefix = "".join(step + delimiter for step in parent.steps)
-        extra: dict[str, Any] | None = None
-        if prefix:
-            messages.append({"role": "assistant", "content": prefix})
-            extra = {"continue_final_message": True, "add_generation_prompt": False}
         return GenerationRequest(
-            messages=messages,
+            messages=base_messages(job),
             prompt=question + delimiter + prefix,
             stop=[delimiter, *(params.stop or [])],
-            extra_body=extra,
+            continue_text=prefix or None,
             **common,
         )
     if run.role == "critique":
@@ -200,9 +198,11 @@ async def generate_rows(
     client = ctx.inference(job.endpoint)
     per_request = client.endpoint.max_n_per_request if client.endpoint.supports_n else 1
     thinking = thinking_of(job.thinking)
+    profile = await client.profile()
+    controls = effective_reasoning(client.endpoint, profile)
 
     async def run_one(run: Run) -> int:
-        if thinking is not None and run.role == "sample" and client.endpoint.reasoning.forcing:
+        if thinking is not None and run.role == "sample" and controls.forcing:
             return await _think_then_answer(
                 ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
             )
@@ -211,8 +211,8 @@ async def generate_rows(
         seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
         if thinking is not None:  # the endpoint's reasoning controls, where it has them
-            hidden = 0 if client.endpoint.reasoning.forcing else thinking.cap(ctx.settings)
-            request = with_controls(request, thinking, client.endpoint, hidden)
+            hidden = 0 if controls.forcing else thinking.cap(ctx.settings)
+            request = with_controls(request, thinking, client.endpoint, hidden, profile)
         try:
             generation = await client.generate(request)
         except InferenceError as exc:
@@ -318,7 +318,7 @@ async def _think_then_answer(
         answer_run = Run(think_row["id"], run.parent_depth + 1, 0, 1, run.role)
         request = answer_request(
             convo,
-            client.endpoint.reasoning,
+            effective_reasoning(client.endpoint, await client.profile()),
             thought.text,
             seed=seed,
             temperature=temperature,
@@ -327,7 +327,9 @@ async def _think_then_answer(
             stop=params.stop,
         )
         try:
-            generation = await client.generate(with_controls(request, thinking, client.endpoint))
+            generation = await client.generate(
+                with_controls(request, thinking, client.endpoint, profile=await client.profile())
+            )
         except InferenceError as exc:
             log.warning("job %s batch %s: answer failed: %s", job.id, batch_id, exc)
             await save(failed_rows(job, batch_id, answer_run, str(exc)))

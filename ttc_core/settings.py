@@ -57,6 +57,30 @@ class ReasoningControls(BaseModel):
         return bool(self.think_open and self.think_close)
 
 
+#: Server software behind an endpoint (``ttc_core.inference.servers``).
+ServerKind = Literal["vllm", "sglang", "llamacpp", "openai", "generic"]
+
+
+class ServerOverrides(BaseModel):
+    """Fields of the endpoint's server profile an operator sets by hand (any subset; see
+    ``ttc_core.inference.servers.ServerProfile`` for what each means)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shares_seed_across_n: bool | None = None
+    continuation: Literal["render", "continue_final_message", "prefill", "new_turn"] | None = None
+    continue_final_message: bool | None = None
+    thinking_budget_param: str | None = Field(default=None, max_length=64)
+    thinking_switch: str | None = Field(default=None, max_length=64)
+    visible_thinking: bool | None = None
+    #: Effort values to send under another name, e.g. ``{"minimal": "low"}``.
+    effort_aliases: dict[str, str] | None = None
+    pooling: bool | None = None
+    classify: bool | None = None
+    echoes_prefill: bool | None = None
+    native_completion: bool | None = None
+
+
 class EndpointConfig(BaseModel):
     """One OpenAI-compatible inference server (or a reward model server)."""
 
@@ -76,8 +100,10 @@ class EndpointConfig(BaseModel):
     supports_n: bool = True
     #: Largest ``n`` to put in one request (vLLM accepts large n; hosted APIs cap it).
     max_n_per_request: int = Field(default=16, ge=1, le=1024)
-    #: Reward protocol for ``kind=reward``: vLLM's /classify or a generic JSON endpoint.
-    reward_protocol: Literal["vllm_classify", "json"] = "vllm_classify"
+    #: Reward protocol for ``kind=reward``: vLLM's /classify with the conversation (the
+    #: server applies the reward model's chat template), /classify with untemplated text
+    #: (older vLLM), or a generic JSON endpoint.
+    reward_protocol: Literal["vllm_classify", "vllm_classify_text", "json"] = "vllm_classify"
     max_retries: int = Field(default=3, ge=0, le=20)
     #: Optional rate limits across all workers (token buckets with a 10 s burst).
     requests_per_minute: float | None = Field(default=None, gt=0)
@@ -87,6 +113,11 @@ class EndpointConfig(BaseModel):
     breaker_cooldown_s: float = Field(default=2.0, gt=0, le=600)
     #: Reasoning controls and thinking delimiters (extended thinking, ``thinking`` jobs).
     reasoning: ReasoningControls = Field(default_factory=ReasoningControls)
+    #: The server software, which sets how ``n``, seeds, continuation, thinking controls
+    #: and reward routes are used; ``auto`` probes the server once per process.
+    server: ServerKind | Literal["auto"] = "auto"
+    #: Profile fields that replace the server's defaults (``ServerOverrides``).
+    server_overrides: ServerOverrides = Field(default_factory=ServerOverrides)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None

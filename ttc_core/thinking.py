@@ -12,9 +12,12 @@ on the endpoint's :class:`~ttc_core.settings.ReasoningControls`:
 - When its model thinks in visible delimiters (``<think>…</think>``), each whole-answer
   sample (role ``sample``: best-of-N, self-consistency, ``think``, Refine's first attempt)
   thinks first under ttc's control, one request per round, each continuing the thought so
-  far (a final assistant message with ``continue_final_message`` on chat endpoints, the
-  question and the thought as one prompt on completions endpoints, as step continuation
-  does): generate with ``stop=[think_close]`` and ``max_tokens`` = what is left of the cap;
+  far (as step continuation does: on vLLM the chat rendered once by the server's own
+  template with the thought appended exactly, on the completions API, so a template that
+  re-renders the last turn (Qwen3) never adds an empty think block or refuses the answer
+  request; a final assistant message with ``continue_final_message`` on other chat
+  servers; the question and the thought as one prompt on completions endpoints):
+  generate with ``stop=[think_close]`` and ``max_tokens`` = what is left of the cap;
   a thought that ends before ``min_tokens`` gets the force word ("Wait") and goes on (at
   most ``max_forcings`` times); one that reaches ``max_tokens`` is closed. Then the thought
   is closed (``think_close`` + the answer cue) and the answer is asked for. The thought is
@@ -39,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ttc_core.errors import InputError, LimitError
 from ttc_core.inference import GenerationRequest, InferenceClient
+from ttc_core.inference.servers import ServerProfile, effective_reasoning, static_profile
 from ttc_core.settings import EndpointConfig, ReasoningControls, Settings
 from ttc_core.tree import NodeView, TreeView
 
@@ -90,7 +94,9 @@ def check_thinking(spec: ThinkingSpec, endpoint: EndpointConfig, settings: Setti
             f"{spec.cap(settings)}",
             field="thinking.min_tokens",
         )
-    if spec.min_tokens > 0 and not endpoint.reasoning.forcing:
+    known = static_profile(endpoint)
+    controls = effective_reasoning(endpoint, known) if known else endpoint.reasoning
+    if spec.min_tokens > 0 and not controls.forcing:
         raise InputError(
             "this endpoint's thinking is not visible (no think_open/think_close), so a "
             "minimum thinking length cannot be forced",
@@ -106,18 +112,27 @@ def thinking_of(job_thinking: Mapping[str, Any] | None) -> ThinkingSpec | None:
 
 
 def with_controls(
-    request: GenerationRequest, spec: ThinkingSpec, endpoint: EndpointConfig, hidden: int = 0
+    request: GenerationRequest,
+    spec: ThinkingSpec,
+    endpoint: EndpointConfig,
+    hidden: int = 0,
+    profile: ServerProfile | None = None,
 ) -> GenerationRequest:
-    """``request`` with the job's thinking controls under the endpoint's names (chat
-    requests carry them; the completions API has no such fields). ``hidden``: thinking
-    tokens the server may spend before the visible output (counted in
-    ``max_completion_tokens``)."""
-    controls = endpoint.reasoning
+    """``request`` with the job's thinking controls under the endpoint's names, or the
+    server's (``profile``: vLLM's ``thinking_token_budget``; chat requests carry them; the
+    completions API has no such fields). ``hidden``: thinking tokens the server may spend
+    before the visible output (counted in ``max_completion_tokens``)."""
+    controls = effective_reasoning(endpoint, profile) if profile else endpoint.reasoning
     extra = dict(request.extra_body or {})
     template = dict(extra.get("chat_template_kwargs") or {})
     if spec.effort and controls.effort_param:
-        extra[controls.effort_param] = spec.effort
+        extra[controls.effort_param] = profile.effort(spec.effort) if profile else spec.effort
     budget = spec.budget_tokens or spec.max_tokens
+    if "budget_param" not in endpoint.reasoning.model_fields_set:
+        # The server's own budget field (vLLM's thinking_token_budget) only for a budget the
+        # job gave the server: ttc enforces its own cap, and vLLM refuses the field unless it
+        # runs a reasoning parser, which forcing must not have (it moves the thought).
+        budget = spec.budget_tokens
     if budget and controls.budget_param:
         if controls.budget_in == "chat_template_kwargs":
             template[controls.budget_param] = budget
@@ -152,19 +167,19 @@ def continuation(
     max_tokens: int,
     stop: Sequence[str] | None,
 ) -> GenerationRequest:
-    """One sample continuing ``assistant_text``: a final assistant message for chat
-    endpoints (vLLM's ``continue_final_message``), the question and the text as one prompt
-    for completions endpoints."""
+    """One sample continuing ``assistant_text`` exactly (``GenerationRequest.continue_text``:
+    the client sends it as the server wants, see ``ttc_core.inference.servers``), or the
+    question and the text as one prompt for completions endpoints."""
     return GenerationRequest(
         n=1,
-        messages=[*convo.messages, {"role": "assistant", "content": assistant_text}],
+        messages=list(convo.messages),
         prompt=convo.question + "\n\n" + assistant_text,
         seed=seed,
         temperature=temperature,
         top_p=top_p,
         max_tokens=max_tokens,
         stop=stop,
-        extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        continue_text=assistant_text,
     )
 
 
@@ -211,8 +226,11 @@ async def force_thought(
     temperature: float,
     top_p: float,
 ) -> Thought:
-    """Think between ``spec.min_tokens`` and ``cap`` tokens (s1 budget forcing)."""
-    controls = client.endpoint.reasoning
+    """Think between ``spec.min_tokens`` and ``cap`` tokens (s1 budget forcing): a thought
+    the model closes early has its ``think_close`` replaced by the force word and goes on;
+    one that reaches ``cap`` is closed by ttc."""
+    profile = await client.profile()
+    controls = effective_reasoning(client.endpoint, profile)
     text = ""
     tokens = prompt_tokens = requests = forcings = 0
     began = time.perf_counter()
@@ -226,7 +244,9 @@ async def force_thought(
             max_tokens=cap - tokens,
             stop=[controls.think_close or ""],
         )
-        generation = await client.generate(with_controls(request, spec, client.endpoint))
+        generation = await client.generate(
+            with_controls(request, spec, client.endpoint, profile=profile)
+        )
         choice = generation.choices[0]
         text += choice.text
         tokens += choice.completion_tokens

@@ -133,11 +133,11 @@ def test_rounds_continue_the_thought_on_both_apis() -> None:
     req = continuation(
         convo, "<think>\nhm", seed=4, temperature=0.7, top_p=1.0, max_tokens=9, stop=["</think>"]
     )
-    assert req.messages is not None and req.messages[-1] == {
-        "role": "assistant",
-        "content": "<think>\nhm",
-    }
-    assert req.extra_body == {"continue_final_message": True, "add_generation_prompt": False}
+    # the conversation before the turn, and the turn to continue exactly (the client sends
+    # it as the server wants: rendered on vLLM, a final assistant message elsewhere)
+    assert req.messages == [{"role": "user", "content": "What is 2+2?"}]
+    assert req.continue_text == "<think>\nhm"
+    assert req.extra_body is None
     assert req.prompt == "What is 2+2?\n\n<think>\nhm"
     assert (req.n, req.seed, req.max_tokens, req.stop) == (1, 4, 9, ["</think>"])
     answer = answer_request(

@@ -32,10 +32,18 @@ from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
 from ttc_core.inference.retry import with_retries
+from ttc_core.inference.servers import ServerProfile, profile_for, resolve_profile
 from ttc_core.settings import EndpointConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: Fields only the chat API knows; dropped when a chat is sent rendered to /completions.
+_CHAT_ONLY = frozenset(
+    {"chat_template_kwargs", "continue_final_message", "add_generation_prompt", "chat_template"}
+)
+#: Rendered chat prompts kept per client (one per job prompt and template switches).
+RENDER_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +58,13 @@ class GenerationRequest:
     top_p: float = 1.0
     max_tokens: int = 512
     stop: Sequence[str] | None = None
-    #: Extra fields for chat requests (e.g. vLLM's ``continue_final_message``).
+    #: Extra fields for chat requests (e.g. reasoning controls).
     extra_body: dict[str, Any] | None = None
+    #: The assistant turn so far (a path of steps, an open thought): the samples continue
+    #: it exactly. ``messages`` is then the conversation before that turn; how it is sent
+    #: depends on the server (``ttc_core.inference.servers``: rendered with the server's
+    #: template and continued on the completions API, or a final assistant message).
+    continue_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +209,8 @@ class InferenceClient:
             _N_LIMITS.get(self._n_key, endpoint.max_n_per_request),
         )
         self._n_note_checked = False
-        #: llama.cpp's native routes, used for every generation on a llama.cpp endpoint.
-        self._llamacpp = (
-            NativeRoutes(endpoint.base_url, endpoint.api, endpoint.reasoning.think_open)
-            if getattr(endpoint, "server", None) == "llamacpp"
-            else None
-        )
+        #: llama.cpp's native routes, made once the profile says the server is llama.cpp.
+        self._native: NativeRoutes | None = None
         #: Failed attempts that were retried or given up on (for job events and metrics).
         self.failed_attempts = 0
         self.breaker = CircuitBreaker(
@@ -213,13 +222,35 @@ class InferenceClient:
         if key := endpoint.api_key():
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
+        self._profile: ServerProfile | None = None
+        self._probe_lock = asyncio.Lock()
+        #: Rendered chat prompts (the server's own template), by messages and switches.
+        self._rendered: dict[str, str] = {}
+        #: Set when the server turned out to offer no render route.
+        self._render_missing = False
+
+    async def profile(self) -> ServerProfile:
+        """The server's profile: named in the endpoint, or probed once (``server: auto``)."""
+        if self._profile is None:
+            async with self._probe_lock:
+                if self._profile is None:
+                    auth = {k: v for k, v in self._headers.items() if k == "Authorization"}
+                    self._profile = await resolve_profile(self.endpoint, self._http, auth)
+        return self._profile
 
     async def generate(self, req: GenerationRequest) -> Generation:
         """All ``req.n`` samples, in order; raises InferenceError if a request fails."""
-        if req.n > 1 and self.max_n > 1:
+        profile = await self.profile()
+        per_request = self.max_n
+        if profile.shares_seed_across_n and req.seed is not None:
+            # One seed for all n would give n copies of one sample: seed + i each instead
+            # (the server's prefix cache still shares the prompt between them).
+            per_request = 1
+        elif req.n > 1 and per_request > 1:
             await self._recall_n_limit()
+            per_request = self.max_n
         results = await gather_or_cancel(
-            [self._chunk(req, s, k) for s, k in chunked(0, req.n, self.max_n)]
+            [self._chunk(req, s, k) for s, k in chunked(0, req.n, per_request)]
         )
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
@@ -284,7 +315,17 @@ class InferenceClient:
     def _n_note_key(self) -> str:
         return f"n_limit:{self.name}:{zlib.crc32(self.endpoint.base_url.encode()):08x}"
 
-    def _body(self, req: GenerationRequest, k: int, seed: int | None) -> tuple[str, dict[str, Any]]:
+    def _body(
+        self,
+        req: GenerationRequest,
+        k: int,
+        seed: int | None,
+        profile: ServerProfile | None = None,
+        rendered: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """The route and body of one request. ``rendered``: the chat as the server's template
+        renders it (see :meth:`_render`), which turns a continuation into a completion."""
+        profile = profile or self._profile or profile_for(self.endpoint, "generic")
         body: dict[str, Any] = {
             "model": self.endpoint.model,
             "n": k,
@@ -296,23 +337,146 @@ class InferenceClient:
             body["seed"] = seed
         if req.stop:
             body["stop"] = list(req.stop)
+        if self.endpoint.api == "chat" and rendered is not None:
+            # The prompt exactly as the server's template renders it, then the turn so far
+            # appended untouched: no template trims or re-renders it.
+            body["prompt"] = join_turn(
+                rendered, req.continue_text or "", self.endpoint.reasoning.think_open
+            )
+            body["add_special_tokens"] = False  # the rendered prompt has them already
+            body.update({k: v for k, v in (req.extra_body or {}).items() if k not in _CHAT_ONLY})
+            return "/completions", body
         if self.endpoint.api == "chat":
-            body["messages"] = list(req.messages or [{"role": "user", "content": req.prompt}])
-            if req.extra_body:
-                body.update(req.extra_body)
+            messages = list(req.messages or [{"role": "user", "content": req.prompt}])
+            extra = dict(req.extra_body or {})
+            if req.continue_text is not None:
+                messages.append({"role": "assistant", "content": req.continue_text})
+                if profile.continuation == "continue_final_message" or (
+                    profile.continuation == "render" and self._render_missing
+                ):
+                    extra.setdefault("continue_final_message", True)
+                    extra.setdefault("add_generation_prompt", False)
+            if not profile.continue_final_message:  # hosted APIs refuse vLLM's fields
+                extra.pop("continue_final_message", None)
+                extra.pop("add_generation_prompt", None)
+            body["messages"] = messages
+            body.update(extra)
             return "/chat/completions", body
-        body["prompt"] = req.prompt if req.prompt is not None else render_messages(req.messages)
+        if req.prompt is not None:
+            body["prompt"] = req.prompt
+        else:
+            body["prompt"] = render_messages(req.messages) + (req.continue_text or "")
         return "/completions", body
+
+    async def _render(self, req: GenerationRequest, profile: ServerProfile) -> str | None:
+        """The chat before the continued turn as the server's own template renders it, with
+        the generation prompt, as text (cached per client); None when the request continues
+        nothing, or the server offers no render route.
+
+        vLLM's ``/tokenize`` takes chat messages and renders them with the model's template
+        (``add_generation_prompt``, ``chat_template_kwargs``), and ``/detokenize`` turns the
+        ids back into text with the special tokens kept: both long-standing vLLM routes
+        (its newer ``/v1/chat/completions/render`` answers token ids only)."""
+        if (
+            req.continue_text is None
+            or self.endpoint.api != "chat"
+            or profile.continuation != "render"
+            or self._render_missing
+        ):
+            return None
+        kwargs = (req.extra_body or {}).get("chat_template_kwargs") or {}
+        messages = list(req.messages or [{"role": "user", "content": req.prompt or ""}])
+        key = json.dumps([messages, kwargs], sort_keys=True, default=str)
+        cached = self._rendered.get(key)
+        if cached is not None:
+            return cached
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "add_generation_prompt": True,
+        }
+        if kwargs:
+            body["chat_template_kwargs"] = kwargs
+        prompt = None
+        tokens = await self._render_call("/tokenize", body)
+        ids = tokens.get("tokens") if isinstance(tokens, dict) else None
+        if isinstance(ids, list) and ids:
+            text = await self._render_call(
+                "/detokenize", {"model": self.endpoint.model, "tokens": ids}
+            )
+            prompt = rendered_prompt(text)
+        if prompt is None:
+            log.warning(
+                "endpoint %s offers no usable chat render route; continuing turns with "
+                "continue_final_message instead",
+                self.name,
+            )
+            self._render_missing = True
+            return None
+        if len(self._rendered) >= RENDER_CACHE_SIZE:
+            self._rendered.pop(next(iter(self._rendered)))
+        self._rendered[key] = prompt
+        return prompt
+
+    async def _render_call(self, route: str, body: dict[str, Any]) -> Any:
+        """One call of a render route at the server's root, retried like generation."""
+
+        async def attempt() -> dict[str, Any] | list[Any] | None:
+            await self.breaker.wait_closed()
+            try:
+                return await self._post_render(route, body)
+            except RetryableInferenceError:
+                self.breaker.record_failure()
+                raise
+
+        return await with_retries(
+            attempt, retries=self.endpoint.max_retries, what=f"{self.name}{route}"
+        )
+
+    async def _post_render(
+        self, route: str, body: dict[str, Any]
+    ) -> dict[str, Any] | list[Any] | None:
+        """POST a render route; None when the server has none (404, 405, 501)."""
+        url = self.endpoint.base_url.rstrip("/").removesuffix("/v1") + route
+        try:
+            resp = await self._http.post(
+                url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise RetryableInferenceError(f"timeout after {self.endpoint.timeout_s}s") from exc
+        except httpx.TransportError as exc:
+            raise RetryableInferenceError(f"transport error: {exc!r}") from exc
+        if resp.status_code in (404, 405, 501):
+            return None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise RetryableInferenceError(
+                f"HTTP {resp.status_code} from {route}: {resp.text[:200]}",
+                status=resp.status_code,
+                retry_after=parse_retry_after(resp.headers.get("retry-after")),
+            )
+        if resp.status_code >= 400:
+            raise RejectedRequestError(
+                f"HTTP {resp.status_code} from {route}: {resp.text[:300]}",
+                status=resp.status_code,
+                body=resp.text[:2000],
+            )
+        try:
+            payload = resp.json()
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict | list) else None
 
     async def _request(
         self, req: GenerationRequest, start: int, k: int, seed: int | None
     ) -> Generation:
-        native = self._llamacpp
+        profile = await self.profile()
+        native = self._native_routes(profile)
         if native is not None:  # llama.cpp: rendered once, samples from /completion
             prompt = await native.prompt(req, self._render_llamacpp)
             path, body = native.completion_url, native.body(req, prompt, k, seed)
         else:
-            path, body = self._body(req, k, seed)
+            rendered = await self._render(req, profile)
+            path, body = self._body(req, k, seed, profile, rendered)
 
         async def attempt() -> tuple[Any, float]:
             await self.breaker.wait_closed()
@@ -341,27 +505,27 @@ class InferenceClient:
         if native is not None:
             return self._native_generation(payload, start, k, seed, latency_ms)
         generation = self._parse(payload, start, k, seed, latency_ms)
-        return self._without_echo(req, generation)
+        return self._without_echo(req, generation, profile)
+
+    def _native_routes(self, profile: ServerProfile) -> NativeRoutes | None:
+        """llama.cpp's native routes where the profile uses them (``native_completion``)."""
+        if not profile.native_completion:
+            return None
+        if self._native is None:
+            self._native = NativeRoutes(
+                self.endpoint.base_url, self.endpoint.api, self.endpoint.reasoning.think_open
+            )
+        return self._native
 
     async def _render_llamacpp(self, body: dict[str, Any]) -> Any:
-        """POST llama.cpp's ``/apply-template`` (retried; a template error is a 4xx)."""
-        native = self._llamacpp
-        assert native is not None
-
-        async def attempt() -> Any:
-            await self.breaker.wait_closed()
-            try:
-                payload = await self._post(native.render_url, body, native=True)
-            except RetryableInferenceError:
-                self.failed_attempts += 1
-                self.breaker.record_failure()
-                raise
-            self.breaker.record_success()
-            return payload
-
-        return await with_retries(
-            attempt, retries=self.endpoint.max_retries, what=f"{self.name}/apply-template"
-        )
+        """The chat rendered by llama.cpp's own template (``POST /apply-template``)."""
+        payload = await self._render_call("/apply-template", body)
+        if payload is None:
+            raise InferenceError(
+                f"endpoint {self.name}: llama.cpp answered no /apply-template route (an "
+                "older build?); set server_overrides.native_completion to false"
+            )
+        return payload
 
     def _native_generation(
         self, payload: Any, start: int, k: int, seed: int | None, latency_ms: float
@@ -384,14 +548,17 @@ class InferenceClient:
         ]
         return Generation(choices=choices, requests=1)
 
-    def _without_echo(self, req: GenerationRequest, generation: Generation) -> Generation:
-        """A continued assistant message's text removed from the front of each choice,
-        where the server echoes it (llama.cpp's chat route returns prefill + new tokens;
-        vLLM the new tokens only, which never start with the whole prefill)."""
-        if self.endpoint.api != "chat" or not req.messages:
+    def _without_echo(
+        self, req: GenerationRequest, generation: Generation, profile: ServerProfile
+    ) -> Generation:
+        """The continued turn removed from the front of each choice, where the server
+        echoes it (``echoes_prefill``: llama.cpp's chat route answers prefill + new tokens;
+        vLLM the new tokens only)."""
+        if not profile.echoes_prefill or self.endpoint.api != "chat":
             return generation
-        last = req.messages[-1]
-        prefill = str(last.get("content") or "") if last.get("role") == "assistant" else ""
+        prefill = req.continue_text
+        if prefill is None and req.messages and req.messages[-1].get("role") == "assistant":
+            prefill = str(req.messages[-1].get("content") or "")
         if not prefill:
             return generation
         choices = [replace(c, text=strip_echo(c.text, prefill)) for c in generation.choices]
@@ -483,6 +650,23 @@ def choice_text(choice: dict[str, Any]) -> str:
     if "message" in choice:
         return str((choice.get("message") or {}).get("content") or "")
     return str(choice.get("text") or "")
+
+
+def rendered_prompt(payload: Any) -> str | None:
+    """The text in ``/detokenize``'s answer (``{"prompt": ...}``), or None."""
+    value = payload.get("prompt") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def join_turn(rendered: str, text: str, think_open: str | None) -> str:
+    """``rendered`` (ending with the assistant's generation prompt) and the turn so far. A
+    template whose generation prompt already opens the thought (``...assistant\n<think>\n``)
+    must not get a second ``<think>``."""
+    if think_open and text.startswith(think_open):
+        tail = rendered.rstrip("\n")
+        if tail.endswith(think_open):
+            return tail + text[len(think_open) :]
+    return rendered + text
 
 
 def render_messages(messages: Sequence[dict[str, Any]] | None) -> str:

@@ -1,11 +1,19 @@
 """Outcome reward model served over HTTP.
 
-Two protocols (``EndpointConfig.reward_protocol``):
+Three protocols (``EndpointConfig.reward_protocol``):
 
 ``vllm_classify``
-    ``POST {base_url}/classify`` with ``{"model": ..., "input": [prompt + "\\n\\n" + text, ...]}``;
-    the response is ``{"data": [{"index": i, "probs": [p_bad, p_good]}, ...]}`` and the score
-    is the last probability (the only one for a single-label head).
+    vLLM's ``POST {base_url}/classify``. To a vLLM server (``server: vllm``, or found so by
+    the probe of ``server: auto``) each candidate goes as ``{"model": ..., "messages":
+    [{"role": "user", "content": prompt}, {"role": "assistant", "content": text}]}``: the
+    server renders it with the reward model's own chat template, as the model saw it in
+    training (a reward model scores a templated exchange, not bare text). Other servers get
+    the untemplated batch of ``vllm_classify_text``. The response is ``{"data": [{"index":
+    0, "probs": [p_bad, p_good]}]}`` and the score is the last probability (the only one
+    for a single-label head).
+``vllm_classify_text``
+    The same route with untemplated text, batched: ``{"model": ..., "input": [prompt +
+    "\\n\\n" + text, ...]}`` (vLLM releases whose ``/classify`` takes no ``messages``).
 ``json``
     ``POST {base_url}/v1/reward`` with ``{"prompt": ..., "responses": [text, ...]}`` (one
     request per prompt and batch); the response is ``{"scores": [float, ...]}``.
@@ -30,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from ttc_core.inference.servers import resolve_profile
 from ttc_core.settings import EndpointConfig
 from ttc_core.verifiers.answers import extract_answer, normalize_answer
 from ttc_core.verifiers.base import Candidate, Verdict, VerifierError
@@ -90,7 +99,7 @@ class RewardModelVerifier:
         self._sleep = sleep
         root = endpoint.base_url.rstrip("/")
         root = root.removesuffix("/v1")
-        path = "/classify" if endpoint.reward_protocol == "vllm_classify" else "/v1/reward"
+        path = "/v1/reward" if endpoint.reward_protocol == "json" else "/classify"
         self.url = root + path
 
     # -- public ----------------------------------------------------------------------------
@@ -103,11 +112,25 @@ class RewardModelVerifier:
 
     # -- scoring ---------------------------------------------------------------------------
 
+    async def _templated(self) -> bool:
+        """Whether candidates go to ``/classify`` as conversations (vLLM renders them)."""
+        if self.endpoint.reward_protocol != "vllm_classify":
+            return False
+        profile = await resolve_profile(self.endpoint, self.client, self._headers())
+        return profile.kind == "vllm" and profile.classify
+
     async def _scores(self, candidates: Sequence[Candidate]) -> list[float]:
         """One score per candidate, in order, in batches of ``batch_size``."""
         # (positions, request body) per request.
         jobs: list[tuple[list[int], dict[str, Any]]] = []
-        if self.endpoint.reward_protocol == "vllm_classify":
+        if await self._templated():
+            for i, c in enumerate(candidates):
+                messages = [
+                    {"role": "user", "content": c.prompt},
+                    {"role": "assistant", "content": c.text},
+                ]
+                jobs.append(([i], {"model": self.endpoint.model, "messages": messages}))
+        elif self.endpoint.reward_protocol != "json":
             for start in range(0, len(candidates), self.batch_size):
                 chunk = range(start, min(start + self.batch_size, len(candidates)))
                 inputs = [candidates[i].prompt + "\n\n" + candidates[i].text for i in chunk]
@@ -152,7 +175,7 @@ class RewardModelVerifier:
 
     def _parse_scores(self, payload: Any, expected: int) -> list[float]:
         try:
-            if self.endpoint.reward_protocol == "vllm_classify":
+            if self.endpoint.reward_protocol != "json":
                 data = payload["data"]
                 if not isinstance(data, list):
                     raise TypeError("'data' is not a list")

@@ -82,6 +82,9 @@ def _endpoint(**fields: Any) -> EndpointConfig:
         "timeout_s": 5.0,
         "max_retries": 3,
         "breaker_threshold": 2,
+        # the n fallback is the same on any server; llama.cpp's own routes are tested in
+        # test_llamacpp_units and tests/conformance
+        "server": "generic",
     }
     return EndpointConfig(**{**values, **fields})
 

@@ -15,8 +15,14 @@ from ttc_core.verifiers import Candidate, RewardModelVerifier, Verdict, Verifier
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
+# A fake server of /classify's text form (``server`` named: no probe requests).
 CLASSIFY = EndpointConfig(
-    base_url="http://rm.test:8100", model="rm-7b", kind="reward", max_retries=3, timeout_s=7.5
+    base_url="http://rm.test:8100",
+    model="rm-7b",
+    kind="reward",
+    max_retries=3,
+    timeout_s=7.5,
+    server="generic",
 )
 JSON_RM = CLASSIFY.model_copy(update={"reward_protocol": "json"})
 
