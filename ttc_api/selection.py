@@ -21,8 +21,6 @@ from ttc_core.store import path_text
 from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
 
-STEP_STRATEGIES = ("beam_search", "dvts", "tot_bfs", "tot_dfs", "mcts")
-
 
 class Candidate(BaseModel):
     """A node (or an answer) the rule compared, with the numbers it compared."""
@@ -78,7 +76,7 @@ class SelectionExplained(BaseModel):
     duplicate_nodes: int = Field(description="answers in those groups beyond the first of each")
 
 
-def _candidate(node: Node | None, **extra: Any) -> Candidate | None:
+def _candidate(node: Node | None) -> Candidate | None:
     if node is None:
         return None
     meta = node.meta or {}
@@ -91,7 +89,6 @@ def _candidate(node: Node | None, **extra: Any) -> Candidate | None:
         correct=node.correct,
         visits=meta.get("visits") if isinstance(meta.get("visits"), int) else None,
         value=meta.get("q") if isinstance(meta.get("q"), int | float) else None,
-        **extra,
     )
 
 
@@ -116,7 +113,7 @@ def _candidates(job: Job, strategy: str) -> Select[Node]:
     query = select(Node).where(
         Node.job_id == job.id, Node.status == NodeStatus.done, Node.score.is_not(None)
     )
-    if strategy in STEP_STRATEGIES:
+    if get_strategy(strategy).needs_step_scorer:
         return query.where(Node.is_terminal.is_(True), Node.role != "lookahead")
     return query.where(Node.role.in_(("sample", "revise")))
 
@@ -190,7 +187,7 @@ def explain_selection(session: Session, job: Job) -> SelectionExplained:
             + "."
         )
     else:
-        in_steps = chosen_strategy in STEP_STRATEGIES
+        in_steps = get_strategy(chosen_strategy).needs_step_scorer
         rule = "best_terminal_score" if in_steps else "best_verifier_score"
         ranked: list[Node] = list(
             session.scalars(_ranked(_candidates(job, chosen_strategy)).limit(3))
@@ -213,9 +210,10 @@ def explain_selection(session: Session, job: Job) -> SelectionExplained:
             + ". Ties go to the shallower, then the earlier node."
         )
         if chosen_strategy == "mcts" and chosen_node is not None:
+            root_id = node_id_for(job.id, None, 0)
             kids = list(
                 session.scalars(
-                    select(Node).where(Node.job_id == job.id, Node.parent_id == _root_id(job))
+                    select(Node).where(Node.job_id == job.id, Node.parent_id == root_id)
                 )
             )
             by_visits = [k for k in kids if isinstance((k.meta or {}).get("visits"), int)]
@@ -250,7 +248,3 @@ def explain_selection(session: Session, job: Job) -> SelectionExplained:
         duplicate_groups=groups,
         duplicate_nodes=extra,
     )
-
-
-def _root_id(job: Job) -> str:
-    return node_id_for(job.id, None, 0)

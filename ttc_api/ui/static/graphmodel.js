@@ -21,6 +21,7 @@ export class GraphModel {
   }
 
   add(nodes) {
+    this._below = null;
     const touched = new Set();
     for (const n of nodes) {
       if (this.nodes.has(n.id)) continue;
@@ -65,16 +66,20 @@ export class GraphModel {
     return Math.max(loaded, node && typeof node.children === "number" ? node.children : 0);
   }
 
-  /** Nodes below ``id`` that are known (loaded), or at least its direct children. */
+  /** Nodes below ``id`` that are known (loaded), or at least its direct children. The
+   * counts of every loaded node are worked out once per batch of nodes added. */
   hiddenBelow(id) {
-    let count = 0;
-    const stack = [...(this.kids.get(id) || [])];
-    while (stack.length) {
-      const k = stack.pop();
-      count += 1;
-      stack.push(...(this.kids.get(k) || []));
+    if (!this._below) {
+      this._below = new Map();
+      const count = (n) => {
+        let total = 0;
+        for (const k of this.kids.get(n) || []) total += 1 + count(k);
+        this._below.set(n, total);
+        return total;
+      };
+      count(this.topId);
     }
-    return Math.max(count, this.childTotal(id));
+    return Math.max(this._below.get(id) || 0, this.childTotal(id));
   }
 
   setBest(ids) {
