@@ -26,7 +26,7 @@ import redis
 from ttc_cli.stack import fresh_postgres, run_stack
 from ttc_sim.tasks import gsm8k_problems
 
-SIM_ARGS = ["--base-latency-s", "0.05", "--per-token-latency-s", "0", "--slots", "64"]
+SIM_ARGS = ["--base-latency-s", "0.05", "--per-token-latency-s", "0"]
 N_PER_REQUEST = 16
 
 
@@ -90,6 +90,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--batch-samples", type=int, default=None)
+    parser.add_argument(
+        "--slots",
+        default="64",
+        help="simulator slots: 64 charges per sequence; 4096 makes n nearly free, as on "
+        "an unsaturated vLLM that batches a request's samples",
+    )
     ns = parser.parse_args()
     redis.Redis.from_url(ns.broker).flushdb()
     problem = gsm8k_problems()[0]
@@ -101,7 +107,7 @@ def main() -> None:
             database_url=db_url,
             broker_url=ns.broker,
             log_dir=Path(logs),
-            sim_args=SIM_ARGS,
+            sim_args=[*SIM_ARGS, "--slots", ns.slots],
             endpoint_overrides={"max_concurrency": 256, "max_n_per_request": N_PER_REQUEST},
             extra_env=extra,
         ) as stack,
