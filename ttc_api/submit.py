@@ -19,11 +19,11 @@ from ttc_api.schemas import JobAccepted
 from ttc_core import idempotency
 from ttc_core.auth import TENANT_PATTERN, Principal
 from ttc_core.db import Database
-from ttc_core.errors import InputError, QuotaError
+from ttc_core.errors import InputError
 from ttc_core.models import Tenant
 from ttc_core.settings import Settings
 from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, check_rate, refund_rate
+from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, submission_tokens
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,9 @@ def submit(
         if replay is not None:
             return Submitted(JobAccepted.model_validate(replay.body), replayed=True)
     try:
-        check_rate(rate, tenant, settings)
-        with db.transaction() as session:
+        with submission_tokens(rate, tenant, settings), db.transaction() as session:
             job = create_job(session, spec, settings, tenant=tenant, admin=principal.admin)
-            try:
-                check_active_jobs(session, tenant, settings)
-            except QuotaError:
-                refund_rate(rate, tenant, settings)  # refused: nothing written, nothing spent
-                raise
+            check_active_jobs(session, tenant, settings)
             accepted = JobAccepted(id=job.id, status=job.status, location=f"/v1/jobs/{job.id}")
             if key is not None:
                 idempotency.finish(

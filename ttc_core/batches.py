@@ -350,8 +350,7 @@ def _count_failed_attempt(ctx: EngineContext, job: Job, paid: ledger.Ledger) -> 
         return
     try:
         with ctx.db.transaction() as session:
-            add_spend(session, job.id, usage)
-            metrics.spend(session, job, usage)
+            add_spend(session, job, usage)
     except Exception:
         log.warning("job %s: could not count a failed attempt's usage", job.id, exc_info=True)
 
@@ -457,8 +456,7 @@ def _complete_batch(
         # over from us (it counts the rows we saved when it completes); what this run was
         # answered beyond those rows is paid for all the same.
         log.info("batch %s: completed or taken over by another worker", batch_id)
-        add_spend(session, job.id, extra)
-        metrics.spend(session, job, extra)
+        add_spend(session, job, extra)
         return []
     prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
         select(

@@ -61,13 +61,15 @@ def unstored_usage(
     return Usage(prompt, completion, paid.requests, cost)
 
 
-def add_spend(session: Session, job_id: str, usage: Usage) -> None:
-    """Add ``usage`` to the job's columns (one UPDATE; the job's row is locked till commit)."""
+def add_spend(session: Session, job: Job, usage: Usage) -> None:
+    """Add ``usage`` to the job's columns (one UPDATE; the job's row is locked till commit)
+    and to the usage metrics when that commits."""
     if not usage:
         return
+    metrics.spend(session, job, usage)
     session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job.id)
         .values(
             prompt_tokens=Job.prompt_tokens + usage.prompt_tokens,
             completion_tokens=Job.completion_tokens + usage.completion_tokens,

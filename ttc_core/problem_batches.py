@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from ttc_core.allocation import ProblemVotes, allocate, expected_gain
 from ttc_core.db import Database
-from ttc_core.errors import InputError, LimitError, QuotaError, UnknownNameError
+from ttc_core.errors import InputError, LimitError, UnknownNameError
 from ttc_core.followup import FollowUp
 from ttc_core.models import (
     TERMINAL_STATUSES,
@@ -50,12 +50,7 @@ from ttc_core.runtime import EngineContext
 from ttc_core.settings import Settings
 from ttc_core.store import append_event, lock_job
 from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import (
-    SubmissionRate,
-    check_active_jobs,
-    check_rate,
-    refund_rate,
-)
+from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, submission_tokens
 from ttc_core.verifiers import MathSpec, VerifierSpec
 
 #: What a batch's ``strategy`` runs per problem: strategies a batch can grow by raising
@@ -202,15 +197,12 @@ def submit_batch(
     all (inside the writing transaction, with the tenant's row locked, as for jobs).
     The caller dispatches the returned jobs' first driver steps after this returns."""
     check_batch_size(spec, settings)  # before the rate: too large is 413 whatever the rate
-    count = batch_job_count(spec)
-    check_rate(rate, tenant, settings, count=count)
-    try:
-        with db.transaction() as session:
-            batch, job_ids = create_batch(session, spec, settings, tenant=tenant)
-            check_active_jobs(session, tenant, settings)
-    except QuotaError:
-        refund_rate(rate, tenant, settings, count=count)
-        raise
+    with (
+        submission_tokens(rate, tenant, settings, count=batch_job_count(spec)),
+        db.transaction() as session,
+    ):
+        batch, job_ids = create_batch(session, spec, settings, tenant=tenant)
+        check_active_jobs(session, tenant, settings)
     return batch, job_ids
 
 

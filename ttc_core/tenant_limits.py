@@ -13,8 +13,10 @@ submissions cannot both squeeze under it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -95,10 +97,19 @@ def check_rate(rate: SubmissionRate, tenant: str, settings: Settings, count: int
         )
 
 
-def refund_rate(rate: SubmissionRate, tenant: str, settings: Settings, count: int = 1) -> None:
-    """Put back the tokens of a submission the quota refused: nothing was written, so a
+@contextlib.contextmanager
+def submission_tokens(
+    rate: SubmissionRate, tenant: str, settings: Settings, count: int = 1
+) -> Iterator[None]:
+    """Take ``count`` submission tokens (:func:`check_rate`) around writing a submission;
+    one the active-job quota refuses inside gets them back: nothing was written, so a
     tenant that waits for its jobs and retries is not also held back by the rate."""
-    rate.try_take(tenant, settings.tenant_rate_per_minute, -count)
+    check_rate(rate, tenant, settings, count)
+    try:
+        yield
+    except QuotaError:
+        rate.try_take(tenant, settings.tenant_rate_per_minute, -count)
+        raise
 
 
 def check_active_jobs(session: Session, tenant: str, settings: Settings) -> None:

@@ -248,10 +248,7 @@ def batch_usage(
     endpoint, tenant = job.endpoint, job.tenant
 
     def count() -> None:
-        TOKENS.labels(endpoint, tenant, "prompt").inc(prompt_tokens)
-        TOKENS.labels(endpoint, tenant, "completion").inc(completion_tokens)
-        JOB_REQUESTS.labels(endpoint, tenant).inc(requests)
-        COST.labels(endpoint, tenant).inc(cost)
+        _count_spend(endpoint, tenant, prompt_tokens, completion_tokens, requests, cost)
         NODES.labels(endpoint, "done").inc(nodes - failed)
         NODES.labels(endpoint, "failed").inc(failed)
 
@@ -272,17 +269,18 @@ class _UsageLike(Protocol):
 def spend(session: Session, job: _JobLike, usage: _UsageLike) -> None:
     """Usage added to a job outside a batch's completion (a failed attempt's answered
     requests, a taken-over batch's extra calls), counted when that commits."""
-    endpoint, tenant = job.endpoint, job.tenant
-    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    args = (job.endpoint, job.tenant, usage.prompt_tokens, usage.completion_tokens)
     requests, cost = usage.requests, usage.cost
+    after_commit(session, lambda: _count_spend(*args, requests, cost))
 
-    def count() -> None:
-        TOKENS.labels(endpoint, tenant, "prompt").inc(prompt)
-        TOKENS.labels(endpoint, tenant, "completion").inc(completion)
-        JOB_REQUESTS.labels(endpoint, tenant).inc(requests)
-        COST.labels(endpoint, tenant).inc(cost)
 
-    after_commit(session, count)
+def _count_spend(
+    endpoint: str, tenant: str, prompt: int, completion: int, requests: int, cost: float
+) -> None:
+    TOKENS.labels(endpoint, tenant, "prompt").inc(prompt)
+    TOKENS.labels(endpoint, tenant, "completion").inc(completion)
+    JOB_REQUESTS.labels(endpoint, tenant).inc(requests)
+    COST.labels(endpoint, tenant).inc(cost)
 
 
 @functools.lru_cache(maxsize=256)
