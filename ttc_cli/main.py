@@ -132,7 +132,9 @@ def _cmd_tree(ns: argparse.Namespace) -> int:
                 return 1
         else:  # an id, or a unique prefix of one (as printed by `ttc demo`)
             matches = list(
-                session.scalars(select(Job).where(Job.id.startswith(ns.job_id)).limit(2))
+                session.scalars(
+                    select(Job).where(Job.id.startswith(ns.job_id, autoescape=True)).limit(2)
+                )
             )
             if len(matches) != 1:
                 why = "no job" if not matches else "more than one job starts with"

@@ -127,10 +127,11 @@ async def post_json(
     """
     retries = endpoint.max_retries
     attempt = 0
+    name = name or endpoint.model
     while True:
         try:
-            payload = await _attempt(client, url, body, endpoint, what, name or endpoint.model)
-            record_usage(name or endpoint.model, payload)
+            payload = await _attempt(client, url, body, endpoint, what, name)
+            record_usage(name, payload)
             return payload
         except RetryableInferenceError as exc:
             if attempt >= retries:
