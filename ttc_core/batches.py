@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ttc_core import ledger
@@ -36,6 +36,7 @@ from ttc_core.expansion import (
     rescore,
 )
 from ttc_core.followup import FollowUp
+from ttc_core.group_commit import GroupWriter
 from ttc_core.job_failures import report_unscorable
 from ttc_core.job_usage import add_spend, unstored_usage
 from ttc_core.models import (
@@ -61,14 +62,29 @@ def _missing_runs(
 ) -> tuple[list[Run], dict[str, ParentContext]]:
     """The children of a batch that are not saved yet (never pay twice), as runs."""
     paths = load_paths(session, list(dict.fromkeys(item["parent_id"] for item in spec)))
-    have = {
-        (parent_id, index)
-        for parent_id, index in session.execute(
-            select(Node.parent_id, Node.child_index).where(
-                Node.job_id == job.id, Node.parent_id.in_(list(paths))
+    # Only the batch's own index ranges: a root with thousands of children is not read
+    # back whole for every batch (that made a best-of-N job quadratic in N).
+    ranges: dict[str, tuple[int, int]] = {}
+    for item in spec:
+        first, last = int(item["first_index"]), int(item["first_index"]) + int(item["k"]) - 1
+        lo, hi = ranges.get(item["parent_id"], (first, last))
+        ranges[item["parent_id"]] = (min(lo, first), max(hi, last))
+    have = set()
+    if ranges:
+        have = {
+            (parent_id, index)
+            for parent_id, index in session.execute(
+                select(Node.parent_id, Node.child_index).where(
+                    Node.job_id == job.id,
+                    or_(
+                        *(
+                            and_(Node.parent_id == parent_id, Node.child_index.between(lo, hi))
+                            for parent_id, (lo, hi) in ranges.items()
+                        )
+                    ),
+                )
             )
-        )
-    }
+        }
     runs: list[Run] = []
     parents: dict[str, ParentContext] = {}
     for item in spec:
@@ -297,11 +313,10 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
 
         retry_on_disconnect(write)
 
-    async def save(rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(insert_rows, rows)
-
-    async def save_scores(rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(update_scores, rows)
+    # Requests that land together share a transaction (``ttc_core.group_commit``).
+    inserts = GroupWriter(insert_rows)
+    score_updates = GroupWriter(update_scores)
+    save, save_scores = inserts.add, score_updates.add
 
     requests = 0
     runs = claim.runs

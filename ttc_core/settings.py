@@ -144,8 +144,25 @@ class Settings(BaseSettings):
     endpoints: Annotated[dict[str, EndpointConfig], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_ENDPOINTS)
     )
-    #: Samples per expansion task: the unit of work a worker holds in flight at once.
-    expand_batch_samples: int = Field(default=128, ge=1)
+    #: Samples per expansion task (the unit of work one worker process holds, all its
+    #: requests in flight at once). None sizes batches per step: the step's samples spread
+    #: over ``expand_step_batches`` batches of ``expand_batch_min_samples`` to
+    #: ``expand_batch_max_samples`` each, so that a large fan-out keeps every worker
+    #: process busy without paying a batch's fixed cost (claim, completion) per 128.
+    expand_batch_samples: int | None = Field(default=None, ge=1)
+    #: How many batches a large step is spread over: the number of worker processes that
+    #: should share one job's step (the default worker runs 2).
+    expand_step_batches: int = Field(default=2, ge=1)
+    expand_batch_min_samples: int = Field(default=128, ge=1)
+    expand_batch_max_samples: int = Field(default=1024, ge=1)
+
+    def batch_samples_for(self, step_samples: int) -> int:
+        """Samples per batch for a step that plans ``step_samples`` children."""
+        if self.expand_batch_samples is not None:
+            return self.expand_batch_samples
+        spread = -(-step_samples // self.expand_step_batches)
+        return max(self.expand_batch_min_samples, min(self.expand_batch_max_samples, spread))
+
     max_n: int = Field(default=4096, ge=1)
     #: Most nodes one job's parameters may plan (step searches multiply n by depth).
     max_job_nodes: int = Field(default=200_000, ge=1)

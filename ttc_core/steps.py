@@ -100,7 +100,8 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     if not expansions:
         label = budget_label(cut_by) if cut_by else "budget"
         return _finish(session, job, strategy.select(tree, params), ended_by=label)
-    batches = _make_batches(job, tree, expansions, ctx.settings.expand_batch_samples)
+    batch_samples = ctx.settings.batch_samples_for(sum(e.k for e in expansions))
+    batches = _make_batches(job, tree, expansions, batch_samples)
     job.step += 1
     job.pending_batches = len(batches)
     session.add_all(batches)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, event, insert, select, update
+from sqlalchemy import Connection, Insert, Select, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from ttc_core.models import Job, JobEvent, Node, utcnow
 from ttc_core.tree import NodeView, TreeView
@@ -128,7 +128,25 @@ class PathNode(NamedTuple):
     meta: dict[str, Any] | None
 
 
-_PATH_COLUMNS = tuple(getattr(Node, name) for name in PathNode._fields)
+def _paths_statement() -> Select[Any]:
+    """Root-to-node paths of the nodes ``:ids``: built once (Core, no ORM adaptation),
+    so a claim pays one round trip and no compilation for it."""
+    nodes = Node.__table__
+    seed = (
+        select(nodes.c.id, nodes.c.parent_id)
+        .where(nodes.c.id.in_(bindparam("ids", expanding=True)))
+        .cte("ancestors", recursive=True)
+    )
+    parent = nodes.alias("ancestor")
+    ancestors = seed.union(
+        select(parent.c.id, parent.c.parent_id).join(seed, parent.c.id == seed.c.parent_id)
+    )
+    return select(*(nodes.c[name] for name in PathNode._fields)).where(
+        nodes.c.id.in_(select(ancestors.c.id))
+    )
+
+
+_PATHS = _paths_statement()
 
 
 def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[PathNode]]:
@@ -136,16 +154,7 @@ def load_paths(session: Session, node_ids: Sequence[str]) -> dict[str, list[Path
     objects: this runs once per depth of every tree search, inside its transaction)."""
     if not node_ids:
         return {}
-    seed = (
-        select(Node.id, Node.parent_id)
-        .where(Node.id.in_(list(node_ids)))
-        .cte("ancestors", recursive=True)
-    )
-    parent = aliased(Node)
-    ancestors = seed.union(
-        select(parent.id, parent.parent_id).join(seed, parent.id == seed.c.parent_id)
-    )
-    rows = session.execute(select(*_PATH_COLUMNS).where(Node.id.in_(select(ancestors.c.id)))).all()
+    rows = session.execute(_PATHS, {"ids": list(node_ids)}).all()
     known = {row.id: PathNode(*row) for row in rows}
     paths: dict[str, list[PathNode]] = {}
     for node_id in node_ids:
