@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from workers import add_pool_arguments, stack_workers
 
 from ttc_cli.stack import fresh_postgres, run_stack
 from ttc_sim.tasks import gsm8k_problems
@@ -86,6 +87,7 @@ def ttc_job(api: httpx.Client, prompt: str, answer: str, n: int, seed: int) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_pool_arguments(parser)
     parser.add_argument("--n", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/12")
@@ -104,6 +106,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as logs,
         fresh_postgres() as db_url,
         run_stack(
+            **stack_workers(ns),
             database_url=db_url,
             broker_url=ns.broker,
             log_dir=Path(logs),

@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
+from workers import add_pool_arguments, stack_workers
 
 from ttc_cli.stack import fresh_postgres, run_stack
 from ttc_sim.tasks import gsm8k_problems
@@ -122,6 +123,7 @@ def connections(dsn: str, database: str, stop: threading.Event, peak: list[int])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_pool_arguments(parser)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--slots", default="64")
@@ -143,6 +145,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         fresh_postgres() as pg_url,
         run_stack(
+            **stack_workers(args),
             database_url=pg_url,
             broker_url=broker,
             log_dir=Path(tmp),
@@ -163,7 +166,7 @@ def main() -> None:
             sampler.join()
     print(
         f"{args.jobs} best-of-{N} jobs from {args.clients} clients; sim "
-        f"{args.base_latency_s}s per sequence, {args.slots} slots"
+        f"{args.base_latency_s}s per sequence, {args.slots} slots; workers: {args.pool}"
     )
     print(f"plain asyncio client: {reference:.2f}s")
     print(f"ttc: {makespan:.2f}s  statuses {statuses}  peak Postgres connections {peak[0]}")

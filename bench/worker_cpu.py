@@ -1,6 +1,6 @@
 """Worker CPU per generated sample: best-of-4096 through the stack (API -> Postgres ->
-Celery, one worker with 2 prefork processes -> ttc_sim) against a plain asyncio client
-sending the same requests, in one run.
+Celery -> ttc_sim; one worker with 2 prefork processes, or with ``--pool threads`` 2
+worker processes) against a plain asyncio client sending the same requests, in one run.
 
 ttc_sim batches ``n`` (8,192 slots, 10 ms per request whatever its ``n``, as an
 unsaturated vLLM), so the server is never the bottleneck and what is measured is the
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from workers import add_pool_arguments, stack_workers
 
 from ttc_cli.stack import Stack, fresh_postgres, run_stack
 from ttc_sim.tasks import gsm8k_problems
@@ -76,8 +77,8 @@ async def plain_client(sim_url: str, prompt: str, n: int, per_request: int, seed
 
 def ttc_job(api: httpx.Client, stack: Stack, prompt: str, answer: str, n: int, seed: int) -> float:
     """The worker's CPU seconds for one best-of-``n`` job."""
-    worker = stack.procs[1]  # sim, then the worker (ttc_cli.stack.run_stack)
-    before = group_cpu(worker.popen.pid)
+    workers = [p.popen.pid for p in stack.procs if "worker" in p.popen.args]
+    before = sum(group_cpu(pid) for pid in workers)
     resp = api.post(
         "/v1/jobs",
         json={
@@ -100,11 +101,12 @@ def ttc_job(api: httpx.Client, stack: Stack, prompt: str, answer: str, n: int, s
     assert job["status"] == "succeeded", job
     assert job["progress"]["nodes"] == n, job["progress"]
     time.sleep(0.3)  # the completing task's last writes and its postrun
-    return group_cpu(worker.popen.pid) - before
+    return sum(group_cpu(pid) for pid in workers) - before
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_pool_arguments(parser)
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n-per-request", type=int, default=16)
@@ -116,6 +118,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as logs,
         fresh_postgres() as db_url,
         run_stack(
+            **stack_workers(ns),
             database_url=db_url,
             broker_url=ns.broker,
             log_dir=Path(logs),

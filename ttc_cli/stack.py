@@ -128,6 +128,7 @@ def run_stack(
     sim_args: Sequence[str] = (),
     sim_url: str | None = None,
     worker_args: Sequence[str] = ("--concurrency", "2", "--pool", "prefork"),
+    worker_processes: int = 1,
     endpoint_overrides: dict[str, object] | None = None,
     extra_endpoints: dict[str, dict[str, object]] | None = None,
     extra_env: dict[str, str] | None = None,
@@ -139,7 +140,8 @@ def run_stack(
     flower_port: int = 0,
     api_log_level: str = "warning",
 ) -> Iterator[Stack]:
-    """Start sim (unless ``sim_url`` is given), one Celery worker, the API and, with
+    """Start sim (unless ``sim_url`` is given), ``worker_processes`` Celery workers (one
+    by default), the API and, with
     ``beat``, Celery beat (the reaper's schedule), with ``flower`` Flower (and the worker
     events and remote control it needs). Without ``auth`` the API runs with API keys off
     (every caller an admin of tenant ``default``, said loudly in its log); with it,
@@ -189,6 +191,11 @@ def run_stack(
         }
         worker = Proc(["worker", *worker_args], worker_env, log_dir / "worker.log")
         procs.append(worker)
+        for i in range(1, worker_processes):  # more workers, e.g. ``--pool threads`` each
+            extra_worker_env = {**worker_env, "TTC_WORKER_METRICS_PORT": str(free_port())}
+            procs.append(
+                Proc(["worker", *worker_args], extra_worker_env, log_dir / f"worker{i}.log")
+            )
         if beat:
             schedule = str(log_dir / "celerybeat-schedule")
             procs.append(Proc(["beat", "--schedule", schedule], env, log_dir / "beat.log"))

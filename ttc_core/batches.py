@@ -141,7 +141,9 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     database; after ``max_batch_attempts`` the batch's missing nodes are saved as failed
     and the strategy decides whether the job can go on.
     """
-    claim = _claim(ctx, batch_id)
+    # The database work runs in threads: the event loop may hold many batches of many
+    # jobs at once (a worker with a concurrent pool, the in-process executor).
+    claim = await asyncio.to_thread(_claim, ctx, batch_id)
     if claim is None:
         return []
     try:
@@ -149,6 +151,12 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     except ClaimLost as lost:
         log.warning("%s; its new holder finishes it", lost)
         return []
+    return await asyncio.to_thread(_complete_in_transaction, ctx, claim, requests, trouble)
+
+
+def _complete_in_transaction(
+    ctx: EngineContext, claim: _Claim, requests: int, trouble: tuple[int, int]
+) -> list[FollowUp]:
     with ctx.db.transaction() as session:
         return _complete(ctx, session, claim, requests, trouble)
 
@@ -178,7 +186,7 @@ async def expand_chain(
 
     Raises :class:`BatchError` (caused by the original error) when a batch fails.
     """
-    claim = _claim(ctx, batch_id)
+    claim = await asyncio.to_thread(_claim, ctx, batch_id)
     while claim is not None:
         current = claim
         try:
@@ -188,22 +196,33 @@ async def expand_chain(
             return
         except Exception as exc:
             raise BatchError(current.batch_id) from exc
-        claim = None
         go_on = time.monotonic() < until
         try:
-            try:
-                with ctx.db.transaction() as session:
-                    followups = _complete(ctx, session, current, requests, trouble)
-                    if go_on and followups:
-                        followups, claim = _drive_and_claim(ctx, session, current.job.id)
-            except _DriveFailed:
-                # The driver step goes to its own task, with its retries and failure report.
-                log.exception("job %s: inline driver step failed; sending it", current.job.id)
-                with ctx.db.transaction() as session:
-                    followups = _complete(ctx, session, current, requests, trouble)
+            followups, claim = await asyncio.to_thread(
+                _complete_and_go_on, ctx, current, requests, trouble, go_on
+            )
         except Exception as exc:
             raise BatchError(current.batch_id) from exc
         send(followups)
+
+
+def _complete_and_go_on(
+    ctx: EngineContext, current: _Claim, requests: int, trouble: tuple[int, int], go_on: bool
+) -> tuple[list[FollowUp], _Claim | None]:
+    """Complete ``current`` and, with ``go_on``, run the next driver step and claim its
+    first batch, in one transaction."""
+    claim = None
+    try:
+        with ctx.db.transaction() as session:
+            followups = _complete(ctx, session, current, requests, trouble)
+            if go_on and followups:
+                followups, claim = _drive_and_claim(ctx, session, current.job.id)
+    except _DriveFailed:
+        # The driver step goes to its own task, with its retries and failure report.
+        log.exception("job %s: inline driver step failed; sending it", current.job.id)
+        with ctx.db.transaction() as session:
+            followups = _complete(ctx, session, current, requests, trouble)
+    return followups, claim
 
 
 class _DriveFailed(Exception):

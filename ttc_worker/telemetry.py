@@ -25,9 +25,9 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from contextvars import ContextVar
 from typing import Any
 
-from celery import current_task
 from celery.signals import (
     before_task_publish,
     setup_logging,
@@ -49,8 +49,15 @@ JOB_HEADER = "ttc_job_id"
 #: task id -> job id, for the main process's lines about tasks it received (bounded).
 _task_jobs: OrderedDict[str, str] = OrderedDict()
 _TASK_JOBS_MAX = 10_000
-#: The running task's state in this (child) process.
-_running: dict[str, Any] = {}
+#: The running task's state: one dict per task, in a context variable, so that tasks
+#: running concurrently in one process (``--pool threads``) each keep their own; the
+#: task's coroutines on the engine loop see it too (``ttc_worker.runtime.run`` carries
+#: the task thread's context over).
+_RUNNING: ContextVar[dict[str, Any] | None] = ContextVar("ttc_running_task", default=None)
+
+
+def _running() -> dict[str, Any]:
+    return _RUNNING.get() or {}
 
 
 def _header(request: Any, key: str) -> Any:
@@ -112,7 +119,24 @@ def _on_received(request: Any = None, **_: Any) -> None:
 
 
 @worker_init.connect
-def _on_worker_init(**_: Any) -> None:
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    if not _forks_pool_processes(sender):
+        # --pool threads / solo: this process runs the tasks. Tracing as the caller set it
+        # up, if it did (an embedded worker with its own exporter), else from the
+        # environment.
+        if not tracing.configured():
+            tracing.configure_tracing("ttc-worker")
+        _count_process()
+    _serve_metrics()
+
+
+def _forks_pool_processes(worker: Any) -> bool:
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return "prefork" in str(name) or str(name) == "celery.concurrency.asynpool"
+
+
+def _serve_metrics() -> None:
     from ttc_core.settings import get_settings
 
     port = get_settings().worker_metrics_port
@@ -143,7 +167,12 @@ def _on_worker_init(**_: Any) -> None:
 @worker_process_init.connect
 def _on_process_init(**_: Any) -> None:
     tracing.configure_tracing("ttc-worker")
-    metrics.expansion_hooks.append(_on_expansion)
+    _count_process()
+
+
+def _count_process() -> None:
+    if _on_expansion not in metrics.expansion_hooks:
+        metrics.expansion_hooks.append(_on_expansion)
     metrics.WORKER_PROCESSES.inc()  # also: every pool process has a metrics file from start
 
 
@@ -169,42 +198,52 @@ def _on_prerun(task_id: str = "", task: Any = None, args: Any = None, **_: Any) 
     for key in ("traceparent", "tracestate"):
         if (value := _header(request, key)) is not None:
             carrier[key] = value
-    _running.clear()
-    _running.update(
-        began=time.perf_counter(),
-        name=name,
-        batches=[],
-        span=tracing.OpenSpan(
-            f"ttc.task {name}",
-            carrier,
-            {"messaging.system": "celery", "messaging.message.id": task_id, "ttc.job_id": job_id},
-        ),
+    _RUNNING.set(
+        dict(
+            began=time.perf_counter(),
+            # The task itself: its coroutines run on the engine loop's thread, where
+            # Celery's thread-local ``current_task`` is not set.
+            task=task,
+            name=name,
+            batches=[],
+            span=tracing.OpenSpan(
+                f"ttc.task {name}",
+                carrier,
+                {
+                    "messaging.system": "celery",
+                    "messaging.message.id": task_id,
+                    "ttc.job_id": job_id,
+                },
+            ),
+        )
     )
 
 
 @task_postrun.connect
 def _on_postrun(state: str | None = None, **_: Any) -> None:
-    if not _running:
+    running = _running()
+    if not running:
         return
-    name = _running["name"]
+    name = running["name"]
     metrics.WORKER_TASKS.labels(name, state or "UNKNOWN").inc()
-    metrics.WORKER_TASK_DURATION.labels(name).observe(time.perf_counter() - _running["began"])
-    _running["span"].end()
-    _running.clear()
+    metrics.WORKER_TASK_DURATION.labels(name).observe(time.perf_counter() - running["began"])
+    running["span"].end()
+    _RUNNING.set(None)
     context.clear()
 
 
 def _on_expansion(batch_id: str, job_id: str, endpoint: str) -> None:
     """Each expansion a task runs; the second and later ones are inline continuations."""
-    if not _running:
+    running = _running()
+    if not running:
         return
-    batches: list[str] = _running["batches"]
+    batches: list[str] = running["batches"]
     batches.append(batch_id)
-    _running["job_id"] = job_id
+    running["job_id"] = job_id
     if len(batches) == 1:
         return
     metrics.EXPANSION_CONTINUATIONS.labels(endpoint).inc()
-    task = current_task
+    task = running.get("task")
     if task is not None and task.app.conf.worker_send_task_events:
         try:
             task.send_event(
@@ -217,10 +256,11 @@ def _on_expansion(batch_id: str, job_id: str, endpoint: str) -> None:
 def chain_summary() -> str | None:
     """What the running task expanded, as its result (Flower shows it): ``"3 batches of
     job J: B + 2 continued inline"``; None when it expanded nothing."""
-    batches: list[str] = _running.get("batches") or []
+    running = _running()
+    batches: list[str] = running.get("batches") or []
     if not batches:
         return None
-    job = _running.get("job_id")
+    job = running.get("job_id")
     if len(batches) == 1:
         return f"batch {batches[0]} of job {job}"
     return (

@@ -49,6 +49,11 @@ def wanted() -> bool:
     )
 
 
+def configured() -> bool:
+    """Whether this process has installed its tracer provider."""
+    return _state.get("provider") is not None
+
+
 def configure_tracing(service_name: str, exporter: Any = None) -> bool:
     """Install a tracer provider for this process: with ``exporter`` (tests pass an
     ``InMemorySpanExporter``, exported synchronously), else the one the environment
