@@ -130,6 +130,7 @@ def best_path_tip(tree: TreeView, stats: Stats) -> NodeView | None:
 
 class Mcts(Strategy[MctsParams]):
     name = "mcts"
+    summary = "UCT selection, k-sample expansion, PRM value, parallel with virtual loss"
     params_model = MctsParams
     needs_step_scorer = True
 

@@ -62,6 +62,7 @@ def keep_states(
 
 class TotBfs(Strategy[TotBfsParams]):
     name = "tot_bfs"
+    summary = "tree-of-thoughts BFS: k proposals per state, keep the best b per depth"
     params_model = TotBfsParams
     needs_step_scorer = True
 

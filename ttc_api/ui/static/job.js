@@ -99,7 +99,7 @@ function renderResult() {
       items.push(["Node", h("a", { href: `${base}/ui/jobs/${job.id}/tree?node=${best.node_id}` }, "open in the tree")]);
     }
     if (r && r.details && r.details.votes) {
-      items.push(["Votes", h("a", { href: `${base}/ui/jobs/${job.id}/scaling` }, `${Object.keys(r.details.votes).length} answers: see the distribution`)]);
+      items.push(["Votes", h("a", { href: `${base}/ui/jobs/${job.id}/answers` }, `${Object.keys(r.details.votes).length} answers: see the distribution`)]);
     }
     const list = h("dl", { class: "kv" });
     dl(list, items);
