@@ -47,7 +47,7 @@ function renderProgress() {
   const parts = [
     h("p", {}, `Step ${p.step} · ${fmtInt(p.nodes)} nodes · ${fmtInt(p.failed_nodes)} failed · ${p.pending_batches} batches in flight`),
   ];
-  if (p.planned_samples) parts.push(bar("samples", p.nodes, p.planned_samples));
+  if (p.planned_samples) parts.push(bar("nodes", p.nodes, p.planned_samples)); // of what it can make
   $("progress").replaceChildren(...parts);
   const b = job.budget || {};
   const used = {
