@@ -16,18 +16,29 @@ and the admin UI's meters show):
 
 from __future__ import annotations
 
+import logging
+
 from ttc_core.models import Job, JobStatus
-from ttc_core.strategies import SamplingParams, Strategy
+from ttc_core.strategies import get_strategy
+
+log = logging.getLogger(__name__)
 
 #: A visible thought is a node of its own above its answer.
 NODES_PER_THINKING_SAMPLE = 2
 
 
-def planned_nodes(job: Job, strategy: Strategy[SamplingParams], params: SamplingParams) -> int:
-    """The total a progress bar of ``job`` counts its ``node_count`` against."""
+def planned_nodes(job: Job) -> int | None:
+    """The total a progress bar of ``job`` counts its ``node_count`` against; None when
+    the job is unfinished and its stored params no longer parse (a row older than a check,
+    or odd content): a list must still show the job."""
     if job.status == JobStatus.succeeded:
         return job.node_count
-    bound = strategy.planned_samples(params)
+    try:
+        strategy = get_strategy(job.strategy)
+        bound = strategy.planned_samples(strategy.parse_params(job.params))
+    except Exception:
+        log.warning("job %s: stored params do not parse", job.id, exc_info=True)
+        return None
     if job.thinking is not None or strategy.thinks:
         bound *= NODES_PER_THINKING_SAMPLE
     max_nodes = (job.budget or {}).get("max_nodes")

@@ -67,7 +67,8 @@ class TotBfs(Strategy[TotBfsParams]):
     needs_step_scorer = True
 
     def planned_samples(self, params: TotBfsParams) -> int:
-        return params.k * params.breadth * params.max_depth
+        # k proposals at depth 1, then at most `breadth` states expanded k times per depth.
+        return params.k + params.k * params.breadth * (params.max_depth - 1)
 
     def plan(self, tree: TreeView, params: TotBfsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
