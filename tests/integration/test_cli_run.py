@@ -1,8 +1,9 @@
-"""``ttc run`` end to end, every strategy, against a real local stack (the simulator, a
-Celery worker with two processes, the API, a fresh Postgres database). Each job must
-succeed, its summary must say whether the answer was correct, and its progress bar must
-end at 100%, also for the searches that stop before their planned bound (beam search,
-DVTS, ToT, MCTS, adaptive voting, auto).
+"""``ttc run`` end to end, every strategy, against a real local stack: the integration
+tests' own (the simulator, a Celery worker with two processes, the API, a fresh Postgres
+database), which it shares rather than starting one more. Each job must succeed, its
+summary must say whether the answer was correct, and its progress bar must end at 100%,
+also for the searches that stop before their planned bound (beam search, DVTS, ToT,
+MCTS, adaptive voting, auto).
 
 The acceptance line of issue 15, ``ttc run --strategy mcts --prm prm``, runs as a child
 process, exactly as typed; the others go through the same entry point in this process.
@@ -16,19 +17,16 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
-from tests.helpers import REDIS_BASE, fresh_postgres
+from tests.integration.conftest import Stack
 from ttc_cli.main import main
-from ttc_cli.stack import Stack, run_stack
 from ttc_core.strategies import STRATEGIES
 from ttc_sim.tasks import gsm8k_problems
 
-REDIS_DB = 1
+pytestmark = pytest.mark.integration
+
 #: A GSM8K problem the simulated model solves in a few steps.
 PROBLEM = 3
 #: Small, so that the whole module stays within seconds; every strategy's defaults
@@ -57,23 +55,6 @@ def run_args(stack: Stack, strategy: str) -> list[str]:
     if STRATEGIES[strategy].needs_step_scorer:
         args += ["--prm", "prm"]  # the simulator's PRM (sim-prm), batched JSON protocol
     return [*args, *EXTRA.get(strategy, []), "--seed", "7"]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    broker = f"{REDIS_BASE}/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
-    logs = Path(tmp_path_factory.mktemp("cli-run-logs"))
-    with (
-        fresh_postgres() as pg_url,
-        run_stack(
-            database_url=pg_url,
-            broker_url=broker,
-            log_dir=logs,
-            sim_args=["--base-latency-s", "0.01", "--per-token-latency-s", "0"],
-        ) as running,
-    ):
-        yield running
 
 
 @pytest.fixture(scope="module")
