@@ -57,7 +57,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prm",
         default=None,
-        help="step scorer: prm:ENDPOINT | llm_judge:ENDPOINT | a JSON object",
+        help="step scorer for the step-level strategies: prm (the simulator's sim-prm), "
+        "prm:ENDPOINT, llm_judge:ENDPOINT or a JSON object",
     )
     parser.add_argument(
         "--param",
@@ -88,7 +89,12 @@ def parse_verifier(text: str) -> dict[str, Any]:
 
 def parse_prm(text: str) -> dict[str, Any]:
     if text.lstrip().startswith("{"):
-        value: dict[str, Any] = json.loads(text)
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--prm {text}: not a JSON object ({exc})") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"--prm {text}: give a JSON object")
         return value
     kind, _, endpoint = text.partition(":")
     spec: dict[str, Any] = {"kind": kind, "endpoint": endpoint or "sim-prm"}
@@ -118,8 +124,11 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
         prompt = problem.question
         reference = reference or problem.answer
     elif ns.prompt_file:
-        with open(ns.prompt_file, encoding="utf-8") as fh:
-            prompt = fh.read()
+        try:
+            with open(ns.prompt_file, encoding="utf-8") as fh:
+                prompt = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--prompt-file {ns.prompt_file}: {exc}") from None
     else:
         prompt = ns.prompt
     params: dict[str, Any] = {}

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,6 +196,11 @@ def test_params_are_typed_by_the_strategys_model() -> None:
         ),
         (["--param", "n"], "ttc run: --param n: give KEY=VALUE, e.g. --param n=8"),
         (
+            ["--strategy", "mcts", "--prm", "{bad"],
+            "ttc run: --prm {bad: not a JSON object (Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1))",
+        ),
+        (
             ["--n", "0"],
             "ttc run: --n=0: best_of_n's n takes int (Input should be greater than or equal to 1)",
         ),
@@ -206,6 +212,17 @@ def test_a_bad_param_is_one_line_naming_it(
     code, err = _run(capsys, "--prompt", "x", *args)
     assert code == 2
     assert err == expected
+
+
+def test_a_prompt_file_that_cannot_be_read_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.txt"
+    code, err = _run(capsys, "--prompt-file", str(missing))
+    assert code == 2
+    assert (
+        err == f"ttc run: --prompt-file {missing}: [Errno 2] No such file or directory: '{missing}'"
+    )
 
 
 def test_run_refuses_params_a_strategy_does_not_take(capsys: pytest.CaptureFixture[str]) -> None:
