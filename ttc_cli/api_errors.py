@@ -4,7 +4,8 @@ what to check, never a traceback.
 Wrap the command's body in :func:`api_errors`; it turns a connection failure (nothing
 listening, a wrong host, a timeout), a server that does not answer as a ttc API (a wrong
 port or path), a refused key and any other problem+json answer into one line on stderr
-and an exit status, which it keeps in ``outcome.status``::
+and an exit status, which it keeps in ``outcome.status``; so are an event stream that
+stays lost after its reconnects and a wait that runs out::
 
     with api_errors("ttc run", server) as outcome:
         ...
@@ -83,6 +84,14 @@ def api_errors(command: str, server: str) -> Iterator[Outcome]:
         )
     except APIError as exc:
         outcome.status = _say(command, describe_api_error(exc, server), 2)
+    except ConnectionError as exc:  # the client gave up reconnecting (an event stream)
+        outcome.status = _say(
+            command,
+            f"lost the ttc API at {server} ({exc}); is `ttc serve` still running there?",
+            UNREACHABLE,
+        )
+    except TimeoutError as exc:  # the client stopped waiting; the job itself goes on
+        outcome.status = _say(command, f"{exc}; the job goes on on the server", 1)
     except (json.JSONDecodeError, ValidationError) as exc:  # an answer not from a ttc API
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         outcome.status = _say(
