@@ -27,7 +27,9 @@ class Progress(BaseModel):
     failed_nodes: int
     pending_batches: int
     planned_samples: int | None = Field(
-        default=None, description="samples the strategy plans in all (flat strategies)"
+        default=None,
+        description="the nodes the job can make in all, which `nodes` counts towards: its "
+        "strategy's bound (within budget.max_nodes) while it runs, `nodes` once it succeeded",
     )
 
 

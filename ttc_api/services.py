@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,12 +21,10 @@ from ttc_api.schemas import (
 )
 from ttc_api.storable import scrub
 from ttc_core.errors import InputError, NotFoundError
-from ttc_core.models import Job, JobStatus, Node, NodeStatus
+from ttc_core.models import Job, Node, NodeStatus
+from ttc_core.progress import planned_nodes
 from ttc_core.store import path_text
-from ttc_core.strategies import get_strategy
 from ttc_core.tree import node_id_for
-
-log = logging.getLogger(__name__)
 
 
 def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
@@ -37,25 +34,10 @@ def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
     return job
 
 
-def _planned_samples(job: Job) -> int | None:
-    """What the strategy plans in all; None when the stored parameters no longer parse
-    (a row older than a check, or odd content): a list must still show the job."""
-    try:
-        strategy = get_strategy(job.strategy)
-        return strategy.planned_samples(strategy.parse_params(job.params))
-    except Exception:
-        log.warning("job %s: stored params do not parse", job.id, exc_info=True)
-        return None
-
-
 def job_public(job: Job) -> JobPublic:
     """The job as the API shows it. Stored text is scrubbed (:func:`scrub`): a row
     holding what cannot be encoded shows U+FFFD instead of failing every list."""
-    planned = _planned_samples(job)
-    if job.status == JobStatus.succeeded:
-        # The plan is an upper bound (beams end early, adaptive sampling stops once the
-        # vote is settled): a finished search is all of its planned work.
-        planned = job.node_count
+    planned = planned_nodes(job)
     return JobPublic(
         id=job.id,
         status=job.status,

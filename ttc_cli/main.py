@@ -102,7 +102,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_strategies(ns: argparse.Namespace) -> int:
-    from ttc_cli.runjob import strategies_table
+    from ttc_cli.strategy_params import strategies_table
 
     print(strategies_table())
     return 0
@@ -188,9 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=None)
     migrate.set_defaults(func=_cmd_migrate)
 
-    from ttc_cli.runjob import add_run_arguments
+    from ttc_cli.runjob import add_run_arguments, run_epilog
 
-    run = sub.add_parser("run", help="submit a job to a server and follow it")
+    run = sub.add_parser(
+        "run",
+        help="submit a job to a server and follow it",
+        epilog=run_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
 
@@ -262,7 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _guarded(command: Callable[[], int]) -> int:
-    """Run a command; a settings problem is one line per problem and exit status 2."""
+    """Run a command; a settings problem is one line per problem and exit status 2, a
+    database that cannot be reached one line naming what to check."""
+    from sqlalchemy.exc import OperationalError
+
     from ttc_core.settings_errors import SettingsError
 
     try:
@@ -270,6 +278,14 @@ def _guarded(command: Callable[[], int]) -> int:
     except SettingsError as exc:
         for line in exc.lines:
             print(f"ttc: {line}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        reason = " ".join(str(exc.orig).split())[:200]
+        print(
+            f"ttc: cannot open the database ({reason}); is it running? Check --database-url "
+            "(or TTC_DATABASE_URL).",
+            file=sys.stderr,
+        )
         return 2
     except BrokenPipeError:
         # The reader went away (`ttc tree | head`): stop quietly, as Unix tools do.

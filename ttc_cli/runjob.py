@@ -1,5 +1,10 @@
 """``ttc run``: submit a job to a server, show a live progress bar (or, with ``--follow``,
-its events as they happen, over Server-Sent Events), print the answer."""
+its events as they happen, over Server-Sent Events), print the answer.
+
+It sends only the params the strategy takes, read from the strategy's own parameter model
+(``ttc_cli.strategy_params``): ``--n`` where the strategy has an ``n``, and any of its
+params with ``--param KEY=VALUE``; the strategy's defaults fill in the rest on the server.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,11 @@ import os
 import sys
 from typing import Any
 
-from ttc_api.schemas import EventPublic
+from ttc_api.schemas import EventPublic, JobPublic
+from ttc_cli.api_errors import api_errors, check_server_url
 from ttc_cli.render import progress_line, write_progress
-
-
-class UsageError(Exception):
-    """A mistake on the command line: printed as one line that names the fix."""
+from ttc_cli.strategy_params import check_params, parse_param, strategies_table
+from ttc_cli.usage import UsageError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +43,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt-file")
     source.add_argument("--gsm8k", type=int, metavar="INDEX", help="a bundled GSM8K problem")
     parser.add_argument(
-        "--n", type=int, default=None, help="samples (strategies that take n; default 16)"
+        "--n",
+        type=int,
+        default=None,
+        help="n, for the strategies that take it (default: the strategy's own)",
     )
     parser.add_argument("--reference")
     parser.add_argument(
@@ -50,9 +57,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prm",
         default=None,
-        help="step scorer: prm:ENDPOINT | llm_judge:ENDPOINT | a JSON object",
+        help="step scorer for the step-level strategies: prm (the simulator's sim-prm), "
+        "prm:ENDPOINT, llm_judge:ENDPOINT or a JSON object",
     )
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any param of the strategy (repeatable), typed as below: --param beam_width=2",
+    )
     parser.add_argument("--max-tokens-budget", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
@@ -75,7 +89,12 @@ def parse_verifier(text: str) -> dict[str, Any]:
 
 def parse_prm(text: str) -> dict[str, Any]:
     if text.lstrip().startswith("{"):
-        value: dict[str, Any] = json.loads(text)
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--prm {text}: not a JSON object ({exc})") from None
+        if not isinstance(value, dict):
+            raise UsageError(f"--prm {text}: give a JSON object")
         return value
     kind, _, endpoint = text.partition(":")
     spec: dict[str, Any] = {"kind": kind, "endpoint": endpoint or "sim-prm"}
@@ -84,10 +103,9 @@ def parse_prm(text: str) -> dict[str, Any]:
     return spec
 
 
-def _strategy_fields(name: str) -> set[str]:
-    from ttc_core.strategies import get_strategy
-
-    return set(get_strategy(name).params_model.model_fields)
+def run_epilog() -> str:
+    """``ttc run --help``'s list of strategies and their params (``ttc strategies``)."""
+    return "strategies and their params (--param KEY=VALUE):\n" + strategies_table()
 
 
 def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
@@ -106,30 +124,18 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
         prompt = problem.question
         reference = reference or problem.answer
     elif ns.prompt_file:
-        with open(ns.prompt_file, encoding="utf-8") as fh:
-            prompt = fh.read()
+        try:
+            with open(ns.prompt_file, encoding="utf-8") as fh:
+                prompt = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--prompt-file {ns.prompt_file}: {exc}") from None
     else:
         prompt = ns.prompt
-    takes = _strategy_fields(ns.strategy)
     params: dict[str, Any] = {}
-    if "n" in takes:
-        params["n"] = 16 if ns.n is None else ns.n
-    elif ns.n is not None:
-        raise UsageError(
-            f"--n: {ns.strategy} takes no n; its params are {', '.join(sorted(takes))} "
-            "(set them with --param KEY=VALUE)"
-        )
-    for item in ns.param:
-        key, _, value = item.partition("=")
-        if key not in takes:
-            raise UsageError(
-                f"--param {key}: {ns.strategy} takes no {key!r}; its params are "
-                f"{', '.join(sorted(takes))}"
-            )
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
+    if ns.n is not None:
+        params.update([parse_param(ns.strategy, f"n={ns.n}", flag="--n")])
+    params.update(parse_param(ns.strategy, item) for item in ns.param)
+    check_params(ns.strategy, params)
     spec: dict[str, Any] = {
         "strategy": ns.strategy,
         "endpoint": ns.endpoint,
@@ -156,48 +162,20 @@ def event_line(event: EventPublic) -> str:
     return f"#{event.id:<4} {event.kind:<22} {fields}".rstrip()
 
 
-def check_server_url(url: str) -> str:
-    """The API's base URL as the client wants it (it adds ``/v1/...`` itself)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--server {url}: give the API's URL, e.g. http://127.0.0.1:8000")
-    if parts.path.rstrip("/").endswith("/v1"):
-        fixed = url.rstrip("/").removesuffix("/v1")
-        raise UsageError(f"--server {url}: drop the trailing /v1 (use {fixed})")
-    return url
-
-
 def run_job(ns: argparse.Namespace) -> int:
-    import httpx
-
-    try:
+    with api_errors("ttc run", ns.server) as outcome:
         return _run_job(ns)
-    except UsageError as exc:
-        print(f"ttc run: {exc}", file=sys.stderr)
-        return 2
-    except httpx.TransportError as exc:
-        reason = str(exc) or type(exc).__name__
-        print(
-            f"ttc run: cannot reach the ttc API at {ns.server} ({reason}); is `ttc serve` "
-            "running there? Set --server or TTC_SERVER.",
-            file=sys.stderr,
-        )
-        return 2
+    assert outcome.status is not None  # api_errors only lets the block end by an error
+    return outcome.status
 
 
 def _run_job(ns: argparse.Namespace) -> int:
-    from ttc_api.client import APIError, TTCClient
+    from ttc_api.client import TTCClient
 
     server = check_server_url(ns.server)
     spec = build_spec(ns)
     with TTCClient(server, api_key=ns.api_key) as client:
-        try:
-            accepted = client.submit_job(spec, idempotency_key=ns.idempotency_key)
-        except APIError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return 2
+        accepted = client.submit_job(spec, idempotency_key=ns.idempotency_key)
         print(f"job {accepted.id} accepted", file=sys.stderr)
         if ns.follow:
             for event in client.iter_events(accepted.id):
@@ -216,33 +194,21 @@ def _run_job(ns: argparse.Namespace) -> int:
                 ),
             )
             write_progress("\n")
-    if ns.json:
-        print(job.model_dump_json(indent=2))
-    elif job.result is not None:
-        print(f"status: {job.status}")
-        print(
-            f"answer: {job.result.answer}  score: {job.result.score}  correct: {job.result.correct}"
-        )
-        print(f"tokens: {job.usage.total_tokens}  requests: {job.usage.requests}")
-    else:
-        print(f"status: {job.status}  error: {job.error}")
+    print(job.model_dump_json(indent=2) if ns.json else summary(job))
     return 0 if job.status == "succeeded" else 1
 
 
-def strategies_table() -> str:
-    """``ttc strategies``: each strategy with its params and their defaults."""
-    from pydantic_core import PydanticUndefined
-
-    from ttc_core.strategies import STRATEGIES
-
-    lines = []
-    for name in sorted(STRATEGIES):
-        strategy = STRATEGIES[name]
-        doc = (type(strategy).__doc__ or "").strip().splitlines()
-        lines.append(f"{name}: {doc[0] if doc else ''}".rstrip(": "))
-        for field, info in strategy.params_model.model_fields.items():
-            default = info.get_default(call_default_factory=True)
-            shown = "required" if default is PydanticUndefined else f"default {default!r}"
-            about = f"  {info.description}" if info.description else ""
-            lines.append(f"  {field:<22} {shown}{about}")
+def summary(job: JobPublic) -> str:
+    """The finished job in a few lines: ``correct`` says whether the chosen answer matched
+    the reference (``-`` when there was nothing to check it against)."""
+    if job.result is None:
+        return f"status: {job.status}  error: {job.error}"
+    result = job.result
+    correct = "-" if result.correct is None else str(result.correct)
+    lines = [
+        f"status: {job.status}" + (f"  error: {job.error}" if job.error else ""),
+        f"answer: {result.answer}  score: {result.score}  correct: {correct}",
+        f"tokens: {job.usage.total_tokens}  requests: {job.usage.requests}  "
+        f"nodes: {job.progress.nodes}  ended by: {result.ended_by or 'strategy'}",
+    ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,39 +129,159 @@ def test_a_server_that_is_not_there_is_one_line(capsys: pytest.CaptureFixture[st
     assert code == 2
     assert len(err.splitlines()) == 1
     assert err.startswith(f"ttc run: cannot reach the ttc API at http://127.0.0.1:{port}")
-    assert "is `ttc serve` running there?" in err
+    assert "is `ttc serve` running there? Check --server (or TTC_SERVER)." in err
 
 
 def test_run_sends_only_the_params_a_strategy_takes() -> None:
     from ttc_cli.main import build_parser
     from ttc_cli.runjob import build_spec
-    from ttc_core.strategies import get_strategy
+    from ttc_core.strategies import STRATEGIES
 
     parser = build_parser()
-    for strategy in ("mcts", "tot_bfs", "tot_dfs", "think", "auto"):
+    for strategy in sorted(STRATEGIES):
         ns = parser.parse_args(["run", "--strategy", strategy, "--prompt", "2+2?"])
-        spec = build_spec(ns)
-        # What the CLI sends is what the strategy accepts (the server validates the same).
-        get_strategy(strategy).parse_params(spec["params"])
-    ns = parser.parse_args(["run", "--prompt", "2+2?"])
-    assert build_spec(ns)["params"] == {"n": 16}
+        # Nothing but what is asked for: the strategy's own defaults apply on the server.
+        assert build_spec(ns)["params"] == {}, strategy
+    ns = parser.parse_args(["run", "--prompt", "2+2?", "--n", "8"])
+    assert build_spec(ns)["params"] == {"n": 8}
     ns = parser.parse_args(["run", "--strategy", "mcts", "--prompt", "x", "--param", "k=2"])
     assert build_spec(ns)["params"] == {"k": 2}
+
+
+def test_params_are_typed_by_the_strategys_model() -> None:
+    from ttc_cli.main import build_parser
+    from ttc_cli.runjob import build_spec
+
+    args = [
+        *("run", "--strategy", "self_consistency", "--prompt", "x", "--n", "32"),
+        *("--param", "weighted=true", "--param", "temperature=0.5"),
+        *("--param", 'adaptive={"confidence": 0.9}', "--param", 'stop=["ANSWER"]'),
+    ]
+    params = build_spec(build_parser().parse_args(args))["params"]
+    assert params["n"] == 32 and params["weighted"] is True and params["temperature"] == 0.5
+    assert params["adaptive"]["confidence"] == 0.9  # an object, as JSON, checked by its model
+    assert params["stop"] == ["ANSWER"]
+    args = ["run", "--strategy", "tot_dfs", "--prompt", "x", "--param", "delimiter=2"]
+    assert build_spec(build_parser().parse_args(args))["params"] == {"delimiter": "2"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--strategy", "mcts", "--param", "k=two"],
+            "ttc run: --param k=two: mcts's k takes int (Input should be a valid integer, "
+            "unable to parse string as an integer)",
+        ),
+        (
+            ["--strategy", "mcts", "--param", "c=-1"],
+            "ttc run: --param c=-1: mcts's c takes float "
+            "(Input should be greater than or equal to 0)",
+        ),
+        (
+            ["--strategy", "tot_dfs", "--param", "select=worst"],
+            "ttc run: --param select=worst: tot_dfs's select takes "
+            "best|majority|weighted_majority "
+            "(Input should be 'best', 'majority' or 'weighted_majority')",
+        ),
+        (
+            ["--strategy", "self_consistency", "--param", 'adaptive={"confidence": 9}'],
+            'ttc run: --param adaptive={"confidence": 9}: self_consistency\'s '
+            "adaptive.confidence: Input should be less than or equal to 0.9999",
+        ),
+        (
+            ["--strategy", "beam_search", "--param", "beam_width=3"],
+            "ttc run: beam_search params (beam_width=3): "
+            "n (16) must be a multiple of beam_width (3)",
+        ),
+        (["--param", "n"], "ttc run: --param n: give KEY=VALUE, e.g. --param n=8"),
+        (
+            ["--strategy", "mcts", "--prm", "{bad"],
+            "ttc run: --prm {bad: not a JSON object (Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1))",
+        ),
+        (
+            ["--n", "0"],
+            "ttc run: --n=0: best_of_n's n takes int (Input should be greater than or equal to 1)",
+        ),
+    ],
+)
+def test_a_bad_param_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    code, err = _run(capsys, "--prompt", "x", *args)
+    assert code == 2
+    assert err == expected
+
+
+def test_a_prompt_file_that_cannot_be_read_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.txt"
+    code, err = _run(capsys, "--prompt-file", str(missing))
+    assert code == 2
+    assert (
+        err == f"ttc run: --prompt-file {missing}: [Errno 2] No such file or directory: '{missing}'"
+    )
 
 
 def test_run_refuses_params_a_strategy_does_not_take(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(capsys, "--strategy", "mcts", "--prompt", "x", "--n", "8")
     assert code == 2
-    assert err.startswith("ttc run: --n: mcts takes no n; its params are ")
+    assert err.startswith("ttc run: --n: mcts takes no 'n'; its params are ")
     assert "simulations" in err
     code, err = _run(capsys, "--strategy", "best_of_n", "--prompt", "x", "--param", "k=2")
     assert code == 2
     assert err.startswith("ttc run: --param k: best_of_n takes no 'k'")
 
 
-def test_strategies_lists_params_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+def test_strategies_lists_params_types_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from ttc_core.strategies import STRATEGIES, get_strategy
+
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
-    for name in ("best_of_n", "beam_search", "mcts", "tot_bfs", "think", "auto"):
-        assert any(line.startswith(name) for line in out.splitlines()), name
-    assert any(line.split()[:3] == ["simulations", "default", "32"] for line in out.splitlines())
+    lines = out.splitlines()
+    for name in STRATEGIES:
+        assert any(line.startswith(f"{name}: ") for line in lines), name
+    # Read from the models: change a default there and this line changes with it.
+    simulations = get_strategy("mcts").params_model.model_fields["simulations"].default
+    assert any(line.split()[:3] == ["simulations", "int", str(simulations)] for line in lines)
+    assert any(
+        line.split()[:3] == ["select", "best|majority|weighted_majority", "'best'"]
+        for line in lines
+    )
+    assert any(line.split()[:4] == ["adaptive", "JSON", "object", "or"] for line in lines)
+
+
+def test_run_help_lists_the_strategies_with_their_params() -> None:
+    from ttc_cli.strategy_params import strategies_table
+
+    done = _ttc("run", "--help")
+    assert done.returncode == 0
+    assert strategies_table() in done.stdout
+    assert "--param KEY=VALUE" in done.stdout
+
+
+def test_a_server_that_is_not_a_ttc_api_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong port that another HTTP server answers on (here the simulator, whose
+    404s are not problem+json) or a path under the API's address."""
+    from ttc_sim.config import SimConfig
+    from ttc_sim.runner import SimServer
+
+    with SimServer(SimConfig()) as sim:
+        code, err = _run(capsys, "--gsm8k", "0", "--server", sim.url)
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"ttc run: the server at {sim.url} is not a ttc API (HTTP 404")
+    assert "check --server (or TTC_SERVER)" in err
+
+
+def test_a_database_that_is_not_there_is_one_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _ttc("tree", "--database-url", f"postgresql://postgres@127.0.0.1:{port}/x")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("ttc: cannot open the database (connection failed")
+    assert "Check --database-url (or TTC_DATABASE_URL)." in done.stderr

@@ -383,7 +383,7 @@ def test_dvts_params_are_validated(raw: dict[str, Any]) -> None:
 def test_tot_bfs_proposes_k_and_keeps_breadth_per_depth() -> None:
     bfs = TotBfs()
     params = bfs.parse_params({"k": 3, "breadth": 2, "max_depth": 3})
-    assert bfs.planned_samples(params) == 18  # k * breadth * max_depth
+    assert bfs.planned_samples(params) == 15  # k + k * breadth * (max_depth - 1), as below
     t = Tree()
     assert bfs.plan(t.view(), params, {}).expansions == [step(ROOT, 3)]
 
@@ -615,7 +615,7 @@ def test_mcts_never_selects_terminal_leaves() -> None:
 def test_mcts_simulation_budget_ends_the_search_with_visit_meta() -> None:
     mcts = Mcts()
     params = mcts.parse_params({"k": 2, "parallel": 4, "simulations": 2})
-    assert mcts.planned_samples(params) == 4  # k * simulations
+    assert mcts.planned_samples(params) == 4 + 7  # k * simulations + greedy completion
     t = Tree()
     assert mcts.plan(t.view(), params, {}).expansions == [step(ROOT, 2)]
 
@@ -808,3 +808,46 @@ def test_refine_failed_samples_are_not_refined() -> None:
     assert plan.expansions == []
     assert plan.finish is not None
     assert plan.finish.error == "no attempt was generated"
+
+
+# ---------------------------------------------------------------- planned bounds
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("beam_search", {"n": 6, "beam_width": 2, "max_depth": 5}),
+        ("beam_search", {"n": 4, "beam_width": 2, "max_depth": 4, "lookahead": 2}),
+        ("dvts", {"n": 6, "beam_width": 3, "max_depth": 5}),
+        ("tot_bfs", {"k": 3, "breadth": 2, "max_depth": 4, "dedupe": False}),
+        ("tot_dfs", {"k": 3, "threshold": 0.0, "max_expansions": 7, "max_depth": 4}),
+        ("mcts", {"k": 2, "simulations": 3, "parallel": 1, "max_depth": 6}),
+    ],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_a_search_never_makes_more_than_its_planned_samples(
+    name: str, raw: dict[str, Any], seed: int
+) -> None:
+    """Driven to the end on trees where no step ever holds an answer (every path runs to
+    max_depth: the most a search can spend), the node count stays within the bound that
+    progress bars and the node limit count against; for the level searches it is met."""
+    import random
+
+    rng = random.Random(seed)
+    strategy = get_strategy(name)
+    params = strategy.parse_params(raw)
+    t, made, state = Tree(), 0, {}
+    for _ in range(1000):
+        plan = strategy.plan(t.view(), params, state)
+        state = plan.state if plan.state is not None else state
+        if plan.finish is not None or not plan.expansions:
+            break
+        for exp in plan.expansions:
+            depth = t.nodes[exp.parent_id].depth + 1
+            for _ in range(exp.k):
+                made += 1
+                last = depth >= params.max_depth
+                t.add(f"n{made}", exp.parent_id, rng.random(), role=exp.role, terminal=last)
+    assert made <= strategy.planned_samples(params)
+    if name in ("beam_search", "dvts", "tot_bfs") and "lookahead" not in raw:
+        assert made == strategy.planned_samples(params)

@@ -1,5 +1,5 @@
 """The queries behind the UI on SQLite (embedded mode): node filters, subtree listing,
-children counts, the scaling aggregates and the jobs list filtered by strategy."""
+children counts, the answer distribution and the jobs list filtered by strategy."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ttc_api.services import NodeFilter, list_nodes
-from ttc_api.ui.data import HISTOGRAM_BINS, list_jobs_page, scaling_view
+from ttc_api.ui.data import HISTOGRAM_BINS, answer_distribution, list_jobs_page
 from ttc_cli.migrate import upgrade
 from ttc_core.db import Database
 from ttc_core.errors import InputError
@@ -131,11 +131,11 @@ def test_subtree_is_listed_breadth_first(db: Database, tree: dict[str, Any]) -> 
     assert len(_ids(db, parent_id=None, under=tree["root"])) == 9
 
 
-def test_scaling_view_counts_terminals(db: Database, tree: dict[str, Any]) -> None:
+def test_answer_distribution_counts_terminals(db: Database, tree: dict[str, Any]) -> None:
     with db.session() as session:
         job = session.get(Job, "j1")
         assert job is not None
-        view = scaling_view(session, job)
+        view = answer_distribution(session, job)
     assert view.terminals == 5 and view.correct_terminals == 2
     assert view.votes == {"7": 3.0, "8": 2.0}
     assert [(a.answer, a.nodes, a.correct) for a in view.answers] == [

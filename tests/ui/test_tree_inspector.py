@@ -1,5 +1,6 @@
 """A finished beam search in the browser: the job page, the tree inspector (three levels
-expanded, node detail, keyboard navigation), the graph and the scaling view."""
+expanded, node detail, keyboard navigation), the graph and the answer distribution (at
+its old "scaling" address too, which redirects)."""
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def test_graph_view_of_a_subtree(page: Any, ui_stack: UiStack, beam_job: dict[st
     expect(page.locator("#graph svg rect.gnode")).to_have_count(len(below))
 
 
-def test_scaling_view_of_a_vote(page: Any, ui_stack: UiStack) -> None:
+def test_answer_distribution_of_a_vote(page: Any, ui_stack: UiStack) -> None:
     problem = gsm8k_problems()[7]
     job_id = ui_stack.submit(
         strategy="self_consistency",
@@ -141,9 +142,13 @@ def test_scaling_view_of_a_vote(page: Any, ui_stack: UiStack) -> None:
     )
     job = ui_stack.finished(job_id)
     votes = job["result"]["details"]["votes"]
+    # The page's old address ("Scaling") redirects to its name for what it shows.
     page.goto(f"{ui_stack.url}/ui/jobs/{job_id}/scaling")
+    assert page.url == f"{ui_stack.url}/ui/jobs/{job_id}/answers"
+    expect(page.locator("h1")).to_contain_text("Answer distribution")
+    expect(page.locator(".jobnav a[aria-current=page]")).to_have_text("Answers")
     expect(page.locator("#answers-chart g.bar")).to_have_count(len(votes))
     expect(page.locator("#answers-chart g.bar.winner")).to_have_count(1)
     expect(page.locator("#score-chart rect.hist-all")).to_have_count(20)
-    expect(page.locator("#scaling-note")).to_contain_text("12 terminal nodes")
+    expect(page.locator("#answers-note")).to_contain_text("12 terminal nodes")
     assert_readable(page)

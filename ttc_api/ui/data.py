@@ -1,6 +1,6 @@
 """Read queries the pages need beyond the ``/v1`` routes: the jobs list filtered by
-strategy too, a job's parameters as submitted, and the scaling view's aggregates (computed
-in SQL, so a 100,000-node job ships a few dozen numbers, not its tree)."""
+strategy too, a job's parameters as submitted, and the answer distribution's aggregates
+(computed in SQL, so a 100,000-node job ships a few dozen numbers, not its tree)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class ScoreBin(BaseModel):
     correct: int
 
 
-class ScalingPublic(BaseModel):
+class AnswerDistribution(BaseModel):
     """How the compute spread: answers of the terminals and their score distribution."""
 
     terminals: int
@@ -75,7 +75,7 @@ class ScalingPublic(BaseModel):
     histogram: list[ScoreBin]
 
 
-def scaling_view(session: Session, job: Job) -> ScalingPublic:
+def answer_distribution(session: Session, job: Job) -> AnswerDistribution:
     terminal = and_(
         Node.job_id == job.id,
         Node.is_terminal.is_(True),
@@ -136,7 +136,7 @@ def scaling_view(session: Session, job: Job) -> ScalingPublic:
                 ScoreBin(low=low + i * width, high=low + (i + 1) * width, nodes=n, correct=c)
             )
     votes = (job.result or {}).get("details", {}).get("votes")
-    return ScalingPublic(
+    return AnswerDistribution(
         terminals=int(total),
         correct_terminals=int(right),
         votes={str(k): float(v) for k, v in votes.items()} if isinstance(votes, dict) else None,

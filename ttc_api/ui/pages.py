@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path as FilePath
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -39,7 +39,12 @@ from ttc_api.ui.access import (
     set_login_nonce,
     ui_secret,
 )
-from ttc_api.ui.data import ScalingPublic, job_parameters, list_jobs_page, scaling_view
+from ttc_api.ui.data import (
+    AnswerDistribution,
+    answer_distribution,
+    job_parameters,
+    list_jobs_page,
+)
 from ttc_core.errors import NotFoundError
 from ttc_core.models import JobStatus
 from ttc_core.settings import Settings
@@ -253,11 +258,23 @@ def graph_page(
     return _job_page(request, session, settings, viewer, job_id, "graph.html", "Graph")
 
 
-@router.get("/jobs/{job_id}/scaling")
-def scaling_page(
+@router.get("/jobs/{job_id}/answers")
+def answers_page(
     job_id: str, request: Request, session: SessionDep, settings: SettingsDep, viewer: PageViewerDep
 ) -> HTMLResponse:
-    return _job_page(request, session, settings, viewer, job_id, "scaling.html", "Scaling")
+    return _job_page(
+        request, session, settings, viewer, job_id, "answers.html", "Answer distribution"
+    )
+
+
+@router.get("/jobs/{job_id}/scaling")
+def old_scaling_page(
+    job_id: Annotated[str, Path(pattern=NO_NUL)], request: Request
+) -> RedirectResponse:
+    """The answer distribution's old address (it was called "Scaling"): links keep working."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    url = f"{request.scope.get('root_path', '')}/ui/jobs/{quote(job_id, safe='')}/answers"
+    return RedirectResponse(url + query, status_code=308)
 
 
 @data_router.get("/jobs", response_model=JobsPublic)
@@ -275,9 +292,9 @@ def ui_jobs(
     )
 
 
-@data_router.get("/jobs/{job_id}/scaling", response_model=ScalingPublic)
-def ui_scaling(
+@data_router.get("/jobs/{job_id}/answers", response_model=AnswerDistribution)
+def ui_answers(
     job_id: Annotated[str, Path(pattern=NO_NUL)], session: SessionDep, tenant: TenantDep
-) -> ScalingPublic:
+) -> AnswerDistribution:
     """Answer counts and the score histogram of a job's terminal nodes."""
-    return scaling_view(session, get_job(session, job_id, tenant=tenant))
+    return answer_distribution(session, get_job(session, job_id, tenant=tenant))

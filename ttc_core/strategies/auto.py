@@ -33,6 +33,7 @@ class Auto(Strategy[AutoParams]):
     registry imports this module, never the other way round)."""
 
     name = "auto"
+    summary = "probe the difficulty, then run the policy's strategy for its band"
     params_model = AutoParams
 
     def __init__(self, registry: Mapping[str, Strategy[Any]]) -> None:

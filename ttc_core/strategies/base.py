@@ -113,6 +113,8 @@ class Plan:
 
 class Strategy(ABC, Generic[P]):
     name: ClassVar[str]
+    #: One line for people (``ttc strategies``, ``ttc run --help``).
+    summary: ClassVar[str] = ""
     params_model: ClassVar[type[SamplingParams]]
     #: Whether selection needs a score per node (a reference check or a reward model).
     needs_scores: ClassVar[bool] = False

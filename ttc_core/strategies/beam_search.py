@@ -26,6 +26,7 @@ class BeamSearchParams(BeamParams):
 
 class BeamSearch(Strategy[BeamSearchParams]):
     name = "beam_search"
+    summary = "step-level: N per depth, keep the best N/M by PRM score, expand each M times"
     params_model = BeamSearchParams
     needs_step_scorer = True
 

@@ -34,6 +34,7 @@ class BestOfNParams(SamplingParams):
 
 class BestOfN(Strategy[BestOfNParams]):
     name = "best_of_n"
+    summary = "N samples, the highest verifier score wins (weighted: reward-weighted vote)"
     params_model = BestOfNParams
     needs_scores = True
 

@@ -30,6 +30,7 @@ def greedy_tip(tree: TreeView, node: NodeView) -> NodeView:
 
 class Dvts(Strategy[DvtsParams]):
     name = "dvts"
+    summary = "N/M independent subtrees, each greedily keeps its best child (PRM)"
     params_model = DvtsParams
     needs_step_scorer = True
 

@@ -128,13 +128,32 @@ def best_path_tip(tree: TreeView, stats: Stats) -> NodeView | None:
     return node
 
 
+def completion_tip(tree: TreeView, stats: Stats, state: Mapping[str, Any]) -> NodeView | None:
+    """Where the greedy completion goes on: down the one path it started from (one child
+    per step), so that it finishes that path in at most ``max_depth - 1`` steps instead of
+    turning to another whenever the Q values move; :func:`best_path_tip` picks the start."""
+    node = tree.nodes.get(str(state.get(COMPLETING, "")))
+    if node is None:
+        return best_path_tip(tree, stats)
+    while kids := [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]:
+        node = max(kids, key=lambda c: c.child_index)
+    return None if node.is_terminal else node
+
+
+#: Strategy state: the node the greedy completion of the best path started from.
+COMPLETING = "completing_from"
+
+
 class Mcts(Strategy[MctsParams]):
     name = "mcts"
+    summary = "UCT selection, k-sample expansion, PRM value, parallel with virtual loss"
     params_model = MctsParams
     needs_step_scorer = True
 
     def planned_samples(self, params: MctsParams) -> int:
-        return params.k * params.simulations
+        # k per simulation, and the greedy completion of the best path (one step per
+        # depth) when the simulations end before any path reached an answer.
+        return params.k * params.simulations + params.max_depth - 1
 
     def plan(self, tree: TreeView, params: MctsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
@@ -149,9 +168,13 @@ class Mcts(Strategy[MctsParams]):
             )
         if not any(n.role == NodeRole.step for n in tree.terminals()):
             # The budget ended before any path finished: complete the best path greedily.
-            tip = best_path_tip(tree, tree_stats(tree, params.max_depth))
+            tip = completion_tip(tree, tree_stats(tree, params.max_depth), state)
             if tip is not None:
-                return Plan(expansions=[Expand(tip.id, 1, role=NodeRole.step)])
+                start = state.get(COMPLETING) or tip.id
+                return Plan(
+                    expansions=[Expand(tip.id, 1, role=NodeRole.step)],
+                    state={**state, COMPLETING: start},
+                )
         return self._finish(tree, params)
 
     def _finish(self, tree: TreeView, params: MctsParams) -> Plan:

@@ -49,6 +49,7 @@ def passed(node: NodeView, params: RefineParams) -> bool:
 
 class Refine(Strategy[RefineParams]):
     name = "refine"
+    summary = "Self-Refine: attempt, critique, revise until the verifier passes"
     params_model = RefineParams
 
     def planned_samples(self, params: RefineParams) -> int:

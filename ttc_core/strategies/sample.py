@@ -24,7 +24,11 @@ class SampleParams(SamplingParams):
 
 class Sample(Strategy[SampleParams]):
     name = "sample"
+    summary = "plain samples, no search: the first is the answer"
     params_model = SampleParams
+
+    def planned_samples(self, params: SampleParams) -> int:
+        return params.n
 
     def plan(self, tree: TreeView, params: SampleParams, state: Mapping[str, Any]) -> Plan:
         return plan_root_samples(tree, params.n) or Plan(finish=self.select(tree, params))

@@ -33,6 +33,7 @@ class SelfConsistencyParams(SamplingParams):
 
 class SelfConsistency(Strategy[SelfConsistencyParams]):
     name = "self_consistency"
+    summary = "N samples, majority vote over extracted, normalized answers"
     params_model = SelfConsistencyParams
 
     def planned_samples(self, params: SelfConsistencyParams) -> int:

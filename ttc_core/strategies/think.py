@@ -24,6 +24,7 @@ class ThinkParams(SamplingParams):
 
 class Think(Strategy[ThinkParams]):
     name = "think"
+    summary = "one long thought (budget forcing), then the answer"
     params_model = ThinkParams
     thinks = True
 

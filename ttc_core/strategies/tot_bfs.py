@@ -62,11 +62,13 @@ def keep_states(
 
 class TotBfs(Strategy[TotBfsParams]):
     name = "tot_bfs"
+    summary = "tree-of-thoughts BFS: k proposals per state, keep the best b per depth"
     params_model = TotBfsParams
     needs_step_scorer = True
 
     def planned_samples(self, params: TotBfsParams) -> int:
-        return params.k * params.breadth * params.max_depth
+        # k proposals at depth 1, then at most `breadth` states expanded k times per depth.
+        return params.k + params.k * params.breadth * (params.max_depth - 1)
 
     def plan(self, tree: TreeView, params: TotBfsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):

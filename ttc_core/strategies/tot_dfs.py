@@ -47,6 +47,7 @@ def _next(tree: TreeView, node: NodeView, params: TotDfsParams) -> tuple[str, No
 
 class TotDfs(Strategy[TotDfsParams]):
     name = "tot_dfs"
+    summary = "tree-of-thoughts DFS: best child first, prune below threshold, backtrack"
     params_model = TotDfsParams
     needs_step_scorer = True
 

@@ -47,7 +47,7 @@ function renderProgress() {
   const parts = [
     h("p", {}, `Step ${p.step} · ${fmtInt(p.nodes)} nodes · ${fmtInt(p.failed_nodes)} failed · ${p.pending_batches} batches in flight`),
   ];
-  if (p.planned_samples) parts.push(bar("samples", p.nodes, p.planned_samples));
+  if (p.planned_samples) parts.push(bar("nodes", p.nodes, p.planned_samples)); // of what it can make
   $("progress").replaceChildren(...parts);
   const b = job.budget || {};
   const used = {
@@ -99,7 +99,7 @@ function renderResult() {
       items.push(["Node", h("a", { href: `${base}/ui/jobs/${job.id}/tree?node=${best.node_id}` }, "open in the tree")]);
     }
     if (r && r.details && r.details.votes) {
-      items.push(["Votes", h("a", { href: `${base}/ui/jobs/${job.id}/scaling` }, `${Object.keys(r.details.votes).length} answers: see the distribution`)]);
+      items.push(["Votes", h("a", { href: `${base}/ui/jobs/${job.id}/answers` }, `${Object.keys(r.details.votes).length} answers: see the distribution`)]);
     }
     const list = h("dl", { class: "kv" });
     dl(list, items);

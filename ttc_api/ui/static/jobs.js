@@ -31,7 +31,7 @@ function progress(job) {
     return h(
       "span",
       { class: "progress-cell" },
-      h("meter", { min: 0, max: p.planned_samples, value: Math.min(p.nodes, p.planned_samples), "aria-label": "samples" }),
+      h("meter", { min: 0, max: p.planned_samples, value: Math.min(p.nodes, p.planned_samples), "aria-label": "nodes of the planned total" }),
       ` ${fmtInt(p.nodes)}/${fmtInt(p.planned_samples)} (${pct}%)`,
     );
   }

@@ -1,4 +1,4 @@
-// The scaling view: how the samples spread over answers (the vote, for voting
+// The answer distribution: how the samples spread over answers (the vote, for voting
 // strategies) and how the terminal scores are distributed.
 
 import { getJSON, initialData } from "./api.js";
@@ -6,11 +6,11 @@ import { fmtInt, h } from "./dom.js";
 import { barChart, histogram } from "./charts.js";
 
 const job = initialData().job;
-const note = document.getElementById("scaling-note");
+const note = document.getElementById("answers-note");
 
 (async () => {
   try {
-    const view = await getJSON(`/ui/api/jobs/${job.id}/scaling`);
+    const view = await getJSON(`/ui/api/jobs/${job.id}/answers`);
     const winner = job.result ? job.result.answer : null;
     const correctOf = new Map(view.answers.map((a) => [a.answer, a.correct]));
     const counts = view.votes
