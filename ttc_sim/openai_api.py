@@ -27,6 +27,8 @@ class PromptInput:
     #: Chat: the content of a final assistant message, which is continued; else None.
     final_assistant: str | None
     prompt_tokens: int
+    #: The prompt as the chat template rendered it (None: ``text`` is what the model sees).
+    rendered: str | None = None
 
 
 @dataclass(slots=True)
@@ -227,6 +229,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+def with_cached(use: dict[str, Any] | None, cached_tokens: int) -> dict[str, Any] | None:
+    """``use`` with vLLM's ``prompt_tokens_details.cached_tokens`` (None stays None)."""
+    if use is None:
+        return None
+    return {**use, "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
 def response_body(
