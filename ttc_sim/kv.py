@@ -28,22 +28,31 @@ class KVEngine:
         """Look up and prefill each prompt (its text as the model sees it, its token
         count as usage reports it); the prompt tokens found cached, all prompts together.
         Returns after the prefill time, with the prompts' blocks cached."""
+        token_lists = [split_tokens(text) for text in texts]
+        if cfg.batching != "continuous":
+            return await self._prefill(token_lists, prompt_tokens, cfg)
+        if self._prefill_lock is None:
+            self._prefill_lock = asyncio.Lock()
+        # One prefill at a time on the GPU; each looks the cache up when its turn comes,
+        # so a request queued behind another with the same prefix finds it computed.
+        async with self._prefill_lock:
+            return await self._prefill(token_lists, prompt_tokens, cfg)
+
+    async def _prefill(
+        self, token_lists: Sequence[list[str]], prompt_tokens: Sequence[int], cfg: SimConfig
+    ) -> int:
         cached = 0
         uncached = 0
-        token_lists = [split_tokens(text) for text in texts]
         for tokens, count in zip(token_lists, prompt_tokens, strict=True):
-            hit = min(self.cache.cached_tokens(tokens), max(0, count - 1))
-            cached += hit
-            uncached += max(0, count - hit)
+            # Computed: the tokens of the text past its cached blocks (at least one). The
+            # usage count may hold template tokens the text lacks; they are part of the
+            # prefix, and count as cached with it.
+            computed = min(count, max(1, len(tokens) - self.cache.cached_tokens(tokens)))
+            cached += count - computed
+            uncached += computed
         seconds = cfg.prefill_latency_per_token_s * uncached
         if seconds > 0:
-            if cfg.batching == "continuous":
-                if self._prefill_lock is None:
-                    self._prefill_lock = asyncio.Lock()
-                async with self._prefill_lock:  # one prefill at a time on the GPU
-                    await asyncio.sleep(seconds)
-            else:
-                await asyncio.sleep(seconds)
+            await asyncio.sleep(seconds)
         for tokens in token_lists:
             self.cache.insert(tokens)
         return cached

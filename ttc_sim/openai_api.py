@@ -100,7 +100,11 @@ def _messages(body: dict[str, Any]) -> PromptInput:
         texts.append(_content_text(m.get("content"), f"messages[{i}].content"))
     final = texts[-1] if roles[-1] == "assistant" else None
     tokens = sum(count_tokens(t) for t in texts) + 4 * len(texts) + 2
-    return PromptInput("\n\n".join(texts), final, tokens)
+    joined = "\n\n".join(texts)
+    # What the model sees with no chat template: the turns one after the other, and a
+    # blank line where a template would put the generation prompt, so that an assistant
+    # turn continued later extends what its first sample was generated after.
+    return PromptInput(joined, final, tokens, joined if final is not None else joined + "\n\n")
 
 
 def _prompts(body: dict[str, Any]) -> list[PromptInput]:

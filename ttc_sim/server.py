@@ -442,7 +442,11 @@ class SimApp:
         """Cache the generated blocks (each prompt followed by each of its choices)."""
         for pi, text in enumerate(texts):
             own = choices[pi * req.n : (pi + 1) * req.n]
-            self.kv.generated(text, [c.text for c in own])
+            # The stop string was generated (and cached) even where the text leaves it out.
+            tails = [
+                "" if req.include_stop or c.stop_reason is None else c.stop_reason for c in own
+            ]
+            self.kv.generated(text, [c.text + tail for c, tail in zip(own, tails, strict=True)])
 
     def _seeds(self, req: GenRequest, cfg: SimConfig) -> list[int]:
         if req.temperature == 0:

@@ -10,15 +10,17 @@ that computed it. So:
    LRU table of ``table_blocks``). A request's *home* is the replica of its longest
    recorded prefix: a request that continues a path goes where the path was generated,
    and siblings (children of one request) all go where their parent's text is, like
-   SGLang's cache-aware router's approximate radix tree.
+   SGLang's cache-aware router's approximate radix tree. The other replicas rank by how
+   much of the prefix each holds.
 2. **Consistent hashing for the rest.** A prefix no one has seen lands on the ring (64
    virtual points per replica) at the hash of its blocks: the same text goes to the same
    replica from every process, and a replica leaving moves only its own share.
 3. **Bounded loads** (Mirrokni, Thorup and Zadimoghaddam, 2018). A replica may take a
    request only while its load (sequences in flight) stays within ``load_factor`` times
    the mean load counted with the request, rounded up to whole requests; otherwise the
-   next replica clockwise from the request's point is tried, so a hot prefix spills over
-   to the same few replicas instead of everywhere. Each process bounds its own in-flight
+   next replica clockwise from the point of its known prefix is tried, so a hot prefix
+   (and the siblings that share it) spills over to the same few replicas instead of
+   everywhere. Each process bounds its own in-flight
    load; the sum over processes then stays within the same factor of the total mean.
 """
 
@@ -35,6 +37,8 @@ from ttc_core.routing.config import RoutingConfig
 
 #: Virtual points per replica on the ring (smooths each replica's share of new prefixes).
 VNODES = 64
+#: Replicas remembered per block (a prefix spilled over lives on several).
+OWNERS_PER_BLOCK = 8
 
 
 def within_bound(load: int, cost: int, total: int, replicas: int, factor: float) -> bool:
@@ -51,7 +55,8 @@ def within_bound(load: int, cost: int, total: int, replicas: int, factor: float)
 class PrefixAffinity:
     def __init__(self, config: RoutingConfig | None = None) -> None:
         self.config = config or RoutingConfig(policy="prefix_affinity")
-        self._owner: OrderedDict[bytes, str] = OrderedDict()
+        #: Block chain hash -> replicas known to hold it (most recent last).
+        self._owner: OrderedDict[bytes, list[str]] = OrderedDict()
         self._ring_keys: tuple[str, ...] = ()
         self._ring: list[tuple[int, str]] = []
 
@@ -78,25 +83,37 @@ class PrefixAffinity:
         return seen
 
     # ------------------------------------------------------------------ the policy
-    def home(self, hashes: Sequence[bytes], keys: Sequence[str]) -> str | None:
-        """The replica holding the longest recorded prefix among ``keys``, or None."""
+    def matches(self, hashes: Sequence[bytes], keys: Sequence[str]) -> dict[str, int]:
+        """How many leading blocks of the request each replica of ``keys`` is known to
+        hold (replicas known to hold none are left out)."""
         allowed = set(keys)
-        for digest in reversed(hashes):
-            owner = self._owner.get(digest)
-            if owner is not None and owner in allowed:
-                self._owner.move_to_end(digest)
-                return owner
-        return None
+        found: dict[str, int] = {}
+        for i in range(len(hashes) - 1, -1, -1):
+            owners = self._owner.get(hashes[i])
+            if not owners:
+                continue
+            if not found:
+                self._owner.move_to_end(hashes[i])  # the longest match is in use
+            for owner in owners:
+                if owner in allowed and owner not in found:
+                    found[owner] = i + 1
+            if len(found) == len(allowed):
+                break
+        return found
 
     def choose(self, request: RouteRequest, replicas: Sequence[ReplicaView]) -> str:
         keys = [r.key for r in replicas]
         hashes = chain_hashes(request.text, self.config.block_chars)
-        at = point(hashes[-1] if hashes else request.text)
-        order = self._clockwise(at, keys)
-        home = self.home(hashes, keys)
-        if home is not None:
-            order.remove(home)
-            order.insert(0, home)
+        held = self.matches(hashes, keys)
+        # Candidates: the replicas by how much of the prefix they hold, then in ring order
+        # from the longest known prefix (or the whole text, when none is known). Siblings
+        # (requests continuing one parent) whose home is full thus spill to the same
+        # replica, the one holding most of their shared path, where the first one's
+        # prefill serves the rest.
+        longest = max(held.values(), default=0)
+        at = point(hashes[longest - 1] if longest else hashes[-1] if hashes else request.text)
+        ring = {key: i for i, key in enumerate(self._clockwise(at, keys))}
+        order = sorted(keys, key=lambda key: (-held.get(key, 0), ring[key]))
         loads = {r.key: r.load for r in replicas}
         total = sum(loads.values())
         for key in order:
@@ -115,12 +132,19 @@ class PrefixAffinity:
                 self._remember(chain_hashes(request.text + text, size, whole, seed), replica)
 
     def _remember(self, hashes: Sequence[bytes], replica: str) -> None:
-        owner = self._owner
+        table = self._owner
         for digest in hashes:
-            owner[digest] = replica
-            owner.move_to_end(digest)
-        while len(owner) > self.config.table_blocks:
-            owner.popitem(last=False)
+            owners = table.get(digest)
+            if owners is None:
+                table[digest] = [replica]
+            else:
+                if replica in owners:
+                    owners.remove(replica)
+                owners.append(replica)
+                del owners[:-OWNERS_PER_BLOCK]
+                table.move_to_end(digest)
+        while len(table) > self.config.table_blocks:
+            table.popitem(last=False)
 
 
 register("prefix_affinity", PrefixAffinity)
