@@ -17,7 +17,8 @@ that computed it. So:
    replica from every process, and a replica leaving moves only its own share.
 3. **Bounded loads** (Mirrokni, Thorup and Zadimoghaddam, 2018). A replica may take a
    request only while its load (sequences in flight) stays within ``load_factor`` times
-   the mean load counted with the request, rounded up to whole requests; otherwise the
+   the mean load counted with the request (when none may, the least loaded takes it,
+   the best-placed first among equals); otherwise the
    next replica clockwise from the point of its known prefix is tried, so a hot prefix
    (and the siblings that share it) spills over to the same few replicas instead of
    everywhere. Each process bounds its own in-flight
@@ -27,7 +28,6 @@ that computed it. So:
 from __future__ import annotations
 
 import bisect
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -42,14 +42,10 @@ OWNERS_PER_BLOCK = 8
 
 
 def within_bound(load: int, cost: int, total: int, replicas: int, factor: float) -> bool:
-    """Whether a replica at ``load`` may take ``cost`` more, the others together holding
-    ``total - load``: an idle replica always may; otherwise its load afterwards must not
-    exceed ``factor`` times the mean with the request, rounded up to whole requests."""
-    if load == 0:
-        return True
-    cost = max(1, cost)
-    bound = factor * (total + cost) / replicas
-    return load + cost <= math.ceil(bound / cost - 1e-9) * cost
+    """Whether a replica at ``load`` may take ``cost`` more, all replicas together holding
+    ``total``: an idle replica always may; otherwise its load afterwards must not exceed
+    ``factor`` times the mean load with the request counted."""
+    return load == 0 or load + cost <= factor * (total + cost) / replicas + 1e-9
 
 
 class PrefixAffinity:
