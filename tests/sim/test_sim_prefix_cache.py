@@ -20,12 +20,12 @@ def test_blocks_are_chained_whole_and_least_recently_used_go_first() -> None:
     a = [f"a{i}" for i in range(12)]
     cache.insert(a)
     assert len(cache) == 3
-    assert cache.cached_tokens(a + ["x"]) == 12
+    assert cache.cached_tokens([*a, "x"]) == 12
     assert cache.cached_tokens(a) == 8  # the last token is always computed
     assert cache.cached_tokens(["z", *a[1:]]) == 0  # a block counts only after its prefix
     cache.insert([f"b{i}" for i in range(8)])  # two more blocks: a's oldest untouched go
     assert len(cache) == 4
-    assert cache.cached_tokens(a + ["x"]) == 0  # its first block went first
+    assert cache.cached_tokens([*a, "x"]) == 0  # its first block went first
 
 
 def completion(client: httpx.Client, prompt: str, **fields: object) -> dict:
@@ -81,7 +81,7 @@ def test_details_can_be_left_out_as_vllm_does_by_default() -> None:
 
 
 def test_latency_grows_with_uncached_prompt_tokens() -> None:
-    prompt = QUESTION * 8  # ~800 tokens
+    prompt = QUESTION * 8  # ~550 tokens
     with (
         SimServer(
             base_latency_s=0.0, per_token_latency_s=0.0, prefill_latency_per_token_s=0.0004
@@ -94,7 +94,7 @@ def test_latency_grows_with_uncached_prompt_tokens() -> None:
         began = time.perf_counter()
         completion(client, prompt)
         warm = time.perf_counter() - began
-    assert cold >= 0.25 and warm < cold / 3, (cold, warm)
+    assert cold >= 0.2 and warm < cold / 3, (cold, warm)
 
 
 def test_continuous_batching_queues_prefills_and_slows_decode_with_the_batch() -> None:
