@@ -10,11 +10,14 @@ is deterministic) run once with ``routing.policy: prefix_affinity`` and once wit
 
 The replicas model one GPU each (``batching: continuous``): a request prefills the prompt
 tokens its replica's cache lacks, one prefill at a time per replica, at
-``PREFILL_S_PER_TOKEN``; each decode token takes ``PER_TOKEN_S`` times ``1 +
-DECODE_SLOWDOWN x active sequences``. These numbers are this benchmark's calibration of a
-small model on one GPU (about 20k prefill tokens/s, 25 ms per decode step for a light
-batch), not a measurement of one: the prefill share of the wall time, and so the wall-time
-ratio, moves with them (the token counts do not).
+``PREFILL_S_PER_TOKEN`` (10k tokens/s); each decode token takes ``PER_TOKEN_S`` (30 ms)
+times ``1 + DECODE_SLOWDOWN x active sequences`` (+13% at 64), and each replica's cache
+holds ``--cache-blocks`` blocks of ``--block-size`` tokens (2048 x 16: 32k tokens; vLLM's
+block size; ``--block-size 1`` is SGLang's radix cache, token-granular). This is a
+calibration of a 7B model on one data-centre GPU, not a measurement of one: the prefill
+share of the wall time, and so the wall-time ratio, moves with it (the token counts do
+not). Wall times on a loaded 2-core machine also carry the CPU time of the 4 simulator
+processes and the engine.
 
 Reported per policy, from the replicas' own ``/metrics`` (vLLM's prefix-cache counters):
 prompt tokens prefilled (queried minus cache hits), wall time, and the largest replica's
@@ -53,9 +56,9 @@ from ttc_sim.tasks import Problem, synthetic_problems
 
 N, WIDTH, DEPTH, REPLICAS = 64, 4, 8, 4
 BASE_LATENCY_S = 0.01
-PER_TOKEN_S = 0.02
+PER_TOKEN_S = 0.03
 DECODE_SLOWDOWN = 0.002
-PREFILL_S_PER_TOKEN = 0.00005
+PREFILL_S_PER_TOKEN = 0.0001
 SIM_ARGS = [
     "--base-latency-s", str(BASE_LATENCY_S),
     "--per-token-latency-s", str(PER_TOKEN_S),
@@ -65,7 +68,7 @@ SIM_ARGS = [
     "--slots", "256",
     "--log-level", "warning",
 ]  # fmt: skip
-CACHE_BLOCKS = 512
+CACHE_BLOCKS = 2048
 BLOCK_SIZE = 16
 PRM_ARGS = ["--reward-latency-s", "0.005", "--log-level", "warning"]
 POLICIES = ("prefix_affinity", "round_robin")

@@ -279,6 +279,10 @@ class InferenceClient:
         #: Effort values this server refused, and what it is sent instead.
         self._effort_alias: dict[str, str] = {}
 
+    async def aclose(self) -> None:
+        """Stop this client's background work (the fleet's health probes)."""
+        await self.fleet.aclose()
+
     async def profile(self) -> ServerProfile:
         """The server's profile: named in the endpoint, or probed once (``server: auto``)."""
         if self._profile is None:
