@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
+import redis
 
+from tests.helpers import REDIS_BASE
 from ttc_core.inference import GenerationRequest, InferenceClient, LocalLimiter
 from ttc_core.inference.fleet import Fleet
 from ttc_core.inference.health import Health
+from ttc_core.inference.limiter import RedisLimiter
 from ttc_core.settings import EndpointConfig
 
 URLS = [f"http://gpu-{i}.test:8000/v1" for i in range(4)]
@@ -184,6 +189,48 @@ def test_per_replica_concurrency_is_capped_beside_the_endpoints() -> None:
             await asyncio.gather(
                 *(client.generate(GenerationRequest(n=1, prompt=f"q{i}")) for i in range(12))
             )
+
+    asyncio.run(scenario())
+    assert peak == Counter({"gpu-0.test": 2, "gpu-1.test": 2})
+
+
+def test_replica_limits_hold_across_worker_processes() -> None:
+    """Two clients, each with its own Redis limiter (as two worker processes have), keep
+    each replica within its ``replica_max_concurrency`` together."""
+    url = f"{REDIS_BASE}/14"
+    probe = redis.Redis.from_url(url)
+    try:
+        probe.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {url}")
+    finally:
+        probe.close()
+    prefix = f"ttc:test:fleet:{uuid.uuid4().hex[:12]}"
+    in_flight: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        in_flight[host] += 1
+        peak[host] = max(peak[host], in_flight[host])
+        await asyncio.sleep(0.02)
+        in_flight[host] -= 1
+        return answer(request)
+
+    async def worker(http: httpx.AsyncClient, tag: str) -> None:
+        limiter = RedisLimiter(url, prefix=prefix)
+        try:
+            ep = fleet_endpoint(URLS[:2], replica_max_concurrency=2, max_concurrency=64)
+            client = InferenceClient("fleet", ep, http, limiter)
+            await asyncio.gather(
+                *(client.generate(GenerationRequest(n=1, prompt=f"{tag}{i}")) for i in range(8))
+            )
+        finally:
+            await limiter.aclose()
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            await asyncio.gather(worker(http, "a"), worker(http, "b"))
 
     asyncio.run(scenario())
     assert peak == Counter({"gpu-0.test": 2, "gpu-1.test": 2})
