@@ -51,6 +51,8 @@ class EngineContext:
         return client
 
     async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
         await self.http.aclose()
         closer = getattr(self.limiter, "aclose", None)
         if closer is not None:

@@ -13,11 +13,12 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ttc_core.auto import DEFAULT_POLICY, AutoPolicy
 from ttc_core.errors import InputError
+from ttc_core.routing.config import RoutingConfig
 from ttc_core.strategies import check_policy
 
 
@@ -87,6 +88,33 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(description="e.g. http://gpu-1:8000/v1")
+    #: Several replicas of one server behind this endpoint (same model and software):
+    #: requests are spread over them by ``routing``. ``base_url`` is then the first.
+    base_urls: list[str] = Field(default_factory=list, max_length=1024)
+    #: ``dns``: the host name of each base URL is resolved to all its addresses and each
+    #: address is a replica (a Kubernetes headless service, a DNS round-robin name),
+    #: resolved again every ``dns_refresh_s``. For plain-HTTP servers inside a network
+    #: (requests go to the address; TLS certificates name hosts, not addresses).
+    discovery: Literal["static", "dns"] = "static"
+    dns_refresh_s: float = Field(default=30.0, gt=0, le=86_400)
+    #: Limits of each replica, on top of the endpoint's own (shared across workers too):
+    #: in-flight requests, and requests and tokens per minute. None: no per-replica limit.
+    replica_max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    replica_requests_per_minute: float | None = Field(default=None, gt=0)
+    replica_tokens_per_minute: float | None = Field(default=None, gt=0)
+    #: Active health checks: every replica's health route (the server's: ``/health`` on
+    #: vLLM, SGLang and llama.cpp; ``/v1/models`` on hosted APIs; or ``health_path``) is
+    #: probed this often while the endpoint is in use (0: passive checks only, i.e. failed
+    #: requests). ``health_fall`` failures in a row (requests or probes) take a replica
+    #: out of rotation; ``health_rise`` good probes in a row bring it back (so does a
+    #: successful trial request after ``breaker_cooldown_s``).
+    health_interval_s: float = Field(default=2.0, ge=0, le=3600)
+    health_path: str | None = Field(default=None, max_length=256, pattern=r"^/")
+    health_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    health_fall: int = Field(default=3, ge=1, le=1000)
+    health_rise: int = Field(default=2, ge=1, le=1000)
+    #: How requests are spread over the replicas (``ttc_core.routing``).
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     model: str
     kind: Literal["generate", "reward"] = "generate"
     #: Name of the environment variable holding the API key (never the key itself).
@@ -120,6 +148,24 @@ class EndpointConfig(BaseModel):
     server: ServerKind | Literal["auto"] = "auto"
     #: Profile fields that replace the server's defaults (``ServerOverrides``).
     server_overrides: ServerOverrides = Field(default_factory=ServerOverrides)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_replica(cls, data: object) -> object:
+        """``base_urls`` alone sets ``base_url`` to its first; both must agree."""
+        if isinstance(data, dict) and data.get("base_urls"):
+            urls = data["base_urls"]
+            if isinstance(urls, list) and urls and isinstance(urls[0], str):
+                if data.get("base_url") is None:
+                    data = {**data, "base_url": urls[0]}
+                elif data["base_url"] not in urls:
+                    raise ValueError("base_url must be one of base_urls (or left out)")
+        return data
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """The configured base URLs (before DNS discovery), without duplicates."""
+        return list(dict.fromkeys(self.base_urls or [self.base_url]))
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None

@@ -22,6 +22,20 @@ Latency
     wait in a FIFO queue. ``reward_latency_s`` (0.005) is the time a reward request takes (no
     slot), process reward requests included. Value, critique and revision requests are
     generation requests and take slots like any other.
+Prefix cache and prefill (see :mod:`ttc_sim.prefix_cache`)
+    The server keeps an LRU cache of ``prefix_cache_blocks`` (4096) KV blocks of
+    ``block_size`` (16) tokens, as vLLM's automatic prefix caching does (0: no cache). A
+    request prefills the prompt tokens its cache lacks, at ``prefill_latency_per_token_s``
+    (0: prefill is free, the old latency model) each, before its sequences generate.
+    ``batching`` (``slots``): in ``slots`` each sequence holds a slot for ``base +
+    prefill + per-token x tokens``; in ``continuous`` (continuous batching on one GPU)
+    prefills run one at a time for the whole server (compute-bound) and each decode
+    token takes ``per_token_latency_s x (1 + decode_slowdown x active sequences)``, so
+    latency grows with uncached tokens and with the batch. Usage says what was cached in
+    ``usage.prompt_tokens_details.cached_tokens`` (vLLM with
+    ``--enable-prompt-tokens-details``; ``prompt_tokens_details`` false leaves it out);
+    ``/metrics`` counts it under vLLM's names (``vllm:prefix_cache_queries_total``,
+    ``vllm:prefix_cache_hits_total``, ``vllm:prompt_tokens_total``, ...).
 Quality
     ``step_accuracy`` (0.85): probability that each reasoning step is right; any wrong step makes
     the final answer wrong. ``sample_accuracy`` (None): if set, a sample is right with exactly
@@ -116,7 +130,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Fields that are properties of the whole server and cannot be overridden per request.
-SERVER_WIDE_FIELDS = frozenset({"slots", "fault_seed"})
+SERVER_WIDE_FIELDS = frozenset(
+    {"slots", "fault_seed", "prefix_cache_blocks", "block_size", "batching"}
+)
 
 
 class SimConfig(BaseModel):
@@ -128,6 +144,12 @@ class SimConfig(BaseModel):
     per_token_latency_s: float = Field(default=0.0002, ge=0)
     slots: int = Field(default=64, ge=1)
     reward_latency_s: float = Field(default=0.005, ge=0)
+    prefix_cache_blocks: int = Field(default=4096, ge=0, le=10_000_000)
+    block_size: int = Field(default=16, ge=1, le=1024)
+    prefill_latency_per_token_s: float = Field(default=0.0, ge=0)
+    batching: Literal["slots", "continuous"] = "slots"
+    decode_slowdown: float = Field(default=0.0, ge=0, le=10)
+    prompt_tokens_details: bool = True
     step_accuracy: float = Field(default=0.85, ge=0, le=1)
     sample_accuracy: float | None = Field(default=None, ge=0, le=1)
     distractors: int = Field(default=4, ge=1, le=1000)

@@ -9,7 +9,17 @@ calls (``/pooling``, ``/v1/prm``), the paths they scored and the step scores ret
 ``choices_total`` and the token totals count what successful generation responses returned
 (equal to the sums of their ``usage``), and ``value_choices``, ``critique_choices`` and
 ``revise_choices`` the choices among them that answered a value, critique or revision prompt
-(Prometheus: ``ttc_sim_judge_choices_total{kind=...}``).
+(Prometheus: ``ttc_sim_judge_choices_total{kind=...}``). ``prefix_cache_queries_total``
+and ``prefix_cache_hits_total`` count the prompt tokens of successful generation
+requests looked up in the prefix cache and those found there (vLLM's counters of the same
+names, in tokens); ``prefilled_tokens_total`` is their difference, the prompt tokens the
+server computed.
+
+The Prometheus text also carries vLLM's names for what vLLM measures
+(``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``,
+``vllm:prefix_cache_queries_total``, ``vllm:prefix_cache_hits_total``,
+``vllm:request_success_total``, ``vllm:num_requests_running``), labelled
+``model_name="ttc-sim"``, so dashboards and routers written for vLLM read it as they are.
 
 Everything is updated from the server's event loop; reading from another thread gets a
 consistent-enough snapshot for tests and benchmarks.
@@ -27,6 +37,8 @@ _COUNTERS = (
     "choices_total",
     "prompt_tokens_total",
     "completion_tokens_total",
+    "prefix_cache_queries_total",
+    "prefix_cache_hits_total",
     "reward_requests",
     "reward_items",
     "prm_requests",
@@ -54,6 +66,10 @@ class Metrics:
         self.choices_total = 0
         self.prompt_tokens_total = 0
         self.completion_tokens_total = 0
+        self.prefix_cache_queries_total = 0
+        self.prefix_cache_hits_total = 0
+        #: Generation requests answered 200 (vLLM's ``request_success``).
+        self.generation_requests_ok = 0
         self.reward_requests = 0
         self.reward_items = 0
         self.prm_requests = 0
@@ -94,6 +110,8 @@ class Metrics:
             out[name] = getattr(self, name)
         for kind in JUDGE_KINDS:
             out[f"{kind}_choices"] = self.judge_choices[kind]
+        out["prefilled_tokens_total"] = self.prefilled_tokens_total
+        out["generation_requests_ok"] = self.generation_requests_ok
         out.update(
             in_flight_requests=self.in_flight_requests,
             peak_in_flight_requests=self.peak_in_flight_requests,
@@ -103,6 +121,10 @@ class Metrics:
             faults=dict(sorted(self.faults.items())),
         )
         return out
+
+    @property
+    def prefilled_tokens_total(self) -> int:
+        return self.prefix_cache_queries_total - self.prefix_cache_hits_total
 
     def prometheus(self) -> str:
         lines = ["# TYPE ttc_sim_requests_total counter"]
@@ -127,4 +149,25 @@ class Metrics:
         ):
             lines.append(f"# TYPE ttc_sim_{name} gauge")
             lines.append(f"ttc_sim_{name} {getattr(self, name)}")
+        lines.append("# TYPE ttc_sim_prefilled_tokens_total counter")
+        lines.append(f"ttc_sim_prefilled_tokens_total {self.prefilled_tokens_total}")
+        lines.extend(self._vllm_lines())
         return "\n".join(lines) + "\n"
+
+    def _vllm_lines(self) -> list[str]:
+        """vLLM's own metric names for what it measures alike."""
+        label = '{model_name="ttc-sim"}'
+        rows = (
+            ("vllm:prompt_tokens_total", "counter", self.prompt_tokens_total),
+            ("vllm:generation_tokens_total", "counter", self.completion_tokens_total),
+            ("vllm:prefix_cache_queries_total", "counter", self.prefix_cache_queries_total),
+            ("vllm:prefix_cache_hits_total", "counter", self.prefix_cache_hits_total),
+            ("vllm:request_success_total", "counter", self.generation_requests_ok),
+            ("vllm:num_requests_running", "gauge", self.in_flight_requests),
+        )
+        lines: list[str] = []
+        for name, kind, value in rows:
+            family = name.removesuffix("_total") if kind == "counter" else name
+            lines.append(f"# TYPE {family} {kind}")
+            lines.append(f"{name}{label} {value}")
+        return lines

@@ -27,6 +27,8 @@ class PromptInput:
     #: Chat: the content of a final assistant message, which is continued; else None.
     final_assistant: str | None
     prompt_tokens: int
+    #: The prompt as the chat template rendered it (None: ``text`` is what the model sees).
+    rendered: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,7 +100,11 @@ def _messages(body: dict[str, Any]) -> PromptInput:
         texts.append(_content_text(m.get("content"), f"messages[{i}].content"))
     final = texts[-1] if roles[-1] == "assistant" else None
     tokens = sum(count_tokens(t) for t in texts) + 4 * len(texts) + 2
-    return PromptInput("\n\n".join(texts), final, tokens)
+    joined = "\n\n".join(texts)
+    # What the model sees with no chat template: the turns one after the other, and a
+    # blank line where a template would put the generation prompt, so that an assistant
+    # turn continued later extends what its first sample was generated after.
+    return PromptInput(joined, final, tokens, joined if final is not None else joined + "\n\n")
 
 
 def _prompts(body: dict[str, Any]) -> list[PromptInput]:
@@ -227,6 +233,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+def with_cached(use: dict[str, Any] | None, cached_tokens: int) -> dict[str, Any] | None:
+    """``use`` with vLLM's ``prompt_tokens_details.cached_tokens`` (None stays None)."""
+    if use is None:
+        return None
+    return {**use, "prompt_tokens_details": {"cached_tokens": cached_tokens}}
 
 
 def response_body(

@@ -23,13 +23,16 @@ Routes
 ``POST /v1/prm``
     ``{"prompt": str, "steps": [str], "model"?}`` -> ``{"step_scores": [float]}``, or a batch
     ``{"items": [{"prompt", "steps"}, ...], "model"?}`` -> ``{"results": [{"step_scores"}]}``.
-``GET /health``; ``GET /metrics`` (JSON, or Prometheus text with ``?format=prometheus``);
-``POST /metrics/reset``.
+``GET /health``; ``GET /metrics`` (JSON, or Prometheus text with ``?format=prometheus``,
+with vLLM's metric names where vLLM has one); ``POST /metrics/reset``; ``POST
+/reset_prefix_cache`` (vLLM's route: empties the prefix cache).
 
 Latency: each generated sequence waits for one of ``slots`` (FIFO) and holds it for
 ``base_latency_s + per_token_latency_s * completion_tokens``; a request with ``n=k`` runs its
 ``k`` sequences concurrently and answers when all are done (streamed tokens arrive as they are
-"generated": the first after ``base_latency_s``, then one per ``per_token_latency_s``).
+"generated": the first after ``base_latency_s``, then one per ``per_token_latency_s``). The
+prompt's tokens missing from the server's prefix cache are prefilled first (see
+:mod:`ttc_sim.kv`), and ``batching: continuous`` slows decoding as the batch grows.
 
 Faults: one uniform draw per model request (generation and reward routes) from
 ``random.Random(fault_seed)`` decides: a 500 with an error body, a 429 with ``Retry-After``, a
@@ -67,6 +70,7 @@ from .asgi import ClientGone, Exchange, HTTPError, Receive, Scope, Send, dumps
 from .config import ModelNameError, SimConfig, config_for_model
 from .hostile import corrupt_tokens, garbage_tokens, to_wire, usage_as_sent
 from .judges import answer_judge, parse_judge_prompt
+from .kv import KVEngine
 from .metrics import Metrics
 from .model import generate, token_logprobs
 from .openai_api import (
@@ -79,6 +83,7 @@ from .openai_api import (
     parse_request,
     response_body,
     usage,
+    with_cached,
 )
 from .prm import parse_pooling_text, step_scores, tagged_steps
 from .reward import score_responses, score_text
@@ -112,6 +117,7 @@ class SimApp:
     def __init__(self, config: SimConfig | None = None, *, index: ProblemIndex | None = None):
         self.config = config or SimConfig()
         self.metrics = Metrics()
+        self.kv = KVEngine(self.config)
         self.index = index or default_index()
         self._fault_rng = random.Random(self.config.fault_seed)
         self._seed_rng = random.Random()
@@ -135,6 +141,7 @@ class SimApp:
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics},
             "/metrics/reset": {"POST": self._metrics_reset},
+            "/reset_prefix_cache": {"POST": self._reset_prefix_cache},
         }
         server = profile(self.config)
         for route in server.missing_routes:
@@ -338,20 +345,23 @@ class SimApp:
             choices, prompt_tokens = self._sample(req, cfg)
             completion_tokens = sum(len(c.tokens) for c in choices)
             use = usage(prompt_tokens, completion_tokens)
-            sent = self._usage_sent(choices, use, cfg)
+            texts = [p.text if p.rendered is None else p.rendered for p in req.prompts]
+            cached = await self.kv.prefill(texts, [p.prompt_tokens for p in req.prompts], cfg)
+            sent = self._usage_sent(choices, use, cfg, cached)
             rid = self._new_id("chatcmpl" if kind == "chat" else "cmpl")
             created = int(time.time())
+            per_token = self.kv.per_token_s(cfg, self.metrics.in_flight_sequences)
             if req.stream:
-                await self._stream(ex, req, cfg, choices, rid, created, use, sent)
+                await self._stream(ex, req, cfg, choices, rid, created, use, sent, per_token)
+                self._generated(req, texts, choices)
                 return
-            durations = [
-                cfg.base_latency_s + cfg.per_token_latency_s * len(c.tokens) for c in choices
-            ]
+            durations = [cfg.base_latency_s + per_token * len(c.tokens) for c in choices]
             if len(durations) == 1:
                 await self._occupy(durations[0])
             else:
                 await asyncio.gather(*(self._occupy(d) for d in durations))
-            self._count(choices, use)
+            self._count(choices, use, cached)
+            self._generated(req, texts, choices)
             payload = response_body(req, rid, created, choices, use)
             if sent is None:
                 del payload["usage"]
@@ -401,25 +411,42 @@ class SimApp:
                 turn = ""
         prompt.final_assistant = turn
         prompt.prompt_tokens = count_tokens(rendered.prompt)
+        prompt.rendered = rendered.prompt
 
     def _usage_sent(
-        self, choices: list[ChoiceOut], use: dict[str, int], cfg: SimConfig
+        self, choices: list[ChoiceOut], use: dict[str, int], cfg: SimConfig, cached: int
     ) -> dict[str, Any] | None:
         """The usage the response says (the metrics keep the real one)."""
         sent: dict[str, int] = use
         if profile(cfg).usage_one_choice and len(choices) > 1:
             one = len(choices[0].tokens)
             sent = usage(use["prompt_tokens"], one)
-        return usage_as_sent(sent, cfg.usage_style)
+        out = usage_as_sent(sent, cfg.usage_style)
+        if cfg.prompt_tokens_details and cfg.usage_style == "exact":
+            out = with_cached(out, cached)
+        return out
 
-    def _count(self, choices: list[ChoiceOut], use: dict[str, int]) -> None:
+    def _count(self, choices: list[ChoiceOut], use: dict[str, int], cached: int = 0) -> None:
         m = self.metrics
         m.choices_total += len(choices)
+        m.generation_requests_ok += 1
         for c in choices:
             if c.kind != "sample":
                 m.judge_choices[c.kind] += 1
         m.prompt_tokens_total += use["prompt_tokens"]
         m.completion_tokens_total += use["completion_tokens"]
+        m.prefix_cache_queries_total += use["prompt_tokens"]
+        m.prefix_cache_hits_total += cached
+
+    def _generated(self, req: GenRequest, texts: list[str], choices: list[ChoiceOut]) -> None:
+        """Cache the generated blocks (each prompt followed by each of its choices)."""
+        for pi, text in enumerate(texts):
+            own = choices[pi * req.n : (pi + 1) * req.n]
+            # The stop string was generated (and cached) even where the text leaves it out.
+            tails = [
+                "" if req.include_stop or c.stop_reason is None else c.stop_reason for c in own
+            ]
+            self.kv.generated(text, [c.text + tail for c, tail in zip(own, tails, strict=True)])
 
     def _seeds(self, req: GenRequest, cfg: SimConfig) -> list[int]:
         if req.temperature == 0:
@@ -487,10 +514,12 @@ class SimApp:
         created: int,
         use: dict[str, int],
         sent: dict[str, Any] | None,
+        per_token: float,
     ) -> None:
         queue: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        base, per_token = cfg.base_latency_s, cfg.per_token_latency_s
+        base = cfg.base_latency_s
+        cached = (sent or {}).get("prompt_tokens_details", {}).get("cached_tokens", 0)
 
         async def produce(pos: int, c: ChoiceOut) -> None:
             total, sent = len(c.tokens), 0
@@ -548,7 +577,7 @@ class SimApp:
                         offsets[pos] += len(c.tokens[k])
                         out.append(event(chunk(req, rid, created, [part])))
                 await ex.stream(b"".join(out))
-            self._count(choices, use)
+            self._count(choices, use, cached if isinstance(cached, int) else 0)
             tail = b""
             if req.include_usage and sent is not None:
                 payload = chunk(req, rid, created, [])
@@ -769,6 +798,10 @@ class SimApp:
     async def _metrics_reset(self, ex: Exchange) -> None:
         self.metrics.reset()
         await ex.json(200, {"status": "reset"})
+
+    async def _reset_prefix_cache(self, ex: Exchange) -> None:
+        self.kv.cache.clear()
+        await ex.respond(200, b"")
 
 
 def _garbage_draw(pid: str, seed: int, prefix: str, pi: int, i: int, cfg: SimConfig) -> bool:

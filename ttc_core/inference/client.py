@@ -16,8 +16,10 @@ limiter).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import re
 import time
 import zlib
@@ -31,6 +33,7 @@ from ttc_core import ledger
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.failures import describe_status, describe_transport_error
+from ttc_core.inference.fleet import Attempt, Fleet, request_text
 from ttc_core.inference.limiter import ConcurrencyLimiter
 from ttc_core.inference.llamacpp import NativeRoutes, strip_echo
 from ttc_core.inference.redact import upstream_summary
@@ -262,6 +265,11 @@ class InferenceClient:
         if key := endpoint.api_key():
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
+        #: The endpoint's replicas, their health and the routing policy (one replica: a
+        #: fleet of one, routed nowhere else and never probed).
+        self.fleet = Fleet(
+            name, endpoint, http, {k: v for k, v in headers.items() if k == "Authorization"}
+        )
         self._profile: ServerProfile | None = None
         self._probe_lock = asyncio.Lock()
         #: Rendered chat prompts (the server's own template), by messages and switches.
@@ -271,13 +279,22 @@ class InferenceClient:
         #: Effort values this server refused, and what it is sent instead.
         self._effort_alias: dict[str, str] = {}
 
+    async def aclose(self) -> None:
+        """Stop this client's background work (the fleet's health probes)."""
+        await self.fleet.aclose()
+
     async def profile(self) -> ServerProfile:
         """The server's profile: named in the endpoint, or probed once (``server: auto``)."""
         if self._profile is None:
             async with self._probe_lock:
                 if self._profile is None:
                     auth = {k: v for k, v in self._headers.items() if k == "Authorization"}
-                    self._profile = await resolve_profile(self.endpoint, self._http, auth)
+                    endpoint = self.endpoint
+                    if self.fleet.is_fleet:  # probe a replica in rotation
+                        await self.fleet.sync()
+                        endpoint = endpoint.model_copy(update={"base_url": self.fleet.any_url()})
+                    self._profile = await resolve_profile(endpoint, self._http, auth)
+                    self.fleet.health_path = self.endpoint.health_path or self._profile.health_route
         return self._profile
 
     async def generate(self, req: GenerationRequest) -> Generation:
@@ -290,11 +307,23 @@ class InferenceClient:
             # One seed for all n would give n copies of one sample: seed + i each instead
             # (the server's prefix cache still shares the prompt between them).
             per_request = 1
+        per_request = min(per_request, self._fleet_share(req.n))
         results = await gather_paid(
             [self._chunk(req, s, k) for s, k in chunked(0, req.n, per_request)]
         )
         choices = [c for gen in results for c in gen.choices]
         return Generation(choices=choices, requests=sum(g.requests for g in results))
+
+    def _fleet_share(self, n: int) -> int:
+        """Most samples of one request's ``n`` to put on one replica: a large ``n`` is split
+        so that every replica in rotation gets a share (each batch stays full), never into
+        pieces of ``routing.split_n_above`` or fewer; a small ``n`` stays whole (its
+        samples share one prefill where its prefix is)."""
+        floor = self.endpoint.routing.split_n_above
+        if not self.fleet.is_fleet or n <= floor:
+            return n
+        up = sum(1 for r in self.fleet.replicas if r.health.routable()) or 1
+        return max(floor, math.ceil(n / up))
 
     async def _chunk(self, req: GenerationRequest, start: int, k: int) -> Generation:
         """Samples ``start`` .. ``start + k - 1`` of ``req`` in one request (seeded
@@ -478,7 +507,7 @@ class InferenceClient:
         self, route: str, body: dict[str, Any]
     ) -> dict[str, Any] | list[Any] | None:
         """POST a render route; None when the server has none (404, 405, 501)."""
-        url = self.endpoint.base_url.rstrip("/").removesuffix("/v1") + route
+        url = self.fleet.any_url().rstrip("/").removesuffix("/v1") + route
         try:
             resp = await self._http.post(
                 url, json=body, headers=self._headers, timeout=self.endpoint.timeout_s
@@ -522,16 +551,26 @@ class InferenceClient:
             if effort is not None:
                 body["reasoning_effort"] = effort
 
-        async def attempt() -> tuple[Any, float]:
+        text = request_text(body)
+        #: Replicas this request failed on: its retries go to the others first.
+        failed_on: list[str] = []
+
+        async def attempt() -> tuple[Any, float, Attempt]:
             await self.breaker.wait_closed()
-            async with self._limiter.slot(
-                self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
+            async with (
+                self._limiter.slot(
+                    self.name, self.endpoint.max_concurrency, self.endpoint.timeout_s + 30
+                ),
+                self.fleet.route(text, k, failed_on) as held,
+                self._replica_slot(held),
             ):
-                # Inside the slot: at most max_concurrency requests wait on the budget.
-                await self._within_rates(req, k)
+                # Inside the slots: at most max_concurrency requests wait on the budget.
+                await self._within_rates(req, k, held)
                 began = time.perf_counter()
                 try:
-                    payload = await self._post(path, body, native=native is not None)
+                    payload = await self._post(
+                        path, body, native=native is not None, base=held.replica.url
+                    )
                 except RetryableInferenceError as exc:
                     if k > 1 and (limit := n_limit(exc)) is not None:
                         # Older llama.cpp refuses n > 1 with a 500: an answer, not an
@@ -539,13 +578,23 @@ class InferenceClient:
                         raise NRejectedError(str(exc), limit=limit, status=exc.status) from exc
                     self.failed_attempts += 1
                     metrics.failed_attempt(self.name, exc)
-                    self.breaker.record_failure()
+                    if exc.status != 429:  # busy is not dead
+                        self.fleet.failed(held, str(exc))
+                        failed_on.append(held.replica.url)
+                    if not self.fleet.is_fleet or self.fleet.all_down():
+                        # The endpoint as a whole: one replica failing among healthy
+                        # ones is the fleet's business, not a reason to stop them all.
+                        self.breaker.record_failure()
                     raise
+                except RejectedRequestError:
+                    self.fleet.succeeded(held)  # it answered: alive
+                    raise
+                self.fleet.succeeded(held)
                 self.breaker.record_success()
-                return payload, (time.perf_counter() - began) * 1000
+                return payload, (time.perf_counter() - began) * 1000, held
 
         try:
-            payload, latency_ms = await with_retries(
+            payload, latency_ms, held = await with_retries(
                 attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
             )
         except RejectedRequestError as exc:
@@ -561,7 +610,7 @@ class InferenceClient:
             )
             self._effort_alias[str(body["reasoning_effort"])] = lower
             body["reasoning_effort"] = lower
-            payload, latency_ms = await with_retries(
+            payload, latency_ms, held = await with_retries(
                 attempt, retries=self.endpoint.max_retries, what=f"{self.name}{path}"
             )
         if native is not None:
@@ -569,6 +618,8 @@ class InferenceClient:
         else:
             parsed = self._parse(payload, start, k, seed, latency_ms, req, body)
             generation = self._without_echo(req, parsed)
+        # The replica's cache now holds this prompt and what it generated.
+        self.fleet.observe(text, k, held, [c.text for c in generation.choices])
         # Paid for, whatever becomes of it (a sibling request failing, a scorer failing).
         ledger.record(
             self.name,
@@ -585,7 +636,9 @@ class InferenceClient:
         async def attempt() -> Any:
             await self.breaker.wait_closed()
             try:
-                payload = await self._post(native.render_url, body, native=True)
+                payload = await self._post(
+                    native.render_url, body, native=True, base=self.fleet.any_url()
+                )
             except RetryableInferenceError:
                 self.failed_attempts += 1
                 self.breaker.record_failure()
@@ -631,19 +684,42 @@ class InferenceClient:
         choices = [replace(c, text=strip_echo(c.text, prefill)) for c in generation.choices]
         return Generation(choices=choices, requests=generation.requests)
 
-    async def _within_rates(self, req: GenerationRequest, k: int) -> None:
-        """Reserve this request's share of the endpoint's rate limits (worst case)."""
-        if self.endpoint.requests_per_minute:
-            await self._limiter.take(f"{self.name}:rpm", 1, self.endpoint.requests_per_minute)
-        if self.endpoint.tokens_per_minute:
-            prompt = req.prompt or render_messages(req.messages)
-            tokens = k * req.max_tokens + len(prompt) // 4
-            await self._limiter.take(f"{self.name}:tpm", tokens, self.endpoint.tokens_per_minute)
+    def _replica_slot(self, held: Attempt) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of the replica's ``replica_max_concurrency`` slots (across workers)."""
+        limit = self.endpoint.replica_max_concurrency
+        if limit is None:
+            return contextlib.nullcontext()
+        key = f"{self.name}@{held.replica.url}"
+        return self._limiter.slot(key, limit, self.endpoint.timeout_s + 30)
 
-    async def _post(self, path: str, body: dict[str, Any], *, native: bool = False) -> Any:
-        """POST ``path`` under the base URL (``native``: ``path`` is a whole URL of a
-        server's own route, whose answer is returned as it is, not as OpenAI choices)."""
-        url = path if native else self.endpoint.base_url.rstrip("/") + path
+    async def _within_rates(self, req: GenerationRequest, k: int, held: Attempt) -> None:
+        """Reserve this request's share of the endpoint's and its replica's rate limits
+        (worst case)."""
+        ep = self.endpoint
+        prompt = req.prompt or render_messages(req.messages)
+        tokens = k * req.max_tokens + len(prompt) // 4
+        replica = f"{self.name}@{held.replica.url}"
+        for key, rpm, tpm in (
+            (self.name, ep.requests_per_minute, ep.tokens_per_minute),
+            (replica, ep.replica_requests_per_minute, ep.replica_tokens_per_minute),
+        ):
+            if rpm:
+                await self._limiter.take(f"{key}:rpm", 1, rpm)
+            if tpm:
+                await self._limiter.take(f"{key}:tpm", tokens, tpm)
+
+    async def _post(
+        self, path: str, body: dict[str, Any], *, native: bool = False, base: str | None = None
+    ) -> Any:
+        """POST ``path`` under ``base`` (a replica's base URL; the endpoint's by default).
+        ``native``: ``path`` is a whole URL of a server's own route under the endpoint's
+        root (moved to ``base``'s), whose answer is returned as it is, not as choices."""
+        base = base or self.endpoint.base_url
+        if native:
+            root = self.endpoint.base_url.rstrip("/").removesuffix("/v1")
+            url = base.rstrip("/").removesuffix("/v1") + path.removeprefix(root)
+        else:
+            url = base.rstrip("/") + path
         try:
             resp = await metrics.inference_request(
                 self.name,

@@ -77,6 +77,9 @@ class ServerProfile:
     #: Reward routes the server offers.
     pooling: bool = True
     classify: bool = True
+    #: Route (under the server's root) that answers 200 while the server can serve:
+    #: vLLM's, SGLang's and llama.cpp's ``/health`` (llama.cpp answers 503 while loading).
+    health_route: str = "/health"
 
     def effort(self, value: str) -> str:
         return dict(self.effort_aliases).get(value, value)
@@ -104,6 +107,7 @@ PROFILES: dict[ServerKind, ServerProfile] = {
     ),
     "openai": ServerProfile(
         kind="openai",
+        health_route="/v1/models",
         continuation="new_turn",
         continue_final_message=False,
         visible_thinking=False,

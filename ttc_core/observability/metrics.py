@@ -127,6 +127,17 @@ RATE_WAITS = Counter(
 CIRCUIT_OPENINGS = Counter(
     "ttc_circuit_openings_total", "Times an endpoint's circuit breaker opened.", ["endpoint"]
 )
+REPLICA_UP = Gauge(
+    "ttc_replica_up",
+    "Whether a replica of an endpoint is in rotation in this process (1) or out (0).",
+    ["endpoint", "replica"],
+    multiprocess_mode="min",
+)
+REPLICA_DOWNS = Counter(
+    "ttc_replica_downs_total",
+    "Times a replica was taken out of rotation (failed requests or health probes).",
+    ["endpoint", "replica"],
+)
 CIRCUIT_OPEN_UNTIL = Gauge(
     "ttc_circuit_open_until_timestamp_seconds",
     "Unix time until which the endpoint's circuit is open (open while it is in the future).",
@@ -379,6 +390,14 @@ def rate_wait(key: str) -> None:
 def circuit_opened(endpoint: str, cooldown_s: float) -> None:
     CIRCUIT_OPENINGS.labels(endpoint).inc()
     CIRCUIT_OPEN_UNTIL.labels(endpoint).set(time.time() + cooldown_s)
+
+
+def replica_state(endpoint: str, url: str, up: bool) -> None:
+    """A replica came into rotation (or back) or went out of it."""
+    replica = replica_of(url)
+    REPLICA_UP.labels(endpoint, replica).set(1 if up else 0)
+    if not up:
+        REPLICA_DOWNS.labels(endpoint, replica).inc()
 
 
 def webhook_attempt(status: str | None, ok: bool, latency_ms: float | None) -> None:
