@@ -12,6 +12,7 @@ answers are equal strings.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ttc_core.verifiers.patterns import AnswerPattern
@@ -149,6 +150,7 @@ def _canonical_decimal(s: str) -> str | None:
     return "-" + out
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_answer(ans: str) -> str:
     """Canonical string form of an answer, for equality checks and voting.
 
