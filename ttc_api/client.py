@@ -289,3 +289,32 @@ class TTCClient:
         return JobPublic.model_validate(
             self._call("POST", f"/v1/jobs/{job_id}/nodes/{node_id}/expand", json={"k": k})
         )
+
+    # --------------------------------------------------------- datasets and evals
+
+    def upload_dataset(self, content: str, *, fmt: str = "jsonl", name: str = "") -> Any:
+        """Upload a JSONL or CSV file's text; returns the dataset (``id``, ``rows``...)."""
+        body = {"name": name, "format": fmt, "content": content}
+        return self._call("POST", "/v1/datasets", json=body)
+
+    def submit_eval(self, spec: dict[str, Any]) -> Any:
+        """Start an eval; returns ``{"id", "status", "location", "jobs", "started"}``."""
+        return self._call("POST", "/v1/evals", json=spec)
+
+    def get_eval(self, eval_id: str) -> Any:
+        """An eval's progress, points, comparisons and difficulty breakdown."""
+        return self._call("GET", f"/v1/evals/{eval_id}")
+
+    def cancel_eval(self, eval_id: str) -> Any:
+        return self._call("POST", f"/v1/evals/{eval_id}/cancel")
+
+    def eval_results(self, eval_id: str, *, fmt: str = "csv", part: str = "points") -> str:
+        """An export as text: ``fmt`` csv or jsonl; ``part`` points, problems or nodes."""
+        resp = self._http.get(f"/v1/evals/{eval_id}/results", params={"format": fmt, "part": part})
+        _raise_for_problem(resp)
+        return resp.text
+
+    def eval_plot(self, eval_id: str, name: str, fmt: str = "png") -> bytes:
+        resp = self._http.get(f"/v1/evals/{eval_id}/plots/{name}.{fmt}")
+        _raise_for_problem(resp)
+        return resp.content

@@ -1,5 +1,5 @@
 """ttc: test-time compute scaling. Subcommands: serve, worker, beat, flower, sim, migrate,
-run, strategies, demo, tree, stack, keys."""
+run, eval, strategies, demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -101,6 +101,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return run_job(ns)
 
 
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from ttc_cli.evalcmd import run_eval
+
+    return run_eval(ns)
+
+
 def _cmd_strategies(ns: argparse.Namespace) -> int:
     from ttc_cli.runjob import strategies_table
 
@@ -193,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="submit a job to a server and follow it")
     add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
+
+    from ttc_cli.evalcmd import add_eval_arguments
+
+    evaluate = sub.add_parser(
+        "eval", help="evaluate strategies over a dataset and a grid of compute, with plots"
+    )
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=_cmd_eval)
 
     strategies = sub.add_parser("strategies", help="list the strategies with their params")
     strategies.set_defaults(func=_cmd_strategies)

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from ttc_core.batches import expand
-from ttc_core.problem_batches import advance_batch, fail_batch
+from ttc_core.problem_batches import fail_batch
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import FollowUp, advance, fail_job, job_of_batch
+from ttc_core.unit_steps import advance_unit
 from ttc_core.webhooks.local import LocalDeliverer
 from ttc_core.webhooks.wakeup import current_waker, set_waker
 
@@ -37,7 +38,7 @@ async def run_followups(ctx: EngineContext, initial: Iterable[FollowUp]) -> None
                     fail_job(ctx, fu.id, f"driver step failed: {exc!r}")
             elif fu.kind == "batch":
                 try:
-                    dispatch(advance_batch(ctx, fu.id))
+                    dispatch(advance_unit(ctx, fu.id))
                 except Exception as exc:
                     log.exception("problem batch %s: driver step failed", fu.id)
                     fail_batch(ctx, fu.id, f"batch driver step failed: {exc!r}")

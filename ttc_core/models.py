@@ -404,6 +404,9 @@ class ProblemBatch(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), default="default")
+    #: ``allocation``: a batch with one budget (``ttc_core.problem_batches``); ``eval``: an
+    #: evaluation over a dataset (``ttc_core.evals``). Both are many jobs as one unit.
+    kind: Mapped[str] = mapped_column(String(16), default="allocation", server_default="allocation")
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
     #: The validated submission less its problems (strategy, endpoint, budget, ...).
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -417,4 +420,24 @@ class ProblemBatch(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_problem_batches_tenant_created", "tenant", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_problem_batches_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_problem_batches_kind_tenant_created", "kind", "tenant", "created_at", "id"),
+    )
+
+
+class Dataset(Base):
+    """Problems uploaded once for evaluations (``POST /v1/datasets``), tenant-scoped."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: The validated rows, ``[{"id", "prompt" | "messages", "reference", ...}]``.
+    rows: Mapped[list[Any]] = mapped_column(SafeJSON, default=list)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_datasets_tenant_created", "tenant", "created_at", "id"),)

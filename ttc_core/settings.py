@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     #: Most problems in one ``POST /v1/problem-batches``.
     max_batch_problems: int = Field(default=1000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    #: Largest dataset (``POST /v1/datasets``, its JSONL or CSV text) and most rows in one.
+    max_dataset_bytes: int = Field(default=20_000_000, ge=1024)
+    max_dataset_rows: int = Field(default=20_000, ge=1)
+    #: Most jobs one evaluation may plan (problems x arms x grid points x seeds).
+    max_eval_jobs: int = Field(default=100_000, ge=1)
+    #: Jobs of one evaluation live at once (never more than the tenant's active-job room).
+    eval_max_active_jobs: int = Field(default=64, ge=1)
+    #: Monte-Carlo permutations per problem for majority@k (``ttc_core.evals.estimators``).
+    eval_subsample_draws: int = Field(default=1000, ge=10, le=100_000)
     #: Largest thinking budget a job may ask for (``thinking.max_tokens``, ``min_tokens``,
     #: ``budget_tokens``), and the cap of a thought when a job names none.
     max_thinking_tokens: int = Field(default=131_072, ge=1)

@@ -34,6 +34,19 @@ def load_tree(session: Session, job_id: str) -> TreeView:
     return TreeView.build(NodeView(*row) for row in rows)
 
 
+def load_trees(session: Session, job_ids: Sequence[str]) -> dict[str, TreeView]:
+    """Planning views of many jobs' trees in one query per chunk of jobs."""
+    nodes: dict[str, list[NodeView]] = {job_id: [] for job_id in job_ids}
+    ids = list(job_ids)
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Node.job_id, *_TREE_COLUMNS).where(Node.job_id.in_(ids[start : start + 500]))
+        ).all()
+        for job_id, *columns in rows:
+            nodes[job_id].append(NodeView(*columns))
+    return {job_id: TreeView.build(views) for job_id, views in nodes.items() if views}
+
+
 def lock_job(session: Session, job_id: str) -> Job | None:
     """Load a job with a row lock (Postgres); SQLite serialises writers anyway."""
     return session.execute(

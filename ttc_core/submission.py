@@ -219,11 +219,13 @@ def create_job(
     tenant: str,
     resolver: Resolver | None = None,
     admin: bool = False,
+    job_id: str | None = None,
 ) -> Job:
     """Validate, then write the job, its root node and its first event (one transaction
-    is the caller's). The caller enqueues the first driver step after commit."""
+    is the caller's). The caller enqueues the first driver step after commit. ``job_id``:
+    a caller that derives ids (an eval's planned jobs) names it; else a fresh uuid4."""
     params = validate_job(spec, settings, resolver=resolver, admin=admin)
-    job_id = str(uuid.uuid4())
+    job_id = job_id or str(uuid.uuid4())
     job = Job(
         id=job_id,
         tenant=tenant,

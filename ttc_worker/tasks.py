@@ -13,10 +13,11 @@ from sqlalchemy import select
 from ttc_core.batches import BatchError, expand_chain
 from ttc_core.errors import InputError
 from ttc_core.models import ExpansionBatch
-from ttc_core.problem_batches import advance_batch, fail_batch, find_stalled_batches
+from ttc_core.problem_batches import fail_batch, find_stalled_batches
 from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, fail_job, job_of_batch
+from ttc_core.unit_steps import advance_unit
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime, telemetry
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
@@ -60,9 +61,10 @@ def advance_task(self: Any, job_id: str) -> str | None:
 
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
 def batch_task(self: Any, batch_id: str) -> None:
-    """The driver step of a problem batch: plan its next round, start its jobs."""
+    """The driver step of a problem batch or an eval: plan its next round or wave, start
+    its jobs (``ttc_core.unit_steps``)."""
     try:
-        followups = advance_batch(runtime.context(), batch_id)
+        followups = advance_unit(runtime.context(), batch_id)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             fail_batch(runtime.context(), batch_id, f"batch driver step failed: {exc!r}")
