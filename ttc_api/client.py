@@ -301,9 +301,11 @@ class TTCClient:
         """Start an eval; returns ``{"id", "status", "location", "jobs", "started"}``."""
         return self._call("POST", "/v1/evals", json=spec)
 
-    def get_eval(self, eval_id: str) -> Any:
-        """An eval's progress, points, comparisons and difficulty breakdown."""
-        return self._call("GET", f"/v1/evals/{eval_id}")
+    def get_eval(self, eval_id: str, *, curves: bool = True) -> Any:
+        """An eval's progress, points, comparisons and difficulty breakdown (``curves``
+        False: its progress only, cheap to poll)."""
+        params = None if curves else {"curves": "false"}
+        return self._call("GET", f"/v1/evals/{eval_id}", params=params)
 
     def cancel_eval(self, eval_id: str) -> Any:
         return self._call("POST", f"/v1/evals/{eval_id}/cancel")

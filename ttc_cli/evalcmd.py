@@ -292,9 +292,10 @@ def _run_eval(ns: argparse.Namespace) -> int:
 
 def _follow(client: Any, eval_id: str, poll: float) -> dict[str, Any]:
     while True:
-        ev: dict[str, Any] = client.get_eval(eval_id)
+        ev: dict[str, Any] = client.get_eval(eval_id, curves=False)
         write_progress(progress_bar(ev))
         if ev["status"] in ("succeeded", "failed", "cancelled"):
             write_progress("\n")
-            return ev
+            final: dict[str, Any] = client.get_eval(eval_id)
+            return final
         time.sleep(poll)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
@@ -93,11 +94,33 @@ class EvalJobsPublic(BaseModel):
     next_offset: int | None = None
 
 
-# Curves of a running eval, computed from its finished problems: kept per state of the
-# eval (its finished jobs), so that pollers share one computation.
-_LIVE: OrderedDict[tuple[str, int, str], dict[str, Any]] = OrderedDict()
+# What a running eval's jobs say so far: collected at most every LIVE_REFRESH_S per eval
+# (pollers share it), and once more after it has ended (then kept: it no longer moves).
+_LIVE: OrderedDict[str, tuple[float, str, aggregation.Outcomes]] = OrderedDict()
 _LIVE_LOCK = threading.Lock()
 _LIVE_SIZE = 16
+LIVE_REFRESH_S = 3.0
+
+
+def outcomes_of(
+    session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings
+) -> aggregation.Outcomes:
+    now = time.monotonic()
+    with _LIVE_LOCK:
+        cached = _LIVE.get(batch.id)
+        if (
+            cached is not None
+            and cached[1] == batch.status
+            and (batch.status in TERMINAL_STATUSES or now - cached[0] < LIVE_REFRESH_S)
+        ):
+            return cached[2]
+    outcomes = aggregation.collect(session, batch, plan, settings)
+    with _LIVE_LOCK:
+        _LIVE[batch.id] = (now, batch.status, outcomes)
+        _LIVE.move_to_end(batch.id)
+        while len(_LIVE) > _LIVE_SIZE:
+            _LIVE.popitem(last=False)
+    return outcomes
 
 
 def get_eval(session: Session, eval_id: str, tenant: str | None) -> ProblemBatch:
@@ -107,22 +130,14 @@ def get_eval(session: Session, eval_id: str, tenant: str | None) -> ProblemBatch
     return batch
 
 
-def curves(
-    session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings, done: int
+def eval_summary(
+    session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings
 ) -> dict[str, Any]:
-    """The eval's summary: stored once it has ended, else computed (and cached)."""
+    """The eval's curves: stored once it has ended, else from the problems finished so
+    far."""
     if batch.result is not None:
         return batch.result
-    key = (batch.id, done, batch.status)
-    with _LIVE_LOCK:
-        if key in _LIVE:
-            return _LIVE[key]
-    summary = aggregation.summarize(session, batch, plan, settings)
-    with _LIVE_LOCK:
-        _LIVE[key] = summary
-        while len(_LIVE) > _LIVE_SIZE:
-            _LIVE.popitem(last=False)
-    return summary
+    return aggregation.summary_of(batch, outcomes_of(session, batch, plan, settings))
 
 
 def _public(
@@ -130,7 +145,7 @@ def _public(
 ) -> EvalPublic:
     plan = plan_of(batch)
     live = progress(session, batch, plan)
-    summary = curves(session, batch, plan, settings, live["jobs_done"]) if with_curves else {}
+    summary = eval_summary(session, batch, plan, settings) if with_curves else {}
     spec = batch.spec["eval"]
     return EvalPublic(
         id=batch.id,
@@ -210,10 +225,15 @@ def read_evals(
     "/{eval_id}", response_model=EvalPublic, responses={200: json_example(eval_examples.EVAL)}
 )
 def read_eval(
-    eval_id: str, session: SessionDep, tenant: TenantDep, settings: SettingsDep
+    eval_id: str,
+    session: SessionDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    curves: Annotated[bool, Query(description="false: progress only (cheap, for polling)")] = True,
 ) -> EvalPublic:
     """An eval's progress, points with 95% CIs, paired comparisons, difficulty breakdown."""
-    return _public(session, get_eval(session, eval_id, tenant), settings, with_curves=True)
+    batch = get_eval(session, eval_id, tenant)
+    return _public(session, batch, settings, with_curves=curves)
 
 
 @router.post(
@@ -253,10 +273,9 @@ def results(
     batch = get_eval(session, eval_id, tenant)
     plan = plan_of(batch)
     if part == "points":
-        done = progress(session, batch, plan)["jobs_done"]
-        rows = curves(session, batch, plan, settings, done)["points"]
+        rows = eval_summary(session, batch, plan, settings)["points"]
     elif part == "problems":
-        rows = aggregation.problem_rows(batch, aggregation.collect(session, batch, plan, settings))
+        rows = aggregation.problem_rows(batch, outcomes_of(session, batch, plan, settings))
     else:
         rows = exports.node_rows(session, batch, plan)
     rows = scrub(rows)
@@ -284,6 +303,10 @@ def plot(
     session: SessionDep,
     tenant: TenantDep,
     settings: SettingsDep,
+    rev: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[\w.-]*$", description="any value; a new one refetches"),
+    ] = None,
 ) -> Response:
     """A plot: ``accuracy_vs_n``, ``accuracy_vs_tokens`` or ``by_difficulty``, ``.png`` or
     ``.svg``."""
@@ -292,8 +315,7 @@ def plot(
         raise NotFoundError(f"no plot {plot!r}; plots: {', '.join(plots.PLOTS)} as .png or .svg")
     batch = get_eval(session, eval_id, tenant)
     plan = plan_of(batch)
-    done = progress(session, batch, plan)["jobs_done"]
-    summary = curves(session, batch, plan, settings, done)
+    summary = eval_summary(session, batch, plan, settings)
     title = batch.spec["eval"].get("name") or f"eval {batch.id[:8]}"
     body = plots.render(summary, name, fmt, title=title)
     media = "image/png" if fmt == "png" else "image/svg+xml"

@@ -373,13 +373,17 @@ def problem_rows(batch: ProblemBatch, outcomes: Outcomes) -> list[dict[str, Any]
     return rows
 
 
-def summarize(
-    session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings
-) -> dict[str, Any]:
+def summary_of(batch: ProblemBatch, outcomes: Outcomes) -> dict[str, Any]:
     """The curves: points, paired comparisons and the per-difficulty breakdown."""
-    outcomes = collect(session, batch, plan, settings)
     return {
         "points": points(outcomes),
         "comparisons": comparisons(outcomes),
         "by_difficulty": by_difficulty(batch, outcomes),
     }
+
+
+def summarize(
+    session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings
+) -> dict[str, Any]:
+    """:func:`summary_of` the eval's finished jobs."""
+    return summary_of(batch, collect(session, batch, plan, settings))

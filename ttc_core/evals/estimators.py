@@ -110,7 +110,8 @@ def majority_curve(
         rng = np.random.default_rng(seed)
         order = np.argsort(rng.random((draws, n)), axis=1)
         tallies = np.cumsum(onehot[order], axis=1)  # (draws, n, m): votes of each prefix
-        seen = np.cumsum(present[order], axis=1) > 0
+        # An answer is in a prefix once it has a vote (weighted: once a sample of it is).
+        seen = np.cumsum(present[order], axis=1) > 0 if weighted else tallies > 0
         for k in middle:
             out[k] = float(np.mean(_vote_value(tallies[:, k - 1, :], seen[:, k - 1, :], right)))
     for k in wanted:
