@@ -61,7 +61,11 @@ class Outcomes:
     def problem_values(self, arm: int, point: int) -> dict[int, dict[str, Any]]:
         """Problems whose seeds have all finished at this point, averaged over seeds."""
         out: dict[int, dict[str, Any]] = {}
-        for problem, cells in self.cells.get((arm, point), {}).items():
+        at_point = self.cells.get((arm, point), {})
+        # In problem order, each problem's seeds in job order: the same numbers (to the
+        # last bit, bootstrap included) whatever order the jobs finished in.
+        for problem in sorted(at_point):
+            cells = sorted(at_point[problem], key=lambda c: c.job_id)
             if len(cells) < self.plan.spec.seeds:
                 continue
             count = len(cells)
