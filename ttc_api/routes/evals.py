@@ -100,21 +100,34 @@ _LIVE: OrderedDict[str, tuple[float, str, aggregation.Outcomes]] = OrderedDict()
 _LIVE_LOCK = threading.Lock()
 _LIVE_SIZE = 16
 LIVE_REFRESH_S = 3.0
+#: Plots drawn from those outcomes (or from an ended eval's result), by eval, plot,
+#: format and the outcomes' time.
+_DRAWN: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+
+
+def _cached(batch: ProblemBatch) -> tuple[float, str, aggregation.Outcomes] | None:
+    with _LIVE_LOCK:
+        cached = _LIVE.get(batch.id)
+    if cached is None or cached[1] != batch.status:
+        return None
+    if batch.status in TERMINAL_STATUSES or time.monotonic() - cached[0] < LIVE_REFRESH_S:
+        return cached
+    return None
 
 
 def outcomes_of(
     session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings
 ) -> aggregation.Outcomes:
     now = time.monotonic()
+    cached = _cached(batch)
+    if cached is not None:
+        return cached[2]
     with _LIVE_LOCK:
-        cached = _LIVE.get(batch.id)
-        if (
-            cached is not None
-            and cached[1] == batch.status
-            and (batch.status in TERMINAL_STATUSES or now - cached[0] < LIVE_REFRESH_S)
-        ):
-            return cached[2]
-    outcomes = aggregation.collect(session, batch, plan, settings)
+        stale = _LIVE.get(batch.id)
+    # A running eval's finished jobs stay as they were: read only the ones since. An
+    # ended eval is read afresh once.
+    previous = stale[2] if stale is not None and batch.status not in TERMINAL_STATUSES else None
+    outcomes = aggregation.collect(session, batch, plan, settings, previous)
     with _LIVE_LOCK:
         _LIVE[batch.id] = (now, batch.status, outcomes)
         _LIVE.move_to_end(batch.id)
@@ -316,8 +329,19 @@ def plot(
     batch = get_eval(session, eval_id, tenant)
     plan = plan_of(batch)
     summary = eval_summary(session, batch, plan, settings)
-    title = batch.spec["eval"].get("name") or f"eval {batch.id[:8]}"
-    body = plots.render(summary, name, fmt, title=title)
+    # Drawn once per state of the curves: the stored result, or the outcomes in the cache.
+    cached = _cached(batch)
+    version = "final" if batch.result is not None else (cached[0] if cached else time.monotonic())
+    key = (batch.id, name, fmt, str(version))
+    with _LIVE_LOCK:
+        body = _DRAWN.get(key)
+    if body is None:
+        title = batch.spec["eval"].get("name") or f"eval {batch.id[:8]}"
+        body = plots.render(summary, name, fmt, title=title)
+        with _LIVE_LOCK:
+            _DRAWN[key] = body
+            while len(_DRAWN) > 6 * _LIVE_SIZE:
+                _DRAWN.popitem(last=False)
     media = "image/png" if fmt == "png" else "image/svg+xml"
     return Response(body, media_type=media, headers={"Cache-Control": "no-store"})
 

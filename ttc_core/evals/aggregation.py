@@ -18,6 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
@@ -48,15 +49,40 @@ class Cell:
 
 
 @dataclass
+class JobCells:
+    """What one finished job says: its cells by grid-value index, and (a subsampled
+    run) the share of its samples that are right."""
+
+    planned: PlannedJob
+    cells: list[tuple[int, Cell]]
+    pass1: float | None = None
+
+
+@dataclass
 class Outcomes:
     """Per (arm, grid value index): per problem, the mean of its seeds' cells."""
 
     plan: EvalPlan
-    cells: dict[tuple[int, int], dict[int, list[Cell]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
-    #: Per problem: the mean per-sample accuracy of subsampled runs (a difficulty probe).
-    pass1: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: Finished jobs' cells by job id (a finished job's cells do not change: a later
+    #: collection reads only the jobs that finished since).
+    by_job: dict[str, JobCells] = field(default_factory=dict)
+
+    @cached_property
+    def cells(self) -> dict[tuple[int, int], dict[int, list[Cell]]]:
+        out: dict[tuple[int, int], dict[int, list[Cell]]] = defaultdict(lambda: defaultdict(list))
+        for job in self.by_job.values():
+            for point, cell in job.cells:
+                out[(job.planned.arm, point)][job.planned.problem].append(cell)
+        return out
+
+    @cached_property
+    def pass1(self) -> dict[int, list[float]]:
+        """Per problem: the mean per-sample accuracy of subsampled runs (a probe)."""
+        out: dict[int, list[float]] = defaultdict(list)
+        for job in sorted(self.by_job.values(), key=lambda j: j.planned.index):
+            if job.pass1 is not None:
+                out[job.planned.problem].append(job.pass1)
+        return out
 
     def problem_values(self, arm: int, point: int) -> dict[int, dict[str, Any]]:
         """Problems whose seeds have all finished at this point, averaged over seeds."""
@@ -168,35 +194,50 @@ def _subsampled_cells(
     }
 
 
-def collect(session: Session, batch: ProblemBatch, plan: EvalPlan, settings: Settings) -> Outcomes:
-    """Every finished job's cells."""
+def collect(
+    session: Session,
+    batch: ProblemBatch,
+    plan: EvalPlan,
+    settings: Settings,
+    previous: Outcomes | None = None,
+) -> Outcomes:
+    """Every finished job's cells (``previous``: those collected before are kept and
+    only the jobs finished since are read)."""
     index_of = {plan.job_id(i): i for i in range(int(batch.state.get("next", 0)))}
+    known = dict(previous.by_job) if previous is not None else {}
     jobs = [
         job
-        for job in session.scalars(select(Job).where(Job.batch_id == batch.id))
-        if job.id in index_of and job.status in (JobStatus.succeeded, JobStatus.failed)
+        for job in session.scalars(
+            select(Job).where(
+                Job.batch_id == batch.id,
+                Job.status.in_([JobStatus.succeeded, JobStatus.failed]),
+            )
+        )
+        if job.id in index_of and job.id not in known
     ]
     planned = {job.id: plan.at(index_of[job.id]) for job in jobs}
     subsampled = [job.id for job in jobs if planned[job.id].point is None]
     trees = load_trees(session, subsampled)
-    out = Outcomes(plan)
     for job in jobs:
         p = planned[job.id]
         if p.point is not None:
             correct = bool((job.result or {}).get("correct")) and job.status == JobStatus.succeeded
             cell = Cell(1.0 if correct else 0.0, None, _usage(job), job.id, False)
-            out.cells[(p.arm, p.point)][p.problem].append(cell)
+            known[job.id] = JobCells(p, [(p.point, cell)])
             continue
         tree = trees.get(job.id)
         samples = _samples(tree) if tree is not None else Samples([], [], [])
-        if samples.n:
-            out.pass1[p.problem].append(sum(samples.correct) / samples.n)
         cells = _subsampled_cells(plan, p, job, samples, settings)
-        for point in range(len(plan.grids[p.arm].values)):
-            # A run with fewer samples than a point needs counts as wrong at that point.
-            cell = cells.get(point) or Cell(0.0, 0.0, _usage(job), job.id, False)
-            out.cells[(p.arm, point)][p.problem].append(cell)
-    return out
+        known[job.id] = JobCells(
+            p,
+            [
+                # A run with fewer samples than a point needs counts as wrong there.
+                (point, cells.get(point) or Cell(0.0, 0.0, _usage(job), job.id, False))
+                for point in range(len(plan.grids[p.arm].values))
+            ],
+            sum(samples.correct) / samples.n if samples.n else None,
+        )
+    return Outcomes(plan, known)
 
 
 def _ci_seed(plan: EvalPlan, *parts: object) -> int:

@@ -6,6 +6,7 @@ import { confirmAction } from "./dialog.js";
 import { badge, fmtCost, fmtInt, h } from "./dom.js";
 
 const REFRESH_MS = 3000;
+const PLOT_MS = 10000;
 const JOBS_PAGE = 50;
 const DONE = ["succeeded", "failed", "cancelled"];
 
@@ -41,9 +42,13 @@ function renderHead() {
 }
 
 function renderPlots() {
+  // Redrawn as problems finish, at most every PLOT_MS while the eval runs (the server
+  // draws them), and once more when it ends.
   const rev = ev.progress.jobs_done;
-  if (plotsAt === rev) return;
-  plotsAt = rev;
+  const now = Date.now();
+  const ended = DONE.includes(ev.status);
+  if (plotsAt !== null && (plotsAt.rev === rev || (!ended && now - plotsAt.at < PLOT_MS))) return;
+  plotsAt = { rev, at: now };
   for (const [id, name] of [["n", "accuracy_vs_n"], ["tokens", "accuracy_vs_tokens"], ["difficulty", "by_difficulty"]]) {
     $(`plot-${id}`).src = plotUrl(name, "svg", rev);
     $(`plot-${id}-png`).href = plotUrl(name, "png");
