@@ -74,7 +74,11 @@ def upload_dataset(
     return public
 
 
-@router.get("", response_model=DatasetsPublic)
+@router.get(
+    "",
+    response_model=DatasetsPublic,
+    responses={200: json_example({"data": [eval_examples.DATASET], "next_cursor": None})},
+)
 def read_datasets(
     session: SessionDep,
     tenant: TenantDep,
@@ -89,7 +93,11 @@ def read_datasets(
     return DatasetsPublic(data=[_public(d) for d in rows], next_cursor=next_cursor)
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic)
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetPublic,
+    responses={200: json_example(eval_examples.DATASET)},
+)
 def read_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     """A dataset's size and first rows."""
     return _public(get_dataset(session, dataset_id, tenant=tenant))
