@@ -99,7 +99,11 @@ def test_an_eval_stays_within_the_tenants_active_job_quota(api_stack: ApiStack) 
         {
             "dataset": dataset,
             "endpoint": "sim",
-            "arms": [{"strategy": "best_of_n"}, {"strategy": "self_consistency"}],
+            # Different temperatures: each arm samples for itself, one job per problem.
+            "arms": [
+                {"strategy": "best_of_n"},
+                {"strategy": "self_consistency", "params": {"temperature": 0.7}},
+            ],
             "grid": {"n": [1, 2, 4]},
             "seed": 3,
         },

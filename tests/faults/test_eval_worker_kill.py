@@ -105,7 +105,8 @@ def test_eval_killed_mid_run_finishes_with_the_same_numbers(
         jobs = api.get(f"/v1/evals/{eval_id}/jobs", params={"limit": 500}).json()["data"]
     assert kills == 2, "the eval finished before the worker could be killed twice"
     assert killed["status"] == "succeeded", killed
-    assert killed["progress"]["jobs_done"] == clean["progress"]["jobs_done"] == 20
+    # One run of 64 samples per problem serves both arms (they sample alike).
+    assert killed["progress"]["jobs_done"] == clean["progress"]["jobs_done"] == 10
     assert all(j["status"] == "succeeded" for j in jobs)
     assert _numbers(killed) == _numbers(clean)
     assert len(killed["points"]) == 2 * len(DOUBLING)

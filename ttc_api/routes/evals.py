@@ -375,7 +375,7 @@ def read_eval_jobs(
             EvalJob(
                 index=i,
                 job_id=job_id,
-                arm=plan.spec.arms[planned.arm].name or "",
+                arm=plan.arm_names(planned),
                 key=plan.grids[planned.arm].key,
                 value=plan.value(planned),
                 problem=planned.problem,

@@ -54,7 +54,8 @@ class JobCells:
     run) the share of its samples that are right."""
 
     planned: PlannedJob
-    cells: list[tuple[int, Cell]]
+    #: ``(arm, grid value index, cell)``.
+    cells: list[tuple[int, int, Cell]]
     pass1: float | None = None
 
 
@@ -71,8 +72,8 @@ class Outcomes:
     def cells(self) -> dict[tuple[int, int], dict[int, list[Cell]]]:
         out: dict[tuple[int, int], dict[int, list[Cell]]] = defaultdict(lambda: defaultdict(list))
         for job in self.by_job.values():
-            for point, cell in job.cells:
-                out[(job.planned.arm, point)][job.planned.problem].append(cell)
+            for arm, point, cell in job.cells:
+                out[(arm, point)][job.planned.problem].append(cell)
         return out
 
     @cached_property
@@ -147,8 +148,8 @@ def _prorated(job: Job, k: int, n: int, settings: Settings) -> dict[str, float]:
     }
 
 
-def _mc_seed(plan: EvalPlan, job: PlannedJob) -> int:
-    digest = hashlib.sha256(f"mc:{plan.seed}:{job.problem}:{job.arm}:{job.seed_index}".encode())
+def _mc_seed(plan: EvalPlan, job: PlannedJob, arm: int) -> int:
+    digest = hashlib.sha256(f"mc:{plan.seed}:{job.problem}:{arm}:{job.seed_index}".encode())
     return int.from_bytes(digest.digest()[:8], "big")
 
 
@@ -164,34 +165,41 @@ def _samples(tree: Any) -> Samples:
 
 def _subsampled_cells(
     plan: EvalPlan, planned: PlannedJob, job: Job, samples: Samples, settings: Settings
-) -> dict[int, Cell]:
-    arm = plan.spec.arms[planned.arm]
-    values = plan.grids[planned.arm].values
-    ks = [k for k in values if k <= samples.n]
-    if not ks:
-        return {}
-    weighted = bool(arm.params.get("weighted"))
+) -> list[tuple[int, int, Cell]]:
+    """``(arm, point, cell)`` for every arm the run serves and every point of its grid (a
+    run with fewer samples than a point needs counts as wrong there)."""
+    out = []
     c = sum(samples.correct)
-    if arm.strategy == "best_of_n" and not weighted:
-        accuracy = {k: best_of_k(samples, k) for k in ks}
-    else:
-        accuracy = majority_curve(
-            samples,
-            ks,
-            weighted=weighted,
-            seed=_mc_seed(plan, planned),
-            draws=settings.eval_subsample_draws,
-        )
-    return {
-        values.index(k): Cell(
-            accuracy=accuracy[k],
-            pass_at_k=pass_at_k(samples.n, c, k),
-            usage=_prorated(job, k, samples.n, settings),
-            job_id=job.id,
-            estimated=k != samples.n,
-        )
-        for k in ks
-    }
+    for a in planned.arms:
+        arm = plan.spec.arms[a]
+        values = plan.grids[a].values
+        ks = [k for k in values if k <= samples.n]
+        weighted = bool(arm.params.get("weighted"))
+        if not ks:
+            accuracy: dict[int, float] = {}
+        elif arm.strategy == "best_of_n" and not weighted:
+            accuracy = {k: best_of_k(samples, k) for k in ks}
+        else:
+            accuracy = majority_curve(
+                samples,
+                ks,
+                weighted=weighted,
+                seed=_mc_seed(plan, planned, a),
+                draws=settings.eval_subsample_draws,
+            )
+        for point, k in enumerate(values):
+            if k in accuracy:
+                cell = Cell(
+                    accuracy=accuracy[k],
+                    pass_at_k=pass_at_k(samples.n, c, k),
+                    usage=_prorated(job, k, samples.n, settings),
+                    job_id=job.id,
+                    estimated=k != samples.n,
+                )
+            else:
+                cell = Cell(0.0, 0.0, _usage(job), job.id, False)
+            out.append((a, point, cell))
+    return out
 
 
 def collect(
@@ -223,18 +231,13 @@ def collect(
         if p.point is not None:
             correct = bool((job.result or {}).get("correct")) and job.status == JobStatus.succeeded
             cell = Cell(1.0 if correct else 0.0, None, _usage(job), job.id, False)
-            known[job.id] = JobCells(p, [(p.point, cell)])
+            known[job.id] = JobCells(p, [(p.arm, p.point, cell)])
             continue
         tree = trees.get(job.id)
         samples = _samples(tree) if tree is not None else Samples([], [], [])
-        cells = _subsampled_cells(plan, p, job, samples, settings)
         known[job.id] = JobCells(
             p,
-            [
-                # A run with fewer samples than a point needs counts as wrong there.
-                (point, cells.get(point) or Cell(0.0, 0.0, _usage(job), job.id, False))
-                for point in range(len(plan.grids[p.arm].values))
-            ],
+            _subsampled_cells(plan, p, job, samples, settings),
             sum(samples.correct) / samples.n if samples.n else None,
         )
     return Outcomes(plan, known)

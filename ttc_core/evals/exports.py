@@ -79,7 +79,7 @@ def node_rows(session: Session, batch: ProblemBatch, plan: EvalPlan) -> list[dic
             rows.append(
                 {
                     "job_id": node.job_id,
-                    "arm": plan.spec.arms[job.arm].name,
+                    "arm": plan.arm_names(job),
                     "value": plan.value(job),
                     "problem": job.problem,
                     "seed_index": job.seed_index,

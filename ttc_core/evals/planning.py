@@ -1,8 +1,10 @@
 """Which jobs an eval runs, numbered, and the job spec of each.
 
-Per problem, for each arm: a sampling arm (``spec.is_subsampled``) runs one job at the
-grid's largest ``n`` and every smaller point comes from its samples; any other arm runs
-one job per grid point. Each of those runs ``seeds`` times. Jobs are numbered problem by
+Per problem: a sampling arm (``spec.is_subsampled``) runs one job at the grid's largest
+``n`` and every smaller point comes from its samples, and sampling arms that draw the
+same samples (:func:`sampling_key`: best-of-n and self-consistency with the same
+sampling params and verifier) share that one run; any other arm runs one job per grid
+point. Each of those runs ``seeds`` times. Jobs are numbered problem by
 problem (so that "problems done" grows steadily), and a job's id and seed follow from
 its number: the eval can start its jobs in waves, and a driver step that runs twice
 finds the job it would create already there.
@@ -15,6 +17,7 @@ the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +31,31 @@ from ttc_core.verifiers import MathSpec, parse_verifier_spec
 @dataclass(frozen=True, slots=True)
 class PlannedJob:
     index: int
-    arm: int
+    #: The arms this job serves: one, or every subsampled arm of a sampling group.
+    arms: tuple[int, ...]
     problem: int
     seed_index: int
-    #: Index into the arm's grid values; ``None``: the one job of a subsampled arm.
+    #: Index into the arm's grid values; ``None``: the one run of a sampling group.
     point: int | None
+
+    @property
+    def arm(self) -> int:
+        """The arm whose strategy the job runs (a group's first)."""
+        return self.arms[0]
+
+
+def sampling_key(arm: ArmSpec) -> str:
+    """What a subsampled arm's samples depend on: arms with the same key draw the same
+    samples (the same seeds), so one run serves them all; their strategies differ only
+    in how they would pick an answer, which the estimators compute from the samples."""
+    params = {k: v for k, v in arm.params.items() if k not in ("n", "weighted")}
+    shape = {
+        "params": params,
+        "verifier": arm.verifier.model_dump(mode="json") if arm.verifier else None,
+        "prm": arm.prm.model_dump(mode="json") if arm.prm else None,
+        "budget": arm.budget.model_dump(mode="json", exclude_none=True),
+    }
+    return json.dumps(shape, sort_keys=True)
 
 
 def plan_of(batch: ProblemBatch) -> EvalPlan:
@@ -50,15 +73,20 @@ class EvalPlan:
         self.eval_id = eval_id
         self.seed = seed
         self.grids = [spec.grid_of(arm) for arm in spec.arms]
-        self.units: list[list[int | None]] = [
-            [None] if is_subsampled(arm, grid) else list(range(len(grid.values)))
-            for arm, grid in zip(spec.arms, self.grids, strict=True)
-        ]
+        # Per problem and seed: one run per sampling group, one job per point of others.
+        groups: dict[str, list[int]] = {}
+        units: list[tuple[tuple[int, ...] | list[int], int | None]] = []
+        for a, (arm, grid) in enumerate(zip(spec.arms, self.grids, strict=True)):
+            if not is_subsampled(arm, grid):
+                units += [((a,), point) for point in range(len(grid.values))]
+            elif sampling_key(arm) in groups:
+                groups[sampling_key(arm)].append(a)
+            else:
+                groups[sampling_key(arm)] = [a]
+                units.append((groups[sampling_key(arm)], None))
+        self.units = [(tuple(arms), point) for arms, point in units]
         self._per_problem = [
-            (a, point, s)
-            for a, points in enumerate(self.units)
-            for point in points
-            for s in range(spec.seeds)
+            (arms, point, s) for arms, point in self.units for s in range(spec.seeds)
         ]
 
     @property
@@ -71,8 +99,8 @@ class EvalPlan:
 
     def at(self, index: int) -> PlannedJob:
         problem, rest = divmod(index, len(self._per_problem))
-        arm, point, seed_index = self._per_problem[rest]
-        return PlannedJob(index, arm, problem, seed_index, point)
+        arms, point, seed_index = self._per_problem[rest]
+        return PlannedJob(index, arms, problem, seed_index, point)
 
     def job_id(self, index: int) -> str:
         return str(uuid.uuid5(uuid.UUID(self.eval_id), f"job:{index}"))
@@ -82,9 +110,14 @@ class EvalPlan:
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
     def value(self, job: PlannedJob) -> int:
-        """The grid value the job runs at (a subsampled arm's job: the largest)."""
-        values = self.grids[job.arm].values
-        return values[-1] if job.point is None else values[job.point]
+        """The grid value the job runs at (a sampling group's run: the largest n of its
+        arms)."""
+        if job.point is None:
+            return max(self.grids[a].values[-1] for a in job.arms)
+        return self.grids[job.arm].values[job.point]
+
+    def arm_names(self, job: PlannedJob) -> str:
+        return ", ".join(self.spec.arms[a].name or "" for a in job.arms)
 
     def job_spec(self, job: PlannedJob, row: dict[str, Any]) -> JobSpec:
         arm = self.spec.arms[job.arm]

@@ -131,3 +131,35 @@ def test_majority_at_k_of_a_known_law_is_its_multinomial_value() -> None:
     got = majority_curve(samples, [3], weighted=False, seed=5, draws=2000)[3]
     # Sampling error of 3000 draws plus Monte Carlo over 2000 permutations.
     assert abs(got - closed) < 4 * math.sqrt(closed * (1 - closed) * (3 / 3000 + 1 / 2000))
+
+
+def test_sampling_arms_that_draw_alike_share_one_run() -> None:
+    from ttc_core.evals.planning import EvalPlan
+    from ttc_core.evals.spec import EvalSpec
+
+    spec = EvalSpec.model_validate(
+        {
+            "dataset": "d",
+            "endpoint": "sim",
+            "arms": [
+                {"strategy": "best_of_n"},
+                {"strategy": "self_consistency", "params": {"weighted": True}},
+                {"strategy": "self_consistency", "params": {"temperature": 0.5}},
+                {"strategy": "beam_search", "params": {"beam_width": 2}, "grid": {"n": [2, 4]}},
+            ],
+            "grid": {"n": [1, 2, 4, 8]},
+            "seeds": 2,
+        }
+    )
+    plan = EvalPlan(spec, 3, eval_id="5b9e2c1a-7f3d-4e8b-a6c0-1d2e3f4a5b6c", seed=1)
+    # Per problem and seed: one run for arms 0 and 1, one for arm 2, two beam searches.
+    assert plan.per_problem == 2 * (1 + 1 + 2) and plan.total == 3 * plan.per_problem
+    jobs = [plan.at(i) for i in range(plan.total)]
+    assert [j.arms for j in jobs[:4]] == [(0, 1), (0, 1), (2,), (2,)]
+    assert plan.value(jobs[0]) == 8 and plan.value(jobs[4]) == 2 and plan.value(jobs[6]) == 4
+    assert len({plan.job_id(i) for i in range(plan.total)}) == plan.total
+    # Seeds: per problem and seed index, the same for every arm and point.
+    assert {plan.job_seed(j.problem, j.seed_index) for j in jobs if j.problem == 0} == {
+        plan.job_seed(0, 0),
+        plan.job_seed(0, 1),
+    }
