@@ -148,3 +148,27 @@ def test_cancel_stops_the_eval_and_its_jobs(api_stack: ApiStack) -> None:
     jobs = client.get(f"/v1/evals/{eval_id}/jobs").json()["data"]
     assert jobs and all(j["status"] == "cancelled" for j in jobs)
     assert client.get(f"/v1/evals/{eval_id}").json()["progress"]["jobs_started"] == len(jobs)
+
+
+def test_the_evals_budget_stops_it_over_the_problems_that_finished(api_stack: ApiStack) -> None:
+    """Nine problems in waves of three (the tenant's quota); the first finished job spends
+    more than the whole budget: nothing more starts, the live jobs are cancelled."""
+    _, client, _ = api_stack.tenant_client()
+    dataset = upload(client, graded_rows(9, seed=6))
+    eval_id = submit(
+        client,
+        {
+            "dataset": dataset,
+            "endpoint": "sim",
+            "arms": [{"strategy": "best_of_n"}],
+            "grid": {"n": [1, 4, 16]},
+            "budget": {"max_tokens": 100},
+        },
+    )
+    final = finished(client, eval_id)
+    assert final["status"] == "succeeded" and final["ended_by"] == "budget", final
+    progress = final["progress"]
+    assert progress["jobs_started"] <= MAX_ACTIVE_JOBS < progress["jobs"] == 9
+    assert progress["completion_tokens"] >= 100
+    points = {p["value"]: p for p in final["points"]}
+    assert 1 <= points[16]["problems"] <= MAX_ACTIVE_JOBS

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from tests.eval_support import DOUBLING, finished, graded_rows, submit, upload
 from tests.helpers import REDIS_BASE, fresh_postgres
-from tests.ui.conftest import _open_page, assert_readable
+from tests.ui.conftest import ARTIFACTS, _open_page, assert_readable
 from ttc_api.csrf import SESSION_COOKIE
 from ttc_cli.stack import Proc, run_stack
 from ttc_core.auth import create_key
@@ -139,6 +139,8 @@ def test_eval_runs_with_progress_and_its_page_shows_curves_and_table(
         assert arm in svg  # the legend names every arm
     expect(page.locator("#cmp-body tr").first).to_be_visible()
     assert_readable(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "eval_page_full.png"), full_page=True)
     # Each job links to its tree.
     first_job = page.locator("#eval-jobs-body tr a").first
     href = first_job.get_attribute("href")

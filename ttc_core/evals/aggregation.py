@@ -122,14 +122,16 @@ def _usage(job: Job) -> dict[str, float]:
 
 
 def _prorated(job: Job, k: int, n: int, settings: Settings) -> dict[str, float]:
-    """The usage of a job of k samples, estimated from this job's n: completion tokens in
-    proportion, requests as a job of k would make them (at least one), each with the
-    prompt; the cost at the endpoint's prices; the wall time per request."""
+    """The usage of a job of k samples, estimated from this job's n: completion tokens and
+    prompt tokens in proportion (a reward model's calls grow with the samples it scores),
+    but at least one request with its prompt; the cost at the endpoint's prices; the wall
+    time per request."""
     full = _usage(job)
     share = k / n
     requests = max(1.0, math.ceil(full["requests"] * share)) if full["requests"] else 0.0
     per_request = requests / full["requests"] if full["requests"] else 0.0
-    prompt = full["prompt_tokens"] * per_request
+    one_request = full["prompt_tokens"] / full["requests"] if full["requests"] else 0.0
+    prompt = max(full["prompt_tokens"] * share, one_request)
     completion = full["completion_tokens"] * share
     endpoint = settings.endpoints.get(job.endpoint)
     if endpoint is not None:
