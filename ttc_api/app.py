@@ -80,8 +80,9 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        # A dataset upload is a file: its own limit, plus room for the JSON around it.
-        path_limits={"/v1/datasets": settings.max_dataset_bytes + settings.max_body_bytes},
+        # A dataset upload is a file: its own limit (checked on the decoded text, naming
+        # the field), with room for JSON's escapes of it (at most one per character).
+        path_limits={"/v1/datasets": 2 * settings.max_dataset_bytes + settings.max_body_bytes},
     )
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
