@@ -200,7 +200,13 @@ def submit(
     """Evaluate arms over a dataset and a grid of compute; runs as ordinary jobs."""
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
     batch, started = submit_eval(
-        db=db, settings=settings, rate=rate, tenant=principal.tenant, spec=spec, seed=seed
+        db=db,
+        settings=settings,
+        rate=rate,
+        tenant=principal.tenant,
+        spec=spec,
+        seed=seed,
+        admin=principal.admin,
     )
     # Enqueue only after commit: a worker must find the rows it is told about.
     dispatcher.dispatch([FollowUp("advance", job_id) for job_id in started])

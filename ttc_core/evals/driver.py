@@ -47,7 +47,14 @@ EVAL_KIND = "eval"
 # ------------------------------------------------------------------------ submitting
 
 
-def _check(spec: EvalSpec, plan: EvalPlan, rows: list[dict[str, Any]], settings: Settings) -> None:
+def _check(
+    spec: EvalSpec,
+    plan: EvalPlan,
+    rows: list[dict[str, Any]],
+    settings: Settings,
+    *,
+    admin: bool,
+) -> None:
     """Every arm at every grid point on the first row, and every row on each arm's
     first point, as the job it will be (names, parameters, limits): a refusal now
     rather than a failed job later, naming ``arms.<i>.<field>``."""
@@ -64,7 +71,7 @@ def _check(spec: EvalSpec, plan: EvalPlan, rows: list[dict[str, Any]], settings:
         for r, value in points:
             try:
                 job = job_spec_for(arm, grid, value, rows[r], endpoint=spec.endpoint, seed=0)
-                validate_job(job, settings)
+                validate_job(job, settings, admin=admin)
             except InputError as exc:
                 where = exc.field or ""
                 if where in ("prompt", "messages", "reference"):
@@ -78,10 +85,17 @@ def _check(spec: EvalSpec, plan: EvalPlan, rows: list[dict[str, Any]], settings:
 
 
 def create_eval(
-    session: Session, spec: EvalSpec, settings: Settings, *, tenant: str, seed: int
+    session: Session,
+    spec: EvalSpec,
+    settings: Settings,
+    *,
+    tenant: str,
+    seed: int,
+    admin: bool = False,
 ) -> tuple[ProblemBatch, list[str]]:
     """Validate, then write the eval and its first wave of jobs (the caller commits and
-    starts the returned jobs' driver steps)."""
+    starts the returned jobs' driver steps). ``admin``: the submitting key is an admin's
+    (its jobs may then run what only admins may, e.g. code tests: ``code_tests_admin_only``)."""
     try:
         dataset = get_dataset(session, spec.dataset, tenant=tenant)
     except NotFoundError as exc:  # the eval's input names it: a 422, not the eval's 404
@@ -96,12 +110,13 @@ def create_eval(
             "eval": spec.model_dump(mode="json", exclude_none=True),
             "seed": seed,
             "dataset_name": dataset.name,
+            "admin": admin,
         },
         problems=rows,
         state={"next": 0, "ended_by": None},
     )
     plan = EvalPlan(spec, len(rows), eval_id=batch.id, seed=seed)
-    _check(spec, plan, rows, settings)
+    _check(spec, plan, rows, settings, admin=admin)
     batch.state = {"next": 0, "total": plan.total, "ended_by": None}
     session.add(batch)
     session.flush()
@@ -117,12 +132,13 @@ def submit_eval(
     tenant: str,
     spec: EvalSpec,
     seed: int,
+    admin: bool = False,
 ) -> tuple[ProblemBatch, list[str]]:
     """Create the eval under the tenant's limits: the submission takes one token of the
     tenant's rate, and its jobs start only within the tenant's active-job room (this
     wave and every later one)."""
     with submission_tokens(rate, tenant, settings, count=1), db.transaction() as session:
-        return create_eval(session, spec, settings, tenant=tenant, seed=seed)
+        return create_eval(session, spec, settings, tenant=tenant, seed=seed, admin=admin)
 
 
 def _start_jobs(
@@ -142,7 +158,14 @@ def _start_jobs(
         if session.get(Job, job_id) is None:
             planned = plan.at(index)
             spec = plan.job_spec(planned, batch.problems[planned.problem])
-            job = create_job(session, spec, settings, tenant=batch.tenant, job_id=job_id)
+            job = create_job(
+                session,
+                spec,
+                settings,
+                tenant=batch.tenant,
+                job_id=job_id,
+                admin=bool(batch.spec.get("admin")),
+            )
             job.batch_id = batch.id
         started.append(job_id)
     state["next"] = first + count
