@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttc_api import examples
 
 
+class CacheUsage(BaseModel):
+    """What the expansion cache served the job instead of a server (not in the tokens,
+    requests and cost above, which are what was paid; budgets count both)."""
+
+    hits: int = Field(default=0, description="samples served from the cache")
+    requests_saved: int = Field(default=0, description="requests not sent")
+    prompt_tokens_saved: int = 0
+    completion_tokens_saved: int = 0
+    cost_saved: float = 0.0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -19,6 +30,7 @@ class Usage(BaseModel):
     thinking_tokens: int = Field(
         default=0, description="tokens generated inside thoughts (part of completion_tokens)"
     )
+    cache: CacheUsage = Field(default_factory=CacheUsage)
 
 
 class Progress(BaseModel):
@@ -61,6 +73,15 @@ class JobPublic(BaseModel):
         default=None, description="the job's extended-thinking option"
     )
     seed: int
+    cache: str = Field(default="off", description="the job's use of the expansion cache")
+    model: str | None = Field(
+        default=None, description="the model asked for, when not the endpoint's own"
+    )
+    replay_of: dict[str, Any] | None = Field(
+        default=None,
+        description="{source_job_id, node_id}: this job replays that job's subtree "
+        "(GET /v1/jobs/{id}/replay compares them)",
+    )
     root_node_id: str
     progress: Progress
     usage: Usage
@@ -109,6 +130,10 @@ class NodePublic(BaseModel):
     latency_ms: float | None
     seed: int | None
     meta: dict[str, Any]
+    request_id: str | None = Field(
+        default=None, description="the request that generated it (with seed, reproduces it)"
+    )
+    cached: bool = Field(default=False, description="served by the expansion cache")
     children: int | None = Field(default=None, description="number of children")
     created_at: dt.datetime
 

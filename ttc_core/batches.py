@@ -16,11 +16,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ttc_core import ledger
@@ -37,7 +37,7 @@ from ttc_core.expansion import (
 )
 from ttc_core.followup import FollowUp
 from ttc_core.job_failures import report_unscorable
-from ttc_core.job_usage import add_spend, unstored_usage
+from ttc_core.job_usage import add_spend, cost_of, node_usage, unstored_usage
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -50,7 +50,14 @@ from ttc_core.models import (
 from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import drive
-from ttc_core.store import append_event, insert_nodes, load_paths, lock_job, lock_job_row
+from ttc_core.store import (
+    append_event,
+    insert_nodes,
+    insert_requests,
+    load_paths,
+    lock_job,
+    lock_job_row,
+)
 from ttc_core.tree import NodeRole
 
 log = logging.getLogger(__name__)
@@ -269,10 +276,12 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     # worker threads so that the round trips of concurrent requests overlap.
     # Each write is fenced by the claim (``ttc_core.claims``: the batch row, then its nodes
     # in id order) and retried on a fresh connection if its connection died.
-    def insert_rows(rows: list[dict[str, Any]]) -> None:
+    def insert_rows(rows: list[dict[str, Any]], requests: Sequence[dict[str, Any]] = ()) -> None:
         def write() -> None:
             with ctx.db.engine.begin() as conn:
                 fence(conn, batch_id, token)
+                # What reproduces the nodes first: each distinct request of the job once.
+                insert_requests(conn, sorted(requests, key=lambda r: r["id"]))
                 insert_nodes(conn, sorted(rows, key=lambda r: r["id"]))
 
         retry_on_disconnect(write)
@@ -297,8 +306,8 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
 
         retry_on_disconnect(write)
 
-    async def save(rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(insert_rows, rows)
+    async def save(rows: list[dict[str, Any]], requests: Sequence[dict[str, Any]] = ()) -> None:
+        await asyncio.to_thread(insert_rows, rows, requests)
 
     async def save_scores(rows: list[dict[str, Any]]) -> None:
         await asyncio.to_thread(update_scores, rows)
@@ -309,7 +318,7 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
         error = f"gave up after {claim.attempts - 1} attempts (the worker died or the batch failed)"
         insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
         runs = []
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     trouble_before = (client.failed_attempts, client.breaker.openings)
     if runs or claim.unscored:
 
@@ -373,7 +382,7 @@ def _complete(
     )
     if claim.runs or claim.unscored:
         _prune_landed_under_pruned(session, job.id, batch_id)
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     failed_attempts = client.failed_attempts - trouble_before[0]
     openings = client.breaker.openings - trouble_before[1]
     if failed_attempts or openings:
@@ -458,34 +467,30 @@ def _complete_batch(
         log.info("batch %s: completed or taken over by another worker", batch_id)
         add_spend(session, job, extra)
         return []
-    prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
-        select(
-            func.coalesce(func.sum(Node.prompt_tokens), 0),
-            func.coalesce(func.sum(Node.completion_tokens), 0),
-            func.count(Node.id),
-            func.count(Node.id).filter(Node.status == NodeStatus.failed),
-            # Thoughts' tokens (extended thinking), counted apart as well.
-            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == NodeRole.think), 0),
-        ).where(Node.batch_id == batch_id)
-    ).one()
+    used = node_usage(session, [batch_id])
+    prompt_tokens, completion_tokens = used.prompt_tokens, used.completion_tokens
+    count, failed = used.nodes, used.failed
     endpoint = ctx.settings.endpoints.get(job.endpoint)
-    cost = 0.0
-    if endpoint is not None:
-        cost = (
-            prompt_tokens * endpoint.price_per_1k_prompt
-            + completion_tokens * endpoint.price_per_1k_completion
-        ) / 1000
+    cost = cost_of(endpoint, prompt_tokens, completion_tokens)
+    cache_requests = paid.cache_requests if paid is not None else 0
     pending = session.execute(
         update(Job)
         .where(Job.id == job.id)
         .values(
             prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
             completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
-            thinking_tokens=Job.thinking_tokens + thinking,
+            thinking_tokens=Job.thinking_tokens + used.thinking_tokens,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
             cost=Job.cost + cost + extra.cost,
+            # What the expansion cache served instead (budgets count it too).
+            cache_hits=Job.cache_hits + used.cache_hits,
+            cache_requests=Job.cache_requests + cache_requests,
+            cache_prompt_tokens=Job.cache_prompt_tokens + used.cache_prompt_tokens,
+            cache_completion_tokens=Job.cache_completion_tokens + used.cache_completion_tokens,
+            cache_cost=Job.cache_cost
+            + cost_of(endpoint, used.cache_prompt_tokens, used.cache_completion_tokens),
             pending_batches=Job.pending_batches - 1,
             updated_at=utcnow(),
         )
@@ -501,6 +506,14 @@ def _complete_batch(
         cost=cost + extra.cost,
         nodes=count,
         failed=failed,
+    )
+    metrics.cache_usage(
+        session,
+        job,
+        hits=used.cache_hits,
+        requests=cache_requests,
+        prompt_tokens=used.cache_prompt_tokens,
+        completion_tokens=used.cache_completion_tokens,
     )
     if count:  # a batch of a cancelled job drains with nothing to report
         append_event(

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
+from ttc_core import expansion_cache
 from ttc_core.batches import expand
 from ttc_core.problem_batches import advance_batch, fail_batch
 from ttc_core.runtime import EngineContext
@@ -70,6 +71,10 @@ class BackgroundExecutor:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ttc-exec")
         self._thread.start()
         self._ctx = asyncio.run_coroutine_threadsafe(self._make(make_context), self._loop).result()
+        try:  # the service's reaper evicts every minute; an embedded server at start
+            expansion_cache.sweep(self._ctx.db, self._ctx.settings)
+        except Exception:
+            log.warning("expansion cache eviction failed", exc_info=True)
         # Webhook deliveries committed in this process are attempted on this loop.
         self._webhooks = LocalDeliverer(self._loop, self._ctx.db, self._ctx.settings)
         self._previous_waker = set_waker(self._webhooks.wake)

@@ -274,6 +274,20 @@ class Settings(BaseSettings):
     #: the worker create one (else a watchdog summing the run uid's memory).
     code_sandbox_cgroups: bool = True
 
+    #: Expansion cache across jobs (``ttc_core.expansion_cache``): a sample already
+    #: generated for the same endpoint, model, request and seed is served without a
+    #: request. Off: no job reads or writes it, whatever the job asks.
+    expansion_cache_enabled: bool = True
+    #: ``tenant``: a job sees only its own tenant's entries; ``shared``: every tenant's
+    #: (one tenant's samples then serve another's jobs: only where tenants trust each other).
+    expansion_cache_scope: Literal["tenant", "shared"] = "tenant"
+    #: Entries kept at most; the least recently used go first (the reaper's sweep).
+    expansion_cache_max_entries: int = Field(default=1_000_000, ge=1)
+    #: Entries unused for this long are dropped (seconds; default a week).
+    expansion_cache_max_age_s: float = Field(default=604_800.0, gt=0)
+    #: How often the reaper's sweep evicts (seconds).
+    expansion_cache_sweep_s: float = Field(default=60.0, gt=0)
+
     #: Fair dispatch (ttc_worker/fairness.py): driver steps and expansion batches one
     #: tenant may run at once across every worker; a task over the cap goes back to the
     #: queue so other tenants' work runs. Keep it below the workers' total concurrency

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ttc_core import expansion_cache
 from ttc_core.batches import BatchError, expand_chain
 from ttc_core.errors import InputError
 from ttc_core.models import ExpansionBatch
@@ -71,9 +72,19 @@ def batch_task(self: Any, batch_id: str) -> None:
     enqueue(followups)
 
 
+#: When this process last evicted from the expansion cache (``time.monotonic()``).
+_last_eviction = [float("-inf")]
+
+
 @app.task(name=REAP_TASK, ignore_result=True)
 def reap_task() -> None:
     ctx = runtime.context()
+    if time.monotonic() - _last_eviction[0] >= ctx.settings.expansion_cache_sweep_s:
+        _last_eviction[0] = time.monotonic()
+        try:
+            expansion_cache.sweep(ctx.db, ctx.settings)
+        except Exception:  # eviction waits for the next sweep; reaping must go on
+            log.warning("expansion cache eviction failed", exc_info=True)
     lost_after = ctx.settings.batch_message_lost_s or VISIBILITY_TIMEOUT_S
     enqueue(
         find_stalled(

@@ -1,0 +1,136 @@
+"""Generation through the expansion cache (``ttc_core.expansion_cache``).
+
+One request of an expansion (``n`` samples seeded ``seed``, ``seed + 1``, ...) becomes: a
+lookup of its samples' keys; one request for each run of samples the cache lacks (seeded
+as they would have been: choice i of a request seeded s is the sample of seed s + i);
+and, for a job that writes the cache, the new samples stored. A request the cache serves
+whole is never sent. Every request also yields its record (``generation_requests``),
+what reproduces its nodes, whether or not the cache is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ttc_core import expansion_cache, ledger
+from ttc_core.expansion_cache import CachedSample, CacheMode
+from ttc_core.inference import Choice, Generation, GenerationRequest, InferenceClient
+from ttc_core.inference.client import gather_paid
+from ttc_core.models import Job, utcnow
+from ttc_core.observability import metrics
+from ttc_core.runtime import EngineContext
+
+__all__ = ["Served", "cache_mode", "generate", "request_record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    generation: Generation
+    #: Per choice: served by the cache (not paid for by this job).
+    cached: list[bool]
+    #: The request's ``generation_requests`` row.
+    record: dict[str, Any]
+
+
+def cache_mode(job: Job, ctx: EngineContext) -> CacheMode:
+    """The job's mode, unless the operator turned the cache off."""
+    if not ctx.settings.expansion_cache_enabled:
+        return CacheMode.off
+    return CacheMode(job.cache or CacheMode.off)
+
+
+def request_record(job: Job, client: InferenceClient, req: GenerationRequest) -> dict[str, Any]:
+    body = expansion_cache.request_body(req)
+    model = client.endpoint.model
+    fingerprint = expansion_cache.fingerprint(client.name, model, body)
+    return {
+        "id": expansion_cache.request_id(job.id, fingerprint),
+        "job_id": job.id,
+        "endpoint": client.name,
+        "model": model,
+        "body": body,
+        "fingerprint": fingerprint,
+        "created_at": utcnow(),
+    }
+
+
+def _gaps(found: list[bool]) -> list[tuple[int, int]]:
+    """``(start, k)`` of each run of samples not found."""
+    gaps: list[tuple[int, int]] = []
+    for i, hit in enumerate(found):
+        if hit:
+            continue
+        if gaps and gaps[-1][0] + gaps[-1][1] == i:
+            gaps[-1] = (gaps[-1][0], gaps[-1][1] + 1)
+        else:
+            gaps.append((i, 1))
+    return gaps
+
+
+async def generate(
+    ctx: EngineContext, job: Job, client: InferenceClient, req: GenerationRequest
+) -> Served:
+    """``req``'s samples, from the cache where the job may read it, else generated."""
+    record = request_record(job, client, req)
+    mode = cache_mode(job, ctx)
+    if req.seed is None or mode is CacheMode.off:  # an unseeded sample is no one's to share
+        generation = await client.generate(req)
+        return Served(generation, [False] * len(generation.choices), record)
+    seed = req.seed
+    scope = expansion_cache.scope_of(job.tenant, ctx.settings)
+    keys = [expansion_cache.sample_key(record["fingerprint"], seed + i) for i in range(req.n)]
+
+    def read() -> dict[str, CachedSample]:
+        with ctx.db.engine.begin() as conn:
+            return expansion_cache.lookup(conn, scope, keys)
+
+    hits = await asyncio.to_thread(read) if mode.reads else {}
+    choices: list[Choice | None] = [None] * req.n
+    for i, key in enumerate(keys):
+        if (sample := hits.get(key)) is not None:
+            choices[i] = Choice(
+                i,
+                sample.text,
+                sample.finish_reason,
+                sample.prompt_tokens,
+                sample.completion_tokens,
+                0.0,
+                seed + i,
+                sample.notes,
+            )
+    gaps = _gaps([c is not None for c in choices])
+    if mode.reads:
+        metrics.cache_lookups(
+            client.name, hits=req.n - sum(k for _, k in gaps), misses=sum(k for _, k in gaps)
+        )
+    generations = await gather_paid(
+        [client.generate(dataclasses.replace(req, n=k, seed=seed + start)) for start, k in gaps]
+    )
+    fresh: dict[str, CachedSample] = {}
+    for (start, _), generation in zip(gaps, generations, strict=True):
+        for choice in generation.choices:
+            index = start + choice.index
+            choices[index] = dataclasses.replace(choice, index=index)
+            fresh[keys[index]] = CachedSample(
+                choice.text,
+                choice.finish_reason,
+                choice.prompt_tokens,
+                choice.completion_tokens,
+                choice.notes,
+            )
+    if not gaps:
+        # What the job would have sent for these samples (the client's n per request).
+        ledger.record_cache_saved(-(-req.n // max(1, client.max_n)))
+    if mode.writes and fresh:
+
+        def write() -> None:
+            with ctx.db.engine.begin() as conn:
+                expansion_cache.store(conn, scope, client.name, fresh)
+
+        await asyncio.to_thread(write)
+    served = [c for c in choices if c is not None]
+    cached = [keys[c.index] in hits for c in served]
+    return Served(Generation(served, sum(g.requests for g in generations)), cached, record)
