@@ -19,7 +19,7 @@ from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.query_check import reject_unknown_query
-from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
+from ttc_api.routes import admin, batches, events, jobs, nodes, replay, webhooks
 from ttc_api.ui import mount_ui
 from ttc_core.db import Database
 from ttc_core.settings import Settings, get_settings
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     # Outermost: a forged cookie request is refused before its body is even read.
     app.add_middleware(SameOriginCookieActions)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)
+    app.include_router(replay.router, dependencies=AUTHENTICATED)
     app.include_router(batches.router, dependencies=AUTHENTICATED)
     app.include_router(nodes.router, dependencies=AUTHENTICATED)
     app.include_router(events.router, dependencies=AUTHENTICATED)

@@ -179,3 +179,40 @@ class PruneResult(BaseModel):
 
     job: JobPublic
     pruned: int = Field(description="nodes marked pruned (the node and its subtree)")
+
+
+class DivergencePublic(BaseModel):
+    old_node_id: str = Field(description="the first node of the old path that came out otherwise")
+    new_node_id: str | None = Field(description="its counterpart in the replay (None: missing)")
+    address: str = Field(description="its position: child indices from the root, '0/3/1'")
+    depth: int
+    reason: str = Field(description="missing, failed, role or text")
+    old_text: str | None
+    new_text: str | None
+    paths: int = Field(description="old paths (root to leaf) whose first divergence it is")
+
+
+class PathDivergence(BaseModel):
+    leaf_node_id: str = Field(description="the old path's last node")
+    divergent_node_id: str | None = Field(
+        description="the path's first divergent node (old tree); None: reproduced"
+    )
+
+
+class ReplayPublic(BaseModel):
+    """How a replay's tree compares with the job it replays, position by position."""
+
+    job_id: str
+    source_job_id: str
+    node_id: str = Field(description="the replayed node of the source job (its root: all)")
+    endpoint: str
+    model: str
+    status: str = Field(description="the replay job's status (running: still comparing)")
+    nodes_compared: int
+    nodes_reproduced: int
+    paths: int
+    paths_reproduced: int
+    divergences: list[DivergencePublic]
+    path_divergences: list[PathDivergence] = Field(
+        description="per old path, its first divergent node (the first 1000 paths)"
+    )

@@ -3,6 +3,7 @@ before dispatch, at the worst case per sample)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -99,7 +100,7 @@ def trim_to_budget(
             k, cut_by = max(0, requests_left * per_request), "max_requests"
         if k <= 0:
             break
-        trimmed.append(Expand(exp.parent_id, k, exp.role, exp.temperature))
+        trimmed.append(dataclasses.replace(exp, k=k))
         for name in room:
             room[name] -= k
         if requests_left is not None:
