@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from ttc_core.allocation import ProblemVotes, allocate, expected_gain
 from ttc_core.db import Database
 from ttc_core.errors import InputError, LimitError, UnknownNameError
+from ttc_core.expansion_cache import CacheMode
 from ttc_core.followup import FollowUp
 from ttc_core.models import (
     TERMINAL_STATUSES,
@@ -169,6 +170,8 @@ def create_batch(
                 verifier=spec.verifier,
                 reference=problem.reference,
                 seed=seed,  # the same seed in both arms: paired samples
+                # Each arm pays for its own samples: what the arms spend is compared.
+                cache=CacheMode.off,
             )
             try:
                 job = create_job(session, job_spec, settings, tenant=tenant)
