@@ -28,6 +28,7 @@ from ttc_api.schemas import (
     NodeDetail,
     NodesPublic,
     PruneResult,
+    ReplayPublic,
 )
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -153,6 +154,28 @@ class TTCClient:
 
     def resume_job(self, job_id: str) -> JobPublic:
         return JobPublic.model_validate(self._call("POST", f"/v1/jobs/{job_id}/resume"))
+
+    def replay_job(
+        self,
+        job_id: str,
+        *,
+        node_id: str | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
+    ) -> JobAccepted:
+        """Replay a finished job (or the subtree under ``node_id``) as a new job."""
+        body = {
+            k: v
+            for k, v in {"node_id": node_id, "endpoint": endpoint, "model": model}.items()
+            if v is not None
+        }
+        return JobAccepted.model_validate(
+            self._call("POST", f"/v1/jobs/{job_id}/replay", json=body)
+        )
+
+    def get_replay(self, job_id: str) -> ReplayPublic:
+        """Where a replay job's tree diverges from the job it replays."""
+        return ReplayPublic.model_validate(self._call("GET", f"/v1/jobs/{job_id}/replay"))
 
     def wait(
         self,

@@ -1,5 +1,5 @@
 """ttc: test-time compute scaling. Subcommands: serve, worker, beat, flower, sim, migrate,
-run, strategies, demo, tree, stack, keys."""
+run, replay, strategies, demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -101,6 +101,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return run_job(ns)
 
 
+def _cmd_replay(ns: argparse.Namespace) -> int:
+    from ttc_cli.replay import replay_job
+
+    return replay_job(ns)
+
+
 def _cmd_strategies(ns: argparse.Namespace) -> int:
     from ttc_cli.runjob import strategies_table
 
@@ -193,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="submit a job to a server and follow it")
     add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
+
+    from ttc_cli.replay import add_replay_arguments
+
+    replay = sub.add_parser(
+        "replay", help="replay a finished job (or a subtree) and show where it diverges"
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
 
     strategies = sub.add_parser("strategies", help="list the strategies with their params")
     strategies.set_defaults(func=_cmd_strategies)

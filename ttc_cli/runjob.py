@@ -55,6 +55,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--max-tokens-budget", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--cache",
+        choices=["use", "refresh", "off"],
+        default=None,
+        help="the expansion cache (default: use with --seed, else off)",
+    )
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
     parser.add_argument(
         "--follow", action="store_true", help="print the job's events live (SSE) instead of a bar"
@@ -145,6 +151,8 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
         spec["budget"] = {"max_tokens": ns.max_tokens_budget}
     if ns.seed is not None:
         spec["seed"] = ns.seed
+    if ns.cache is not None:
+        spec["cache"] = ns.cache
     return spec
 
 
@@ -224,6 +232,13 @@ def _run_job(ns: argparse.Namespace) -> int:
             f"answer: {job.result.answer}  score: {job.result.score}  correct: {job.result.correct}"
         )
         print(f"tokens: {job.usage.total_tokens}  requests: {job.usage.requests}")
+        if job.usage.cache.hits:
+            cache = job.usage.cache
+            print(
+                f"from the cache: {cache.hits} samples, "
+                f"{cache.prompt_tokens_saved + cache.completion_tokens_saved} tokens, "
+                f"{cache.requests_saved} requests saved"
+            )
     else:
         print(f"status: {job.status}  error: {job.error}")
     return 0 if job.status == "succeeded" else 1

@@ -49,6 +49,7 @@ __all__ = [
     "SHARED_SCOPE",
     "CacheMode",
     "CachedSample",
+    "Evicted",
     "evict",
     "fingerprint",
     "lookup",

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import serve_in_thread, wait_until
 from ttc_api.app import create_app
+from ttc_cli.main import main
 from ttc_cli.migrate import upgrade
 from ttc_core.auth import create_key
 from ttc_core.db import Database
@@ -168,3 +169,26 @@ def test_replay_routes(api: tuple[str, SimServer, list[str]]) -> None:
         a.post(f"/v1/jobs/{running}/cancel")
         assert finished(a, running)["status"] == "cancelled"
         wait_until(lambda: sim.metrics["in_flight_requests"] == 0, timeout=10, every=0.05)
+
+
+def test_cli_replay_prints_the_divergences(
+    api: tuple[str, SimServer, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, _, (key_a, _) = api
+    with client(base, key_a) as a:
+        original = submit(a, {**JOB, "seed": 6})
+    args = ["replay", original["id"], "--server", base, "--api-key", key_a]
+    assert main([*args, "--endpoint", "sim-other"]) == 0
+    out = capsys.readouterr().out
+    assert f"of {original['id']} on sim-other (sim-gsm8k;sample_accuracy=0.2): succeeded" in out
+    assert "nodes reproduced: " in out and "/7; paths reproduced: " in out
+    assert "diverges at " in out or "no divergence" in out
+    assert main(args) == 0
+    assert "nodes reproduced: 7/7; paths reproduced: 6/6" in capsys.readouterr().out
+    assert (
+        main(
+            ["replay", "00000000-0000-4000-8000-000000000000", "--server", base, "--api-key", key_a]
+        )
+        == 2
+    )
+    assert "refused: " in capsys.readouterr().err
