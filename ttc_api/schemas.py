@@ -202,6 +202,8 @@ class PathDivergence(BaseModel):
 class ReplayPublic(BaseModel):
     """How a replay's tree compares with the job it replays, position by position."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.REPLAY]})
+
     job_id: str
     source_job_id: str
     node_id: str = Field(description="the replayed node of the source job (its root: all)")

@@ -6,6 +6,7 @@ import dataclasses
 
 from fastapi import APIRouter, Response, status
 
+from ttc_api import examples
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
@@ -42,6 +43,7 @@ is copied. Limits are those of a submission (`429`); a job still running is `409
     response_model=JobAccepted,
     description=REPLAY_DESCRIPTION,
     responses=problem_responses(409, 429),
+    openapi_extra=examples.request_example(examples.REPLAY_REQUEST),
 )
 def replay_job(
     job_id: str,
