@@ -31,8 +31,6 @@ class Served:
     generation: Generation
     #: Per choice: served by the cache (not paid for by this job).
     cached: list[bool]
-    #: The request's ``generation_requests`` row.
-    record: dict[str, Any]
 
 
 def cache_mode(job: Job, ctx: EngineContext) -> CacheMode:
@@ -71,17 +69,21 @@ def _gaps(found: list[bool]) -> list[tuple[int, int]]:
 
 
 async def generate(
-    ctx: EngineContext, job: Job, client: InferenceClient, req: GenerationRequest
+    ctx: EngineContext,
+    job: Job,
+    client: InferenceClient,
+    req: GenerationRequest,
+    fingerprint: str,
 ) -> Served:
-    """``req``'s samples, from the cache where the job may read it, else generated."""
-    record = request_record(job, client, req)
+    """``req``'s samples, from the cache where the job may read it, else generated;
+    ``fingerprint``: the request's (its :func:`request_record`'s)."""
     mode = cache_mode(job, ctx)
     if req.seed is None or mode is CacheMode.off:  # an unseeded sample is no one's to share
         generation = await client.generate(req)
-        return Served(generation, [False] * len(generation.choices), record)
+        return Served(generation, [False] * len(generation.choices))
     seed = req.seed
     scope = expansion_cache.scope_of(job.tenant, ctx.settings)
-    keys = [expansion_cache.sample_key(record["fingerprint"], seed + i) for i in range(req.n)]
+    keys = [expansion_cache.sample_key(fingerprint, seed + i) for i in range(req.n)]
 
     def read() -> dict[str, CachedSample]:
         with ctx.db.engine.begin() as conn:
@@ -103,9 +105,8 @@ async def generate(
             )
     gaps = _gaps([c is not None for c in choices])
     if mode.reads:
-        metrics.cache_lookups(
-            client.name, hits=req.n - sum(k for _, k in gaps), misses=sum(k for _, k in gaps)
-        )
+        misses = sum(k for _, k in gaps)
+        metrics.cache_lookups(client.name, hits=req.n - misses, misses=misses)
     generations = await gather_paid(
         [client.generate(dataclasses.replace(req, n=k, seed=seed + start)) for start, k in gaps]
     )
@@ -133,4 +134,4 @@ async def generate(
         await asyncio.to_thread(write)
     served = [c for c in choices if c is not None]
     cached = [keys[c.index] in hits for c in served]
-    return Served(Generation(served, sum(g.requests for g in generations)), cached, record)
+    return Served(Generation(served, sum(g.requests for g in generations)), cached)

@@ -226,7 +226,9 @@ async def generate_rows(
         record = cached_generation.request_record(job, client, request)
         try:
             # From the expansion cache where the job may read it (same request, same seeds).
-            served = await cached_generation.generate(ctx, job, client, request)
+            served = await cached_generation.generate(
+                ctx, job, client, request, record["fingerprint"]
+            )
         except InferenceError as exc:
             log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, exc)
             rows = failed_rows(job, batch_id, run, str(exc))

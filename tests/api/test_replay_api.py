@@ -157,6 +157,8 @@ def test_replay_routes(api: tuple[str, SimServer, list[str]]) -> None:
         assert_problem(a.post(url, json={"model": "bad\u0001name"}), 422, "model")
         assert_problem(a.post(url, json={"mode": "x"}), 422, "mode")
         assert_problem(a.post(url, json={"node_id": 3}), 422, "node_id")
+        assert_problem(a.post(url, json={"node_id": "a\u0000b"}), 422)
+        assert_problem(a.post(url, json={"endpoint": "x" * 129}), 422, "endpoint")
         assert_problem(a.get(f"/v1/jobs/{original['id']}/replay"), 404)  # not a replay
         # Another tenant's job is a 404 both ways.
         assert_problem(b.post(url, json={}), 404)
