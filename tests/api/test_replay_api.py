@@ -29,6 +29,7 @@ JOB = {
     "endpoint": "sim",
     "prompt": PROBLEM.question,
     "reference": PROBLEM.answer,
+    "verifier": {"kind": "regex", "pattern": r"ANSWER:\s*(\S+)"},
     "params": {"n": 6, "max_tokens": 256},
     "seed": 2024,
 }

@@ -29,6 +29,7 @@ JOBS: dict[str, dict[str, Any]] = {
         "strategy": "best_of_n",
         "prompt": GSM8K.question,
         "params": {"n": 12, "max_tokens": 256},
+        "verifier": {"kind": "regex", "pattern": r"ANSWER:\s*(\S+)"},
         "reference": GSM8K.answer,
     },
     "beam_search": {
@@ -125,6 +126,7 @@ async def same_job_twice(
     assert job_of(ctx, third).cache_hits == 0
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_tenants_do_not_share_unless_the_operator_says_so(
     database_url: str, sim: SimServer, make_context: ContextFactory
 ) -> None:
@@ -146,6 +148,7 @@ def test_tenants_do_not_share_unless_the_operator_says_so(
     scenario(test, own, both, none)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_smaller_job_is_served_by_a_larger_ones_samples(
     database_url: str, sim: SimServer, make_context: ContextFactory
 ) -> None:

@@ -116,6 +116,7 @@ def test_replay_reproduces_and_reports_divergence(
     scenario(ctx, test)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_replay_of_a_subtree(
     database_url: str, sim: SimServer, make_context: ContextFactory
 ) -> None:
