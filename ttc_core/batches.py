@@ -52,6 +52,7 @@ from ttc_core.runtime import EngineContext
 from ttc_core.steps import drive
 from ttc_core.store import (
     append_event,
+    insert_cache_entries,
     insert_nodes,
     insert_requests,
     load_paths,
@@ -276,13 +277,19 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     # worker threads so that the round trips of concurrent requests overlap.
     # Each write is fenced by the claim (``ttc_core.claims``: the batch row, then its nodes
     # in id order) and retried on a fresh connection if its connection died.
-    def insert_rows(rows: list[dict[str, Any]], requests: Sequence[dict[str, Any]] = ()) -> None:
+    def insert_rows(
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
+    ) -> None:
         def write() -> None:
             with ctx.db.engine.begin() as conn:
                 fence(conn, batch_id, token)
                 # What reproduces the nodes first: each distinct request of the job once.
                 insert_requests(conn, sorted(requests, key=lambda r: r["id"]))
                 insert_nodes(conn, sorted(rows, key=lambda r: r["id"]))
+                # The samples, for other jobs (in key order: one lock order for all).
+                insert_cache_entries(conn, cache_entries)
 
         retry_on_disconnect(write)
         ledger.record_stored(rows)  # their tokens are counted through the nodes
@@ -306,8 +313,12 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
 
         retry_on_disconnect(write)
 
-    async def save(rows: list[dict[str, Any]], requests: Sequence[dict[str, Any]] = ()) -> None:
-        await asyncio.to_thread(insert_rows, rows, requests)
+    async def save(
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        await asyncio.to_thread(insert_rows, rows, requests, cache_entries)
 
     async def save_scores(rows: list[dict[str, Any]]) -> None:
         await asyncio.to_thread(update_scores, rows)

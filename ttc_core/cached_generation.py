@@ -1,9 +1,11 @@
 """Generation through the expansion cache (``ttc_core.expansion_cache``).
 
-One request of an expansion (``n`` samples seeded ``seed``, ``seed + 1``, ...) becomes: a
-lookup of its samples' keys; one request for each run of samples the cache lacks (seeded
-as they would have been: choice i of a request seeded s is the sample of seed s + i);
-and, for a job that writes the cache, the new samples stored. A request the cache serves
+One request of an expansion (``n`` samples seeded ``seed``, ``seed + 1``, ...) becomes: its
+samples' keys, looked up with the rest of its batch's (one query a batch); one request
+for each run of samples the cache lacks (seeded as they would have been: choice i of a
+request seeded s is the sample of seed s + i); and, for a job that writes the cache, the
+new samples' entries, stored in the transaction that saves their nodes (no extra round
+trip). A request the cache serves
 whole is never sent. Every request also yields its record (``generation_requests``),
 what reproduces its nodes, whether or not the cache is used.
 """
@@ -23,7 +25,7 @@ from ttc_core.models import Job, utcnow
 from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 
-__all__ = ["Served", "cache_mode", "generate", "request_record"]
+__all__ = ["BatchCache", "Served", "cache_mode", "generate", "open_batch", "request_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,19 @@ class Served:
     generation: Generation
     #: Per choice: served by the cache (not paid for by this job).
     cached: list[bool]
+    #: ``expansion_cache`` rows of the samples generated, to store with their nodes.
+    entries: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCache:
+    """What one expansion batch may take from the cache: looked up once for all of its
+    requests (one query per batch, not per request)."""
+
+    mode: CacheMode
+    scope: str
+    endpoint: str
+    hits: dict[str, CachedSample]
 
 
 def cache_mode(job: Job, ctx: EngineContext) -> CacheMode:
@@ -55,6 +70,35 @@ def request_record(job: Job, client: InferenceClient, req: GenerationRequest) ->
     }
 
 
+def _keys(req: GenerationRequest, fingerprint: str) -> list[str]:
+    if req.seed is None:
+        return []
+    return [expansion_cache.sample_key(fingerprint, req.seed + i) for i in range(req.n)]
+
+
+async def open_batch(
+    ctx: EngineContext,
+    job: Job,
+    client: InferenceClient,
+    requests: list[tuple[GenerationRequest, str]],
+) -> BatchCache:
+    """The cache's entries for a batch's ``(request, fingerprint)`` pairs, if the job
+    reads it."""
+    mode = cache_mode(job, ctx)
+    scope = expansion_cache.scope_of(job.tenant, ctx.settings)
+    keys = [key for req, fingerprint in requests for key in _keys(req, fingerprint)]
+    if not (mode.reads and keys):
+        return BatchCache(mode, scope, client.name, {})
+
+    def read() -> dict[str, CachedSample]:
+        with ctx.db.engine.begin() as conn:
+            return expansion_cache.lookup(conn, scope, keys)
+
+    hits = await asyncio.to_thread(read)
+    metrics.cache_lookups(client.name, hits=len(hits), misses=len(keys) - len(hits))
+    return BatchCache(mode, scope, client.name, hits)
+
+
 def _gaps(found: list[bool]) -> list[tuple[int, int]]:
     """``(start, k)`` of each run of samples not found."""
     gaps: list[tuple[int, int]] = []
@@ -69,30 +113,18 @@ def _gaps(found: list[bool]) -> list[tuple[int, int]]:
 
 
 async def generate(
-    ctx: EngineContext,
-    job: Job,
-    client: InferenceClient,
-    req: GenerationRequest,
-    fingerprint: str,
+    client: InferenceClient, req: GenerationRequest, fingerprint: str, cache: BatchCache
 ) -> Served:
-    """``req``'s samples, from the cache where the job may read it, else generated;
-    ``fingerprint``: the request's (its :func:`request_record`'s)."""
-    mode = cache_mode(job, ctx)
-    if req.seed is None or mode is CacheMode.off:  # an unseeded sample is no one's to share
+    """``req``'s samples: those ``cache`` holds, and the rest generated (to be stored with
+    their nodes when the job writes the cache)."""
+    if req.seed is None or cache.mode is CacheMode.off:  # an unseeded sample is no one's
         generation = await client.generate(req)
-        return Served(generation, [False] * len(generation.choices))
+        return Served(generation, [False] * len(generation.choices), [])
     seed = req.seed
-    scope = expansion_cache.scope_of(job.tenant, ctx.settings)
-    keys = [expansion_cache.sample_key(fingerprint, seed + i) for i in range(req.n)]
-
-    def read() -> dict[str, CachedSample]:
-        with ctx.db.engine.begin() as conn:
-            return expansion_cache.lookup(conn, scope, keys)
-
-    hits = await asyncio.to_thread(read) if mode.reads else {}
+    keys = _keys(req, fingerprint)
     choices: list[Choice | None] = [None] * req.n
     for i, key in enumerate(keys):
-        if (sample := hits.get(key)) is not None:
+        if (sample := cache.hits.get(key)) is not None:
             choices[i] = Choice(
                 i,
                 sample.text,
@@ -104,9 +136,6 @@ async def generate(
                 sample.notes,
             )
     gaps = _gaps([c is not None for c in choices])
-    if mode.reads:
-        misses = sum(k for _, k in gaps)
-        metrics.cache_lookups(client.name, hits=req.n - misses, misses=misses)
     generations = await gather_paid(
         [client.generate(dataclasses.replace(req, n=k, seed=seed + start)) for start, k in gaps]
     )
@@ -125,13 +154,9 @@ async def generate(
     if not gaps:
         # What the job would have sent for these samples (the client's n per request).
         ledger.record_cache_saved(-(-req.n // max(1, client.max_n)))
-    if mode.writes and fresh:
-
-        def write() -> None:
-            with ctx.db.engine.begin() as conn:
-                expansion_cache.store(conn, scope, client.name, fresh)
-
-        await asyncio.to_thread(write)
+    entries = (
+        expansion_cache.entry_rows(cache.scope, cache.endpoint, fresh) if cache.mode.writes else []
+    )
     served = [c for c in choices if c is not None]
-    cached = [keys[c.index] in hits for c in served]
-    return Served(Generation(served, sum(g.requests for g in generations)), cached)
+    cached = [keys[c.index] in cache.hits for c in served]
+    return Served(Generation(served, sum(g.requests for g in generations)), cached, entries)

@@ -153,7 +153,10 @@ class SaveRows(Protocol):
     """Stores node rows (and the request records they reference) at once."""
 
     def __call__(
-        self, rows: list[dict[str, Any]], requests: Sequence[dict[str, Any]] = ()
+        self,
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
     ) -> Awaitable[None]: ...
 
 
@@ -211,24 +214,35 @@ async def generate_rows(
     profile = await client.profile()
     controls = effective_reasoning(client.endpoint, profile)
 
-    async def run_one(run: Run) -> int:
-        if thinking is not None and run.role == "sample" and controls.forcing:
-            return await _think_then_answer(
-                ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
-            )
-        # Each request's samples are saved the moment they arrive (so a crash never pays
-        # for them twice), then scored while the batch's other requests still generate.
+    def thinks_first(run: Run) -> bool:
+        return thinking is not None and run.role == "sample" and controls.forcing
+
+    def prepare(run: Run) -> tuple[GenerationRequest, dict[str, Any]]:
         seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
         if thinking is not None:  # the endpoint's reasoning controls, where it has them
             hidden = 0 if controls.forcing else thinking.cap(ctx.settings)
             request = with_controls(request, thinking, client.endpoint, hidden, profile)
-        record = cached_generation.request_record(job, client, request)
-        try:
-            # From the expansion cache where the job may read it (same request, same seeds).
-            served = await cached_generation.generate(
-                ctx, job, client, request, record["fingerprint"]
+        return request, cached_generation.request_record(job, client, request)
+
+    todo = split_runs(runs, per_request)
+    prepared = {i: prepare(run) for i, run in enumerate(todo) if not thinks_first(run)}
+    # The expansion cache, looked up once for the whole batch (same requests, same seeds).
+    cache = await cached_generation.open_batch(
+        ctx, job, client, [(req, record["fingerprint"]) for req, record in prepared.values()]
+    )
+
+    async def run_one(i: int, run: Run) -> int:
+        if i not in prepared:
+            assert thinking is not None
+            return await _think_then_answer(
+                ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
             )
+        # Each request's samples are saved the moment they arrive (so a crash never pays
+        # for them twice), then scored while the batch's other requests still generate.
+        request, record = prepared[i]
+        try:
+            served = await cached_generation.generate(client, request, record["fingerprint"], cache)
         except InferenceError as exc:
             log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, exc)
             rows = failed_rows(job, batch_id, run, str(exc))
@@ -241,10 +255,10 @@ async def generate_rows(
             row = base_row(job, batch_id, run, choice)
             row.update(request_id=record["id"], cached=cached)
             fresh.append(NewNode(run, choice, parents[run.parent_id], row))
-        await _score_and_save(ctx, job, params, fresh, save, save_scores, [record])
+        await _score_and_save(ctx, job, params, fresh, save, save_scores, [record], served.entries)
         return served.generation.requests
 
-    counts = await gather_or_cancel([run_one(r) for r in split_runs(runs, per_request)])
+    counts = await gather_or_cancel([run_one(i, r) for i, r in enumerate(todo)])
     return sum(counts)
 
 
@@ -256,6 +270,7 @@ async def _score_and_save(
     save: SaveRows,
     save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
     requests: Sequence[dict[str, Any]] = (),
+    cache_entries: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Score fresh samples and store them: in one write when scoring is quick, else
     saved as ``generated`` first (once ``save_unscored_after_s`` has passed), so that a
@@ -271,9 +286,9 @@ async def _score_and_save(
         scoring.cancel()
         raise
     if scoring in done and scoring.exception() is None:
-        await save([node.row for node in fresh], requests)
+        await save([node.row for node in fresh], requests, cache_entries)
         return
-    await save(unscored, requests)  # slow or failed scoring: keep what was paid for
+    await save(unscored, requests, cache_entries)  # slow or failed scoring: keep what was paid
     await scoring
     await save_scores([node.row for node in fresh])
 

@@ -43,13 +43,14 @@ from ttc_core.inference import GenerationRequest
 from ttc_core.models import ExpansionCacheEntry, utcnow
 from ttc_core.observability import metrics
 from ttc_core.settings import Settings
-from ttc_core.store import insert_ignoring_duplicates
+from ttc_core.store import insert_cache_entries
 
 __all__ = [
     "SHARED_SCOPE",
     "CacheMode",
     "CachedSample",
     "Evicted",
+    "entry_rows",
     "evict",
     "fingerprint",
     "lookup",
@@ -168,12 +169,13 @@ def lookup(conn: Connection, scope: str, keys: Iterable[str]) -> dict[str, Cache
     return found
 
 
-def store(conn: Connection, scope: str, endpoint: str, samples: Mapping[str, CachedSample]) -> None:
-    """Keep ``samples`` by key; an entry already there (another job's) stays as it is."""
-    if not samples:
-        return
+def entry_rows(
+    scope: str, endpoint: str, samples: Mapping[str, CachedSample]
+) -> list[dict[str, Any]]:
+    """``expansion_cache`` rows of ``samples`` by key, for :func:`store` or a caller's own
+    transaction (``ttc_core.store.insert_cache_entries``), in key order."""
     now = utcnow()
-    rows = [
+    return [
         {
             "scope": scope,
             "key": key,
@@ -188,7 +190,11 @@ def store(conn: Connection, scope: str, endpoint: str, samples: Mapping[str, Cac
         }
         for key, sample in sorted(samples.items())
     ]
-    conn.execute(insert_ignoring_duplicates(ExpansionCacheEntry, conn.dialect.name), rows)
+
+
+def store(conn: Connection, scope: str, endpoint: str, samples: Mapping[str, CachedSample]) -> None:
+    """Keep ``samples`` by key; an entry already there (another job's) stays as it is."""
+    insert_cache_entries(conn, entry_rows(scope, endpoint, samples))
 
 
 @dataclass(frozen=True, slots=True)

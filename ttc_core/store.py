@@ -9,7 +9,15 @@ from sqlalchemy import Connection, Insert, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from ttc_core.models import Base, Job, JobEvent, Node, RequestRecord, utcnow
+from ttc_core.models import (
+    Base,
+    ExpansionCacheEntry,
+    Job,
+    JobEvent,
+    Node,
+    RequestRecord,
+    utcnow,
+)
 from ttc_core.tree import NodeView, TreeView
 
 _TREE_COLUMNS = (
@@ -68,6 +76,11 @@ def insert_nodes(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> 
     """Bulk insert (one executemany); rows that already exist are left as they are.
     Takes a Session or, on hot paths, a plain Core connection (less overhead)."""
     _insert_all(conn, Node, rows)
+
+
+def insert_cache_entries(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Expansion cache entries; one already there (another job's) is left as it is."""
+    _insert_all(conn, ExpansionCacheEntry, rows)
 
 
 def insert_requests(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
