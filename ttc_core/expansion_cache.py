@@ -161,12 +161,33 @@ def lookup(conn: Connection, scope: str, keys: Iterable[str]) -> dict[str, Cache
         for row in rows
     }
     if found:
-        conn.execute(
-            update(table)
-            .where(table.scope == scope, table.key.in_(sorted(found)))
-            .values(used_at=utcnow())
-        )
+        _touch(conn, scope, sorted(found))
     return found
+
+
+#: An entry's ``used_at`` is moved only when older than this: eviction's recency needs no
+#: finer grain, and a hot entry is not rewritten by every job that reads it.
+TOUCH_RESOLUTION_S = 60.0
+
+
+def _touch(conn: Connection, scope: str, keys: list[str]) -> None:
+    """Mark entries used now. Rows another transaction holds are skipped, not waited for
+    (``SKIP LOCKED``): concurrent jobs reading overlapping entries never deadlock, and a
+    skipped entry was just touched by the other reader anyway (SQLite has no row locks)."""
+    now = utcnow()
+    table = ExpansionCacheEntry
+    stale = (
+        select(table.key)
+        .where(
+            table.scope == scope,
+            table.key.in_(keys),
+            table.used_at < now - dt.timedelta(seconds=TOUCH_RESOLUTION_S),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    conn.execute(
+        update(table).where(table.scope == scope, table.key.in_(stale)).values(used_at=now)
+    )
 
 
 def entry_rows(

@@ -130,3 +130,26 @@ def test_eviction_by_size_drops_the_least_recently_used(conn: Connection) -> Non
     assert (evicted.by_age, evicted.by_size) == (0, 3)
     assert _keys(conn) == {"k0", "k4", "k5"}
     assert evict(conn, Settings(expansion_cache_max_entries=3)) == expansion_cache.Evicted(0, 0)
+
+
+def test_readers_of_the_same_entries_never_wait_for_each_other() -> None:
+    """Two jobs reading overlapping entries at once (neighbouring seeds share samples):
+    the second is not blocked by the first's row locks, so they cannot deadlock."""
+    from sqlalchemy import text
+
+    from tests.helpers import fresh_postgres
+
+    with fresh_postgres() as url:
+        upgrade(url)
+        db = Database(url)
+        with db.engine.begin() as conn:
+            store(conn, "t", "sim", {f"k{i}": sample(str(i)) for i in range(4)})
+            for i in range(4):
+                _age(conn, f"k{i}", 3600)
+        with db.engine.connect() as first, db.engine.connect() as second, first.begin():
+            assert len(lookup(first, "t", ["k0", "k1", "k2"])) == 3  # holds k0..k2
+            with second.begin():
+                second.execute(text("SET LOCAL lock_timeout = '2s'"))
+                # k3 is touched, k0..k2 skipped (the first reader just touched them).
+                assert len(lookup(second, "t", ["k2", "k1", "k0", "k3"])) == 4
+        db.engine.dispose()
