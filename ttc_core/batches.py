@@ -66,25 +66,19 @@ def _missing_runs(
     # back whole for every batch (that made a best-of-N job quadratic in N).
     ranges: dict[str, tuple[int, int]] = {}
     for item in spec:
-        first, last = int(item["first_index"]), int(item["first_index"]) + int(item["k"]) - 1
-        lo, hi = ranges.get(item["parent_id"], (first, last))
-        ranges[item["parent_id"]] = (min(lo, first), max(hi, last))
-    have = set()
-    if ranges:
-        have = {
-            (parent_id, index)
-            for parent_id, index in session.execute(
-                select(Node.parent_id, Node.child_index).where(
-                    Node.job_id == job.id,
-                    or_(
-                        *(
-                            and_(Node.parent_id == parent_id, Node.child_index.between(lo, hi))
-                            for parent_id, (lo, hi) in ranges.items()
-                        )
-                    ),
-                )
-            )
-        }
+        first = int(item["first_index"])
+        lo, hi = ranges.get(item["parent_id"], (first, first))
+        ranges[item["parent_id"]] = (min(lo, first), max(hi, first + int(item["k"]) - 1))
+    within = (
+        and_(Node.parent_id == parent_id, Node.child_index.between(lo, hi))
+        for parent_id, (lo, hi) in ranges.items()
+    )
+    have = {
+        (parent_id, index)
+        for parent_id, index in session.execute(
+            select(Node.parent_id, Node.child_index).where(Node.job_id == job.id, or_(*within))
+        )
+    }
     runs: list[Run] = []
     parents: dict[str, ParentContext] = {}
     for item in spec:
@@ -151,14 +145,10 @@ async def expand(ctx: EngineContext, batch_id: str) -> list[FollowUp]:
     except ClaimLost as lost:
         log.warning("%s; its new holder finishes it", lost)
         return []
-    return await asyncio.to_thread(_complete_in_transaction, ctx, claim, requests, trouble)
-
-
-def _complete_in_transaction(
-    ctx: EngineContext, claim: _Claim, requests: int, trouble: tuple[int, int]
-) -> list[FollowUp]:
-    with ctx.db.transaction() as session:
-        return _complete(ctx, session, claim, requests, trouble)
+    followups, _ = await asyncio.to_thread(
+        _complete_and_go_on, ctx, claim, requests, trouble, False
+    )
+    return followups
 
 
 class BatchError(Exception):

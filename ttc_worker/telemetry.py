@@ -131,9 +131,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 
 
 def _forks_pool_processes(worker: Any) -> bool:
-    pool = getattr(worker, "pool_cls", None)
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    return "prefork" in str(name) or str(name) == "celery.concurrency.asynpool"
+    pool = getattr(worker, "pool_cls", None)  # a name ("prefork") or the pool class
+    return "prefork" in (pool if isinstance(pool, str) else getattr(pool, "__module__", ""))
 
 
 def _serve_metrics() -> None:
