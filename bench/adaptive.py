@@ -131,6 +131,7 @@ def run_self_consistency(
                     "params": params,
                     "verifier": VERIFIER,
                     "seed": seed,
+                    "cache": "off",  # samples are what is measured
                 }
             )
             ids.append(create_job(session, spec, bench.settings, tenant="bench").id)

@@ -70,6 +70,7 @@ def ttc_job(api: httpx.Client, prompt: str, answer: str, n: int, seed: int) -> f
             "verifier": {"kind": "regex", "pattern": r"ANSWER:\s*(\S+)"},
             "reference": answer,
             "seed": seed,
+            "cache": "off",  # every run generates, as the plain client does
         },
     )
     resp.raise_for_status()

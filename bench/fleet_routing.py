@@ -153,6 +153,7 @@ def spec(problem: Problem, seed: int) -> JobSpec:
         prm={"kind": "prm", "endpoint": "prm", "protocol": "json", "aggregation": "min"},
         reference=problem.answer,
         seed=seed,
+        cache="off",  # each policy generates the same trees afresh
     )
 
 

@@ -44,6 +44,7 @@ def ttc_job(api: httpx.Client, prompt: str, answer: str, seed: int) -> tuple[flo
             "verifier": {"kind": "regex", "pattern": r"ANSWER:\s*(\S+)"},
             "reference": answer,
             "seed": seed,
+            "cache": "off",  # every run generates, as the plain client does
         },
     )
     if resp.status_code >= 400:

@@ -90,6 +90,7 @@ def ttc(api_url: str, work: list[tuple[str, str]], clients: int) -> tuple[float,
                         "reference": answer,
                         "params": {"n": N},
                         "seed": 1000 + i,
+                        "cache": "off",  # every run generates, as the plain client does
                     },
                 )
                 resp.raise_for_status()

@@ -376,6 +376,7 @@ def math_spec(
         prm={"kind": "prm", "endpoint": "prm", "protocol": "json", "aggregation": aggregation},
         reference=problem.answer,
         seed=seed,
+        cache="off",  # compute is what is measured: every sample generated
     )
 
 
@@ -451,6 +452,7 @@ def game24_spec(
         verifier={"kind": "game24"},
         reference=" ".join(str(n) for n in problem.numbers),  # the puzzle itself
         seed=seed,
+        cache="off",  # compute is what is measured: every sample generated
         **kw,
     )
 

@@ -62,6 +62,7 @@ def run_beam(api: httpx.Client, question: str, answer: str, seed: int) -> tuple[
             "prm": {"kind": "prm", "endpoint": "sim-prm", "protocol": "json", "aggregation": "min"},
             "reference": answer,
             "seed": seed,
+            "cache": "off",  # every run generates, as the plain client does
         },
     )
     resp.raise_for_status()

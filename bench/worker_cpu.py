@@ -89,6 +89,7 @@ def ttc_job(api: httpx.Client, stack: Stack, prompt: str, answer: str, n: int, s
             "verifier": {"kind": "regex", "pattern": r"ANSWER:\s*(\S+)"},
             "reference": answer,
             "seed": seed,
+            "cache": "off",  # every run generates, as the plain client does
         },
     )
     resp.raise_for_status()

@@ -19,7 +19,17 @@ from ttc_api.openai_compat import install_openai_compat
 from ttc_api.openapi import install_openapi
 from ttc_api.problems import install_problem_handlers
 from ttc_api.query_check import reject_unknown_query
-from ttc_api.routes import admin, batches, events, jobs, nodes, webhooks
+from ttc_api.routes import (
+    admin,
+    batches,
+    datasets,
+    evals,
+    events,
+    jobs,
+    nodes,
+    replay,
+    webhooks,
+)
 from ttc_api.ui import mount_ui
 from ttc_core.db import Database
 from ttc_core.settings import Settings, get_settings
@@ -77,18 +87,27 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     install_problem_handlers(app)
     # Innermost first: the body is checked once the size limit has let it through.
     app.add_middleware(StorableJSONBodies)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        # A dataset upload is a file: its own limit (checked on the decoded text, naming
+        # the field), with room for JSON's escapes of it (at most one per character).
+        path_limits={"/v1/datasets": 2 * settings.max_dataset_bytes + settings.max_body_bytes},
+    )
     app.add_middleware(JSONBodiesOnly)
     app.add_middleware(RejectNulInURL)
     install_openai_compat(app)
     # Outermost: a forged cookie request is refused before its body is even read.
     app.add_middleware(SameOriginCookieActions)
     app.include_router(jobs.router, dependencies=AUTHENTICATED)
+    app.include_router(replay.router, dependencies=AUTHENTICATED)
     app.include_router(batches.router, dependencies=AUTHENTICATED)
     app.include_router(nodes.router, dependencies=AUTHENTICATED)
     app.include_router(events.router, dependencies=AUTHENTICATED)
     app.include_router(admin.router, dependencies=AUTHENTICATED)
     app.include_router(webhooks.router, dependencies=AUTHENTICATED)
+    app.include_router(datasets.router, dependencies=AUTHENTICATED)
+    app.include_router(evals.router, dependencies=AUTHENTICATED)
     mount_ui(app)
     install_openapi(app)
     install_observability(app, settings)

@@ -28,6 +28,7 @@ from ttc_api.schemas import (
     NodeDetail,
     NodesPublic,
     PruneResult,
+    ReplayPublic,
 )
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -153,6 +154,28 @@ class TTCClient:
 
     def resume_job(self, job_id: str) -> JobPublic:
         return JobPublic.model_validate(self._call("POST", f"/v1/jobs/{job_id}/resume"))
+
+    def replay_job(
+        self,
+        job_id: str,
+        *,
+        node_id: str | None = None,
+        endpoint: str | None = None,
+        model: str | None = None,
+    ) -> JobAccepted:
+        """Replay a finished job (or the subtree under ``node_id``) as a new job."""
+        body = {
+            k: v
+            for k, v in {"node_id": node_id, "endpoint": endpoint, "model": model}.items()
+            if v is not None
+        }
+        return JobAccepted.model_validate(
+            self._call("POST", f"/v1/jobs/{job_id}/replay", json=body)
+        )
+
+    def get_replay(self, job_id: str) -> ReplayPublic:
+        """Where a replay job's tree diverges from the job it replays."""
+        return ReplayPublic.model_validate(self._call("GET", f"/v1/jobs/{job_id}/replay"))
 
     def wait(
         self,
@@ -289,3 +312,34 @@ class TTCClient:
         return JobPublic.model_validate(
             self._call("POST", f"/v1/jobs/{job_id}/nodes/{node_id}/expand", json={"k": k})
         )
+
+    # --------------------------------------------------------- datasets and evals
+
+    def upload_dataset(self, content: str, *, fmt: str = "jsonl", name: str = "") -> Any:
+        """Upload a JSONL or CSV file's text; returns the dataset (``id``, ``rows``...)."""
+        body = {"name": name, "format": fmt, "content": content}
+        return self._call("POST", "/v1/datasets", json=body)
+
+    def submit_eval(self, spec: dict[str, Any]) -> Any:
+        """Start an eval; returns ``{"id", "status", "location", "jobs", "started"}``."""
+        return self._call("POST", "/v1/evals", json=spec)
+
+    def get_eval(self, eval_id: str, *, curves: bool = True) -> Any:
+        """An eval's progress, points, comparisons and difficulty breakdown (``curves``
+        False: its progress only, cheap to poll)."""
+        params = None if curves else {"curves": "false"}
+        return self._call("GET", f"/v1/evals/{eval_id}", params=params)
+
+    def cancel_eval(self, eval_id: str) -> Any:
+        return self._call("POST", f"/v1/evals/{eval_id}/cancel")
+
+    def eval_results(self, eval_id: str, *, fmt: str = "csv", part: str = "points") -> str:
+        """An export as text: ``fmt`` csv or jsonl; ``part`` points, problems or nodes."""
+        resp = self._http.get(f"/v1/evals/{eval_id}/results", params={"format": fmt, "part": part})
+        _raise_for_problem(resp)
+        return resp.text
+
+    def eval_plot(self, eval_id: str, name: str, fmt: str = "png") -> bytes:
+        resp = self._http.get(f"/v1/evals/{eval_id}/plots/{name}.{fmt}")
+        _raise_for_problem(resp)
+        return resp.content

@@ -12,6 +12,9 @@ import datetime as dt
 import json
 from typing import Any, Literal
 
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session
+
 from ttc_api.storable import INT32_MAX, INT32_MIN, parse_storable
 from ttc_core.errors import InputError
 
@@ -61,3 +64,24 @@ def read_cursor(cursor: str, *kinds: CursorKind, field: str = "cursor") -> list[
     (storable text), timestamps (ISO 8601, parsed)."""
     values = decode_cursor(cursor, len(kinds), field=field)
     return [_value(v, k, field) for v, k in zip(values, kinds, strict=True)]
+
+
+def newest_first(
+    session: Session, model: Any, query: Select[Any], cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    """One page of ``query`` over a model with ``created_at`` and ``id``, newest first
+    (keyset-paged on both), and the next page's cursor."""
+    if cursor:
+        created_at, row_id = read_cursor(cursor, "datetime", "str")
+        query = query.where(
+            or_(
+                model.created_at < created_at,
+                and_(model.created_at == created_at, model.id < row_id),
+            )
+        )
+    order = (model.created_at.desc(), model.id.desc())
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    return rows, next_cursor

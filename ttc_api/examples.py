@@ -173,6 +173,40 @@ PRUNE_RESULT: dict[str, Any] = {"job": {**JOB, "status": "running", "result": No
 
 EXPAND_REQUEST: dict[str, Any] = {"k": 4}
 
+REPLAY_REQUEST: dict[str, Any] = {"endpoint": "local-vllm-next", "node_id": NODE_ID}
+REPLAY_JOB_ID = "7e21c4d9-0a5b-4f3e-9c8d-2b1a0f9e8d7c"
+REPLAY: dict[str, Any] = {
+    "job_id": REPLAY_JOB_ID,
+    "source_job_id": JOB_ID,
+    "node_id": NODE_ID,
+    "endpoint": "local-vllm-next",
+    "model": "Qwen/Qwen2.5-Math-7B-Instruct",
+    "status": "succeeded",
+    "nodes_compared": 7,
+    "nodes_reproduced": 5,
+    "paths": 4,
+    "paths_reproduced": 2,
+    "divergences": [
+        {
+            "old_node_id": "c3d9a1e2-6b7f-5a40-9e18-2f4d6c8b0a13",
+            "new_node_id": "e8b2f4a6-1c3d-5e7f-9a0b-4c6d8e0f2a35",
+            "address": "0/1",
+            "depth": 2,
+            "reason": "text",
+            "old_text": "So she sold 48 / 2 = 24 clips in May.",
+            "new_text": "So she sold 48 * 2 = 96 clips in May.",
+            "paths": 2,
+        }
+    ],
+    "path_divergences": [
+        {"leaf_node_id": "a1b2c3d4-0000-5000-8000-000000000001", "divergent_node_id": None},
+        {
+            "leaf_node_id": "a1b2c3d4-0000-5000-8000-000000000002",
+            "divergent_node_id": "c3d9a1e2-6b7f-5a40-9e18-2f4d6c8b0a13",
+        },
+    ],
+}
+
 
 def json_example(value: Any) -> dict[str, Any]:
     """A response's JSON example, for a route decorator's ``responses`` (routes whose model

@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttc_api import examples
 
 
+class CacheUsage(BaseModel):
+    """What the expansion cache served the job instead of a server (not in the tokens,
+    requests and cost above, which are what was paid; budgets count both)."""
+
+    hits: int = Field(default=0, description="samples served from the cache")
+    requests_saved: int = Field(default=0, description="requests not sent")
+    prompt_tokens_saved: int = 0
+    completion_tokens_saved: int = 0
+    cost_saved: float = 0.0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
@@ -19,6 +30,7 @@ class Usage(BaseModel):
     thinking_tokens: int = Field(
         default=0, description="tokens generated inside thoughts (part of completion_tokens)"
     )
+    cache: CacheUsage = Field(default_factory=CacheUsage)
 
 
 class Progress(BaseModel):
@@ -63,6 +75,15 @@ class JobPublic(BaseModel):
         default=None, description="the job's extended-thinking option"
     )
     seed: int
+    cache: str = Field(default="off", description="the job's use of the expansion cache")
+    model: str | None = Field(
+        default=None, description="the model asked for, when not the endpoint's own"
+    )
+    replay_of: dict[str, Any] | None = Field(
+        default=None,
+        description="{source_job_id, node_id}: this job replays that job's subtree "
+        "(GET /v1/jobs/{id}/replay compares them)",
+    )
     root_node_id: str
     progress: Progress
     usage: Usage
@@ -111,6 +132,10 @@ class NodePublic(BaseModel):
     latency_ms: float | None
     seed: int | None
     meta: dict[str, Any]
+    request_id: str | None = Field(
+        default=None, description="the request that generated it (with seed, reproduces it)"
+    )
+    cached: bool = Field(default=False, description="served by the expansion cache")
     children: int | None = Field(default=None, description="number of children")
     created_at: dt.datetime
 
@@ -156,3 +181,42 @@ class PruneResult(BaseModel):
 
     job: JobPublic
     pruned: int = Field(description="nodes marked pruned (the node and its subtree)")
+
+
+class DivergencePublic(BaseModel):
+    old_node_id: str = Field(description="the first node of the old path that came out otherwise")
+    new_node_id: str | None = Field(description="its counterpart in the replay (None: missing)")
+    address: str = Field(description="its position: child indices from the root, '0/3/1'")
+    depth: int
+    reason: str = Field(description="missing, failed, role or text")
+    old_text: str | None
+    new_text: str | None
+    paths: int = Field(description="old paths (root to leaf) whose first divergence it is")
+
+
+class PathDivergence(BaseModel):
+    leaf_node_id: str = Field(description="the old path's last node")
+    divergent_node_id: str | None = Field(
+        description="the path's first divergent node (old tree); None: reproduced"
+    )
+
+
+class ReplayPublic(BaseModel):
+    """How a replay's tree compares with the job it replays, position by position."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.REPLAY]})
+
+    job_id: str
+    source_job_id: str
+    node_id: str = Field(description="the replayed node of the source job (its root: all)")
+    endpoint: str
+    model: str
+    status: str = Field(description="the replay job's status (running: still comparing)")
+    nodes_compared: int
+    nodes_reproduced: int
+    paths: int
+    paths_reproduced: int
+    divergences: list[DivergencePublic]
+    path_divergences: list[PathDivergence] = Field(
+        description="per old path, its first divergent node (the first 1000 paths)"
+    )

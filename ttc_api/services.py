@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from ttc_api.cursors import encode_cursor, read_cursor
 from ttc_api.schemas import (
+    CacheUsage,
     JobPublic,
     JobResult,
     JobsPublic,
@@ -34,6 +35,12 @@ def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:
     return job
 
 
+def _replay_of(job: Job) -> dict[str, Any] | None:
+    if not job.replay:
+        return None
+    return {k: job.replay.get(k) for k in ("source_job_id", "node_id")}
+
+
 def job_public(job: Job) -> JobPublic:
     """The job as the API shows it. Stored text is scrubbed (:func:`scrub`): a row
     holding what cannot be encoded shows U+FFFD instead of failing every list."""
@@ -52,6 +59,9 @@ def job_public(job: Job) -> JobPublic:
         budget=scrub(job.budget),
         thinking=scrub(job.thinking),
         seed=job.seed,
+        cache=job.cache or "off",
+        model=job.model,
+        replay_of=_replay_of(job),
         root_node_id=node_id_for(job.id, None, 0),
         progress=Progress(
             step=job.step,
@@ -67,6 +77,13 @@ def job_public(job: Job) -> JobPublic:
             requests=job.requests,
             cost=round(job.cost, 8),
             thinking_tokens=job.thinking_tokens or 0,
+            cache=CacheUsage(
+                hits=job.cache_hits or 0,
+                requests_saved=job.cache_requests or 0,
+                prompt_tokens_saved=job.cache_prompt_tokens or 0,
+                completion_tokens_saved=job.cache_completion_tokens or 0,
+                cost_saved=round(job.cache_cost or 0.0, 8),
+            ),
         ),
         result=JobResult.model_validate(scrub(job.result)) if job.result else None,
         error=scrub(job.error),

@@ -1,5 +1,5 @@
 """ttc: test-time compute scaling. Subcommands: serve, worker, beat, flower, sim, migrate,
-run, strategies, demo, tree, stack, keys."""
+run, eval, replay, strategies, demo, tree, stack, keys."""
 
 from __future__ import annotations
 
@@ -101,6 +101,18 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     return run_job(ns)
 
 
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    from ttc_cli.evalcmd import run_eval
+
+    return run_eval(ns)
+
+
+def _cmd_replay(ns: argparse.Namespace) -> int:
+    from ttc_cli.replay import replay_job
+
+    return replay_job(ns)
+
+
 def _cmd_strategies(ns: argparse.Namespace) -> int:
     from ttc_cli.strategy_params import strategies_table
 
@@ -198,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(run)
     run.set_defaults(func=_cmd_run)
+
+    from ttc_cli.evalcmd import add_eval_arguments
+
+    evaluate = sub.add_parser(
+        "eval", help="evaluate strategies over a dataset and a grid of compute, with plots"
+    )
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(func=_cmd_eval)
+
+    from ttc_cli.replay import add_replay_arguments
+
+    replay = sub.add_parser(
+        "replay", help="replay a finished job (or a subtree) and show where it diverges"
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(func=_cmd_replay)
 
     strategies = sub.add_parser("strategies", help="list the strategies with their params")
     strategies.set_defaults(func=_cmd_strategies)

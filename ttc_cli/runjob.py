@@ -69,6 +69,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-tokens-budget", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--cache",
+        choices=["use", "refresh", "off"],
+        default=None,
+        help="the expansion cache (default: use with --seed, else off)",
+    )
     parser.add_argument("--json", action="store_true", help="print the final job as JSON")
     parser.add_argument(
         "--follow", action="store_true", help="print the job's events live (SSE) instead of a bar"
@@ -151,6 +157,8 @@ def build_spec(ns: argparse.Namespace) -> dict[str, Any]:
         spec["budget"] = {"max_tokens": ns.max_tokens_budget}
     if ns.seed is not None:
         spec["seed"] = ns.seed
+    if ns.cache is not None:
+        spec["cache"] = ns.cache
     return spec
 
 

@@ -16,11 +16,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from ttc_core import ledger
@@ -38,7 +38,7 @@ from ttc_core.expansion import (
 from ttc_core.followup import FollowUp
 from ttc_core.group_commit import GroupWriter
 from ttc_core.job_failures import report_unscorable
-from ttc_core.job_usage import add_spend, unstored_usage
+from ttc_core.job_usage import add_spend, cost_of, node_usage, unstored_usage
 from ttc_core.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -51,7 +51,15 @@ from ttc_core.models import (
 from ttc_core.observability import metrics
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import drive
-from ttc_core.store import append_event, insert_nodes, load_paths, lock_job, lock_job_row
+from ttc_core.store import (
+    append_event,
+    insert_cache_entries,
+    insert_nodes,
+    insert_requests,
+    load_paths,
+    lock_job,
+    lock_job_row,
+)
 from ttc_core.tree import NodeRole
 
 log = logging.getLogger(__name__)
@@ -107,6 +115,16 @@ def aware(moment: dt.datetime | None) -> dt.datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One save of :func:`_work`: new rows with what reproduces them and the cache
+    entries they add; concurrent saves are written together."""
+
+    rows: list[dict[str, Any]]
+    requests: Sequence[dict[str, Any]]
+    cache_entries: Sequence[dict[str, Any]]
 
 
 @dataclass
@@ -294,11 +312,19 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
     # worker threads so that the round trips of concurrent requests overlap.
     # Each write is fenced by the claim (``ttc_core.claims``: the batch row, then its nodes
     # in id order) and retried on a fresh connection if its connection died.
-    def insert_rows(rows: list[dict[str, Any]]) -> None:
+    def insert_rows(
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
+    ) -> None:
         def write() -> None:
             with ctx.db.engine.begin() as conn:
                 fence(conn, batch_id, token)
+                # What reproduces the nodes first: each distinct request of the job once.
+                insert_requests(conn, sorted(requests, key=lambda r: r["id"]))
                 insert_nodes(conn, sorted(rows, key=lambda r: r["id"]))
+                # The samples, for other jobs (in key order: one lock order for all).
+                insert_cache_entries(conn, cache_entries)
 
         retry_on_disconnect(write)
         ledger.record_stored(rows)  # their tokens are counted through the nodes
@@ -322,10 +348,30 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
 
         retry_on_disconnect(write)
 
-    # Requests that land together share a transaction (``ttc_core.group_commit``).
-    inserts = GroupWriter(insert_rows)
+    # Requests that land together share a transaction (``ttc_core.group_commit``): a
+    # write carries the rows, the request records and the cache entries of every save
+    # that arrived while the previous write was in flight.
+    def insert_grouped(writes: list[_Write]) -> None:
+        insert_rows(
+            [row for w in writes for row in w.rows],
+            list({r["id"]: r for w in writes for r in w.requests}.values()),
+            sorted(
+                {(c["scope"], c["key"]): c for w in writes for c in w.cache_entries}.values(),
+                key=lambda c: (c["scope"], c["key"]),
+            ),
+        )
+
+    inserts = GroupWriter(insert_grouped)
     score_updates = GroupWriter(update_scores)
-    save, save_scores = inserts.add, score_updates.add
+
+    async def save(
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        await inserts.add([_Write(rows, requests, cache_entries)])
+
+    save_scores = score_updates.add
 
     requests = 0
     runs = claim.runs
@@ -333,7 +379,7 @@ async def _work(ctx: EngineContext, claim: _Claim) -> tuple[int, tuple[int, int]
         error = f"gave up after {claim.attempts - 1} attempts (the worker died or the batch failed)"
         insert_rows([row for run in runs for row in failed_rows(job, batch_id, run, error)])
         runs = []
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     trouble_before = (client.failed_attempts, client.breaker.openings)
     if runs or claim.unscored:
 
@@ -397,7 +443,7 @@ def _complete(
     )
     if claim.runs or claim.unscored:
         _prune_landed_under_pruned(session, job.id, batch_id)
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     failed_attempts = client.failed_attempts - trouble_before[0]
     openings = client.breaker.openings - trouble_before[1]
     if failed_attempts or openings:
@@ -482,34 +528,30 @@ def _complete_batch(
         log.info("batch %s: completed or taken over by another worker", batch_id)
         add_spend(session, job, extra)
         return []
-    prompt_tokens, completion_tokens, count, failed, thinking = session.execute(
-        select(
-            func.coalesce(func.sum(Node.prompt_tokens), 0),
-            func.coalesce(func.sum(Node.completion_tokens), 0),
-            func.count(Node.id),
-            func.count(Node.id).filter(Node.status == NodeStatus.failed),
-            # Thoughts' tokens (extended thinking), counted apart as well.
-            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == NodeRole.think), 0),
-        ).where(Node.batch_id == batch_id)
-    ).one()
+    used = node_usage(session, [batch_id])
+    prompt_tokens, completion_tokens = used.prompt_tokens, used.completion_tokens
+    count, failed = used.nodes, used.failed
     endpoint = ctx.settings.endpoints.get(job.endpoint)
-    cost = 0.0
-    if endpoint is not None:
-        cost = (
-            prompt_tokens * endpoint.price_per_1k_prompt
-            + completion_tokens * endpoint.price_per_1k_completion
-        ) / 1000
+    cost = cost_of(endpoint, prompt_tokens, completion_tokens)
+    cache_requests = paid.cache_requests if paid is not None else 0
     pending = session.execute(
         update(Job)
         .where(Job.id == job.id)
         .values(
             prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
             completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
-            thinking_tokens=Job.thinking_tokens + thinking,
+            thinking_tokens=Job.thinking_tokens + used.thinking_tokens,
             requests=Job.requests + requests,
             node_count=Job.node_count + count,
             failed_nodes=Job.failed_nodes + failed,
             cost=Job.cost + cost + extra.cost,
+            # What the expansion cache served instead (budgets count it too).
+            cache_hits=Job.cache_hits + used.cache_hits,
+            cache_requests=Job.cache_requests + cache_requests,
+            cache_prompt_tokens=Job.cache_prompt_tokens + used.cache_prompt_tokens,
+            cache_completion_tokens=Job.cache_completion_tokens + used.cache_completion_tokens,
+            cache_cost=Job.cache_cost
+            + cost_of(endpoint, used.cache_prompt_tokens, used.cache_completion_tokens),
             pending_batches=Job.pending_batches - 1,
             updated_at=utcnow(),
         )
@@ -525,6 +567,14 @@ def _complete_batch(
         cost=cost + extra.cost,
         nodes=count,
         failed=failed,
+    )
+    metrics.cache_usage(
+        session,
+        job,
+        hits=used.cache_hits,
+        requests=cache_requests,
+        prompt_tokens=used.cache_prompt_tokens,
+        completion_tokens=used.cache_completion_tokens,
     )
     if count:  # a batch of a cancelled job drains with nothing to report
         append_event(

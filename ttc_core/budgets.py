@@ -3,6 +3,7 @@ before dispatch, at the worst case per sample)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 
@@ -21,14 +22,32 @@ def budget_label(name: str) -> str:
     return f"budget: {name.removeprefix('max_')}"
 
 
+def searched_tokens(job: Job) -> int:
+    """Completion tokens of the search: paid, plus what the expansion cache served.
+
+    A budget bounds the search, not only the bill: samples the cache served count as if
+    generated, so that a job grows the same tree whether its samples come from a server
+    or from the cache (its usage says what was paid and what was saved)."""
+    return job.completion_tokens + (job.cache_completion_tokens or 0)
+
+
+def searched_requests(job: Job) -> int:
+    return job.requests + (job.cache_requests or 0)
+
+
+def searched_cost(job: Job) -> float:
+    return job.cost + (job.cache_cost or 0.0)
+
+
 def budget_exhausted(job: Job) -> str | None:
-    """Name of the budget this job has used up, if any."""
+    """Name of the budget this job has used up, if any (cache hits count: see
+    :func:`searched_tokens`)."""
     budget = job.budget or {}
     checks = {
-        "max_tokens": job.completion_tokens,
-        "max_requests": job.requests,
+        "max_tokens": searched_tokens(job),
+        "max_requests": searched_requests(job),
         "max_nodes": job.node_count,
-        "max_cost": job.cost,
+        "max_cost": searched_cost(job),
     }
     for name, used in checks.items():
         limit = budget.get(name)
@@ -58,7 +77,7 @@ def trim_to_budget(
     # A sample that thinks first may spend its thinking cap on top of its answer.
     worst_tokens = params.max_tokens + int((job.thinking or {}).get("max_tokens") or 0)
     if (limit := budget.get("max_tokens")) is not None:
-        room["max_tokens"] = (limit - job.completion_tokens) // max(1, worst_tokens)
+        room["max_tokens"] = (limit - searched_tokens(job)) // max(1, worst_tokens)
     if (limit := budget.get("max_cost")) is not None and endpoint is not None:
         prompt_tokens = len(job.prompt or str(job.messages or "")) / 4
         per_sample = (
@@ -66,10 +85,10 @@ def trim_to_budget(
             + prompt_tokens * endpoint.price_per_1k_prompt
         ) / 1000
         if per_sample > 0:
-            room["max_cost"] = (limit - job.cost) // per_sample
+            room["max_cost"] = (limit - searched_cost(job)) // per_sample
     requests_left = None
     if (limit := budget.get("max_requests")) is not None:
-        requests_left = limit - job.requests
+        requests_left = limit - searched_requests(job)
     trimmed: list[Expand] = []
     cut_by: str | None = None
     for exp in expansions:
@@ -81,7 +100,7 @@ def trim_to_budget(
             k, cut_by = max(0, requests_left * per_request), "max_requests"
         if k <= 0:
             break
-        trimmed.append(Expand(exp.parent_id, k, exp.role, exp.temperature))
+        trimmed.append(dataclasses.replace(exp, k=k))
         for name in room:
             room[name] -= k
         if requests_left is not None:

@@ -13,10 +13,12 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
+from ttc_core import expansion_cache
 from ttc_core.batches import expand
-from ttc_core.problem_batches import advance_batch, fail_batch
+from ttc_core.problem_batches import fail_batch
 from ttc_core.runtime import EngineContext
 from ttc_core.steps import FollowUp, advance, fail_job, job_of_batch
+from ttc_core.unit_steps import advance_unit
 from ttc_core.webhooks.local import LocalDeliverer
 from ttc_core.webhooks.wakeup import current_waker, set_waker
 
@@ -37,7 +39,7 @@ async def run_followups(ctx: EngineContext, initial: Iterable[FollowUp]) -> None
                     fail_job(ctx, fu.id, f"driver step failed: {exc!r}")
             elif fu.kind == "batch":
                 try:
-                    dispatch(advance_batch(ctx, fu.id))
+                    dispatch(advance_unit(ctx, fu.id))
                 except Exception as exc:
                     log.exception("problem batch %s: driver step failed", fu.id)
                     fail_batch(ctx, fu.id, f"batch driver step failed: {exc!r}")
@@ -70,6 +72,10 @@ class BackgroundExecutor:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="ttc-exec")
         self._thread.start()
         self._ctx = asyncio.run_coroutine_threadsafe(self._make(make_context), self._loop).result()
+        try:  # the service's reaper evicts every minute; an embedded server at start
+            expansion_cache.sweep(self._ctx.db, self._ctx.settings)
+        except Exception:
+            log.warning("expansion cache eviction failed", exc_info=True)
         # Webhook deliveries committed in this process are attempted on this loop.
         self._webhooks = LocalDeliverer(self._loop, self._ctx.db, self._ctx.settings)
         self._previous_waker = set_waker(self._webhooks.wake)

@@ -22,9 +22,9 @@ import re
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from ttc_core import ledger, prompts
+from ttc_core import cached_generation, ledger, prompts
 from ttc_core.errors import InferenceError
 from ttc_core.inference import Choice, GenerationRequest
 from ttc_core.inference.client import gather_or_cancel, render_messages
@@ -149,6 +149,17 @@ def build_request(
     )
 
 
+class SaveRows(Protocol):
+    """Stores node rows (and the request records they reference) at once."""
+
+    def __call__(
+        self,
+        rows: list[dict[str, Any]],
+        requests: Sequence[dict[str, Any]] = (),
+        cache_entries: Sequence[dict[str, Any]] = (),
+    ) -> Awaitable[None]: ...
+
+
 @dataclass
 class NewNode:
     run: Run
@@ -190,45 +201,64 @@ async def generate_rows(
     batch_id: str,
     runs: list[Run],
     parents: dict[str, ParentContext],
-    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save: SaveRows,
     save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> int:
     """Generate and score a batch's children: each request's rows go to ``save`` as soon
     as they are generated and to ``save_scores`` once scored; returns the requests made."""
     strategy = get_strategy(job.strategy)
     params = strategy.parse_params(job.params)
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     per_request = client.endpoint.max_n_per_request if client.endpoint.supports_n else 1
     thinking = thinking_of(job.thinking)
     profile = await client.profile()
     controls = effective_reasoning(client.endpoint, profile)
 
-    async def run_one(run: Run) -> int:
-        if thinking is not None and run.role == "sample" and controls.forcing:
-            return await _think_then_answer(
-                ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
-            )
-        # Each request's samples are saved the moment they arrive (so a crash never pays
-        # for them twice), then scored while the batch's other requests still generate.
+    def thinks_first(run: Run) -> bool:
+        return thinking is not None and run.role == "sample" and controls.forcing
+
+    def prepare(run: Run) -> tuple[GenerationRequest, dict[str, Any]]:
         seed = child_seed(job, parents[run.parent_id], run.first_index)
         request = build_request(job, params, run, parents[run.parent_id], seed)
         if thinking is not None:  # the endpoint's reasoning controls, where it has them
             hidden = 0 if controls.forcing else thinking.cap(ctx.settings)
             request = with_controls(request, thinking, client.endpoint, hidden, profile)
+        return request, cached_generation.request_record(job, client, request)
+
+    todo = split_runs(runs, per_request)
+    prepared = {i: prepare(run) for i, run in enumerate(todo) if not thinks_first(run)}
+    # The expansion cache, looked up once for the whole batch (same requests, same seeds).
+    cache = await cached_generation.open_batch(
+        ctx, job, client, [(req, record["fingerprint"]) for req, record in prepared.values()]
+    )
+
+    async def run_one(i: int, run: Run) -> int:
+        if i not in prepared:
+            assert thinking is not None
+            return await _think_then_answer(
+                ctx, job, params, run, parents[run.parent_id], batch_id, thinking, save, save_scores
+            )
+        # Each request's samples are saved the moment they arrive (so a crash never pays
+        # for them twice), then scored while the batch's other requests still generate.
+        request, record = prepared[i]
         try:
-            generation = await client.generate(request)
+            served = await cached_generation.generate(client, request, record["fingerprint"], cache)
         except InferenceError as exc:
             log.warning("job %s batch %s: generation failed: %s", job.id, batch_id, exc)
-            await save(failed_rows(job, batch_id, run, str(exc)))
+            rows = failed_rows(job, batch_id, run, str(exc))
+            for row in rows:
+                row["request_id"] = record["id"]
+            await save(rows, [record])
             return 0
-        fresh = [
-            NewNode(run, choice, parents[run.parent_id], base_row(job, batch_id, run, choice))
-            for choice in generation.choices
-        ]
-        await _score_and_save(ctx, job, params, fresh, save, save_scores)
-        return generation.requests
+        fresh = []
+        for choice, cached in zip(served.generation.choices, served.cached, strict=True):
+            row = base_row(job, batch_id, run, choice)
+            row.update(request_id=record["id"], cached=cached)
+            fresh.append(NewNode(run, choice, parents[run.parent_id], row))
+        await _score_and_save(ctx, job, params, fresh, save, save_scores, [record], served.entries)
+        return served.generation.requests
 
-    counts = await gather_or_cancel([run_one(r) for r in split_runs(runs, per_request)])
+    counts = await gather_or_cancel([run_one(i, r) for i, r in enumerate(todo)])
     return sum(counts)
 
 
@@ -237,8 +267,10 @@ async def _score_and_save(
     job: Job,
     params: SamplingParams,
     fresh: list[NewNode],
-    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save: SaveRows,
     save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    requests: Sequence[dict[str, Any]] = (),
+    cache_entries: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Score fresh samples and store them: in one write when scoring is quick, else
     saved as ``generated`` first (once ``save_unscored_after_s`` has passed), so that a
@@ -254,9 +286,9 @@ async def _score_and_save(
         scoring.cancel()
         raise
     if scoring in done and scoring.exception() is None:
-        await save([node.row for node in fresh])
+        await save([node.row for node in fresh], requests, cache_entries)
         return
-    await save(unscored)  # slow or failed scoring: keep what was paid for
+    await save(unscored, requests, cache_entries)  # slow or failed scoring: keep what was paid
     await scoring
     await save_scores([node.row for node in fresh])
 
@@ -269,14 +301,14 @@ async def _think_then_answer(
     parent: ParentContext,
     batch_id: str,
     thinking: ThinkingSpec,
-    save: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    save: SaveRows,
     save_scores: Callable[[list[dict[str, Any]]], Awaitable[None]],
 ) -> int:
     """Each sample of ``run`` thinks first under budget forcing (``ttc_core.thinking``),
     then answers: a ``think`` node in the sample's place and the answer as its child. The
     thought is saved before the answer is asked for, so a crash never pays for it twice
     (the sample then stays unanswered). Returns the requests made."""
-    client = ctx.inference(job.endpoint)
+    client = ctx.inference(job.endpoint, job.model)
     convo = Conversation(base_messages(job), question_of(job))
     temperature = params.temperature if run.temperature is None else run.temperature
 
@@ -370,6 +402,8 @@ def base_row(job: Job, batch_id: str, run: Run, choice: Choice) -> dict[str, Any
         "seed": choice.seed,
         # What the client fixed in the output (NUL replaced, usage estimated), visibly.
         "meta": {key: dict(value) for key, value in (choice.notes or {}).items()},
+        "request_id": None,
+        "cached": False,
         "created_at": utcnow(),
     }
 

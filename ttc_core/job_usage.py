@@ -22,7 +22,15 @@ from ttc_core.models import BatchStatus, ExpansionBatch, Job, Node, NodeStatus, 
 from ttc_core.observability import metrics
 from ttc_core.settings import EndpointConfig
 
-__all__ = ["Usage", "add_spend", "count_abandoned", "unstored_usage"]
+__all__ = [
+    "NodeUsage",
+    "Usage",
+    "add_spend",
+    "cost_of",
+    "count_abandoned",
+    "node_usage",
+    "unstored_usage",
+]
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class Usage:
         return bool(self.prompt_tokens or self.completion_tokens or self.requests or self.cost)
 
 
-def _cost(endpoint: EndpointConfig | None, prompt_tokens: int, completion_tokens: int) -> float:
+def cost_of(endpoint: EndpointConfig | None, prompt_tokens: int, completion_tokens: int) -> float:
     if endpoint is None:
         return 0.0
     return (
@@ -57,8 +65,41 @@ def unstored_usage(
     for name, spend in paid.unstored(job_endpoint).items():
         prompt += spend.prompt_tokens
         completion += spend.completion_tokens
-        cost += _cost(endpoints.get(name), spend.prompt_tokens, spend.completion_tokens)
+        cost += cost_of(endpoints.get(name), spend.prompt_tokens, spend.completion_tokens)
     return Usage(prompt, completion, paid.requests, cost)
+
+
+@dataclass(frozen=True)
+class NodeUsage:
+    """What some batches' nodes carry: paid tokens (nodes the server generated), counts,
+    and what the expansion cache served (its nodes' tokens, which nobody paid for here)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    nodes: int
+    failed: int
+    thinking_tokens: int
+    cache_hits: int
+    cache_prompt_tokens: int
+    cache_completion_tokens: int
+
+
+def node_usage(session: Session, batch_ids: list[str]) -> NodeUsage:
+    paid = Node.cached.is_(False)
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(Node.prompt_tokens).filter(paid), 0),
+            func.coalesce(func.sum(Node.completion_tokens).filter(paid), 0),
+            func.count(Node.id),
+            func.count(Node.id).filter(Node.status == NodeStatus.failed),
+            # Thoughts' tokens (extended thinking), counted apart as well.
+            func.coalesce(func.sum(Node.completion_tokens).filter(paid, Node.role == "think"), 0),
+            func.count(Node.id).filter(Node.cached.is_(True)),
+            func.coalesce(func.sum(Node.prompt_tokens).filter(Node.cached.is_(True)), 0),
+            func.coalesce(func.sum(Node.completion_tokens).filter(Node.cached.is_(True)), 0),
+        ).where(Node.batch_id.in_(batch_ids))
+    ).one()
+    return NodeUsage(*(int(value) for value in row))
 
 
 def add_spend(session: Session, job: Job, usage: Usage) -> None:
@@ -98,26 +139,23 @@ def count_abandoned(session: Session, job: Job, endpoints: Mapping[str, Endpoint
     )
     if not abandoned:
         return
-    prompt, completion, count, failed, thinking = session.execute(
-        select(
-            func.coalesce(func.sum(Node.prompt_tokens), 0),
-            func.coalesce(func.sum(Node.completion_tokens), 0),
-            func.count(Node.id),
-            func.count(Node.id).filter(Node.status == NodeStatus.failed),
-            func.coalesce(func.sum(Node.completion_tokens).filter(Node.role == "think"), 0),
-        ).where(Node.batch_id.in_(abandoned))
-    ).one()
+    used = node_usage(session, abandoned)
     session.execute(
         update(ExpansionBatch)
         .where(ExpansionBatch.id.in_(abandoned), ExpansionBatch.status == BatchStatus.pending)
         .values(status=BatchStatus.failed, finished_at=now, claimed_until=None)
         .execution_options(synchronize_session=False)
     )
-    job.prompt_tokens += int(prompt)
-    job.completion_tokens += int(completion)
-    job.thinking_tokens += int(thinking)
-    job.node_count += int(count)
-    job.failed_nodes += int(failed)
-    cost = _cost(endpoints.get(job.endpoint), int(prompt), int(completion))
+    endpoint = endpoints.get(job.endpoint)
+    job.prompt_tokens += used.prompt_tokens
+    job.completion_tokens += used.completion_tokens
+    job.thinking_tokens += used.thinking_tokens
+    job.node_count += used.nodes
+    job.failed_nodes += used.failed
+    cost = cost_of(endpoint, used.prompt_tokens, used.completion_tokens)
     job.cost += cost
-    metrics.spend(session, job, Usage(int(prompt), int(completion), 0, cost))
+    job.cache_hits += used.cache_hits
+    job.cache_prompt_tokens += used.cache_prompt_tokens
+    job.cache_completion_tokens += used.cache_completion_tokens
+    job.cache_cost += cost_of(endpoint, used.cache_prompt_tokens, used.cache_completion_tokens)
+    metrics.spend(session, job, Usage(used.prompt_tokens, used.completion_tokens, 0, cost))

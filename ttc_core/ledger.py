@@ -22,7 +22,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Ledger", "Spend", "attempt", "current", "note_unscorable", "record", "record_stored"]
+__all__ = [
+    "Ledger",
+    "Spend",
+    "attempt",
+    "current",
+    "note_unscorable",
+    "record",
+    "record_cache_saved",
+    "record_stored",
+]
 
 
 @dataclass
@@ -50,6 +59,8 @@ class Ledger:
     #: Scoring trouble seen by this attempt: one entry per node scored 0 (see
     #: ``ttc_core.expansion``), ``{"endpoint", "node_id", "reason"}``.
     unscorable: list[dict[str, Any]] = field(default_factory=list)
+    #: Requests the expansion cache made unnecessary (``ttc_core.cached_generation``).
+    cache_requests: int = 0
 
     @property
     def requests(self) -> int:
@@ -107,3 +118,10 @@ def note_unscorable(endpoint: str, node_id: str, reason: str) -> None:
     ledger = _CURRENT.get()
     if ledger is not None:
         ledger.unscorable.append({"endpoint": endpoint, "node_id": node_id, "reason": reason})
+
+
+def record_cache_saved(requests: int) -> None:
+    """Requests the expansion cache answered instead of the server."""
+    ledger = _CURRENT.get()
+    if ledger is not None:
+        ledger.cache_requests += requests

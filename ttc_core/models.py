@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -144,6 +145,21 @@ class Job(Base):
     thinking: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Tokens generated inside thinking blocks (a part of ``completion_tokens``).
     thinking_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The model asked for, when not the endpoint's own (a replay onto another model).
+    model: Mapped[str | None] = mapped_column(String(256))
+    #: How the job uses the expansion cache (``ttc_core.expansion_cache.CacheMode``).
+    cache: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
+    #: Samples the expansion cache served instead of a server, and what they would have
+    #: cost (requests, tokens, money): the job's usage columns above count only what was
+    #: paid; budgets count both (``ttc_core.budgets``), so a cached run grows the same tree.
+    cache_hits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    #: ``{"source_job_id", "node_id"}``: this job replays that job's subtree under that
+    #: node (``ttc_core.replay``); None for an ordinary job.
+    replay: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
@@ -183,6 +199,11 @@ class Node(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int | None] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    #: The request that generated it (``generation_requests.id``; with ``seed``, what
+    #: reproduces the node). Stored once per distinct request of the job.
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    #: Served by the expansion cache: its tokens were not paid for by this job.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     __table_args__ = (
@@ -217,6 +238,46 @@ class ExpansionBatch(Base):
     error: Mapped[str | None] = mapped_column(SafeText)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class RequestRecord(Base):
+    """One distinct generation request of a job, as sent but for ``n`` and ``seed`` (those
+    are per node): what, with a node's seed, reproduces the node. Nodes reference it by
+    ``request_id``, so the siblings of one request, and every request with the same
+    prompt, share one row."""
+
+    __tablename__ = "generation_requests"
+
+    #: SHA-256 of the job id and the request's fingerprint.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256))
+    #: The request's fields (messages, prompt, continue_text, stop, sampling, extra_body).
+    body: Mapped[dict[str, Any]] = mapped_column(SafeJSON)
+    #: SHA-256 of endpoint, model and body: the expansion cache's key, less the seed.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ExpansionCacheEntry(Base):
+    """One generated sample, content-addressed: ``key`` is SHA-256 of (endpoint, model,
+    the request as sent, the sample's seed), ``scope`` the tenant (or ``*`` when the
+    operator shares the cache). See ``ttc_core.expansion_cache``."""
+
+    __tablename__ = "expansion_cache"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(SafeText, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: Last time a job was served this entry (eviction drops the least recently used).
+    used_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
 
 
 class JobEvent(Base):
@@ -404,6 +465,9 @@ class ProblemBatch(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), default="default")
+    #: ``allocation``: a batch with one budget (``ttc_core.problem_batches``); ``eval``: an
+    #: evaluation over a dataset (``ttc_core.evals``). Both are many jobs as one unit.
+    kind: Mapped[str] = mapped_column(String(16), default="allocation", server_default="allocation")
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued, index=True)
     #: The validated submission less its problems (strategy, endpoint, budget, ...).
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -417,4 +481,24 @@ class ProblemBatch(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_problem_batches_tenant_created", "tenant", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_problem_batches_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_problem_batches_kind_tenant_created", "kind", "tenant", "created_at", "id"),
+    )
+
+
+class Dataset(Base):
+    """Problems uploaded once for evaluations (``POST /v1/datasets``), tenant-scoped."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), default="default")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: The validated rows, ``[{"id", "prompt" | "messages", "reference", ...}]``.
+    rows: Mapped[list[Any]] = mapped_column(SafeJSON, default=list)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_datasets_tenant_created", "tenant", "created_at", "id"),)

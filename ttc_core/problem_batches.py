@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import random
 import secrets
 import uuid
 from collections import Counter, defaultdict
@@ -36,6 +35,8 @@ from sqlalchemy.orm import Session
 from ttc_core.allocation import ProblemVotes, allocate, expected_gain
 from ttc_core.db import Database
 from ttc_core.errors import InputError, LimitError, UnknownNameError
+from ttc_core.evals.statistics import paired_difference
+from ttc_core.expansion_cache import CacheMode
 from ttc_core.followup import FollowUp
 from ttc_core.models import (
     TERMINAL_STATUSES,
@@ -60,6 +61,8 @@ BATCH_STRATEGIES = {
     "self_consistency": "self_consistency",
     "best_of_n": "best_of_n",
 }
+#: ``problem_batches.kind`` of a batch with one budget (evals share the table).
+ALLOCATION_KIND = "allocation"
 #: Parameters the batch sets itself.
 _BATCH_OWNED = ("n", "adaptive", "stop_on_pass")
 #: Paired bootstrap resamples of the comparison (seeded: the same batch, the same CI).
@@ -153,6 +156,7 @@ def create_batch(
     batch = ProblemBatch(
         id=batch_id,
         tenant=tenant,
+        kind=ALLOCATION_KIND,
         status=JobStatus.queued,
         spec={**spec.model_dump(exclude={"problems"}), "seed": seed, "job_strategy": job_strategy},
         problems=[p.model_dump() for p in spec.problems],
@@ -169,6 +173,8 @@ def create_batch(
                 verifier=spec.verifier,
                 reference=problem.reference,
                 seed=seed,  # the same seed in both arms: paired samples
+                # Each arm pays for its own samples: what the arms spend is compared.
+                cache=CacheMode.off,
             )
             try:
                 job = create_job(session, job_spec, settings, tenant=tenant)
@@ -393,40 +399,16 @@ def report(session: Session, batch: ProblemBatch) -> dict[str, Any]:
 
 
 def compare(a: Sequence[bool | None], b: Sequence[bool | None], *, seed: int) -> dict[str, Any]:
-    """Paired accuracy difference a - b: a seeded bootstrap 95% interval over problems and
-    McNemar's exact test on the discordant pairs."""
+    """Paired accuracy difference a - b (adaptive - uniform): a seeded bootstrap 95%
+    interval over problems and McNemar's exact test on the discordant pairs."""
     pairs = [(int(x), int(y)) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    if not pairs:
-        return {"problems": 0}
-    diffs = [x - y for x, y in pairs]
-    count = len(diffs)
-    rng = random.Random(seed)
-    means = sorted(
-        sum(diffs[rng.randrange(count)] for _ in range(count)) / count
-        for _ in range(BOOTSTRAP_RESAMPLES)
+    out = paired_difference(
+        [x for x, _ in pairs], [y for _, y in pairs], seed=seed, resamples=BOOTSTRAP_RESAMPLES
     )
-    only_a = sum(1 for d in diffs if d > 0)
-    only_b = sum(1 for d in diffs if d < 0)
-    return {
-        "problems": count,
-        "difference": round(sum(diffs) / count, 4),
-        "ci95": [
-            round(means[int(0.025 * BOOTSTRAP_RESAMPLES)], 4),
-            round(means[int(0.975 * BOOTSTRAP_RESAMPLES) - 1], 4),
-        ],
-        "only_adaptive_right": only_a,
-        "only_uniform_right": only_b,
-        "mcnemar_p": round(mcnemar_exact(only_a, only_b), 6),
-    }
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: discordant pairs are Binomial(b + c, 1/2)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    if pairs:
+        out["only_adaptive_right"] = int(out.pop("only_a_right"))
+        out["only_uniform_right"] = int(out.pop("only_b_right"))
+    return out
 
 
 # ------------------------------------------------------------------ failures, reaper

@@ -40,14 +40,19 @@ class EngineContext:
     limiter: ConcurrencyLimiter = field(default_factory=LocalLimiter)
     _clients: dict[str, InferenceClient] = field(default_factory=dict)
 
-    def inference(self, endpoint_name: str) -> InferenceClient:
-        client = self._clients.get(endpoint_name)
+    def inference(self, endpoint_name: str, model: str | None = None) -> InferenceClient:
+        """The client of an endpoint; ``model``: another model than the endpoint's own on
+        the same servers (a replay onto another model), with the endpoint's limits."""
+        key = endpoint_name if model is None else f"{endpoint_name}\0{model}"
+        client = self._clients.get(key)
         if client is None:
             endpoint = self.settings.endpoints.get(endpoint_name)
             if endpoint is None:
                 raise UnknownNameError(f"endpoint {endpoint_name!r} is not configured")
+            if model is not None:
+                endpoint = endpoint.model_copy(update={"model": model})
             client = InferenceClient(endpoint_name, endpoint, self.http, self.limiter)
-            self._clients[endpoint_name] = client
+            self._clients[key] = client
         return client
 
     async def aclose(self) -> None:

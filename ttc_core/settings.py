@@ -218,6 +218,15 @@ class Settings(BaseSettings):
     #: Most problems in one ``POST /v1/problem-batches``.
     max_batch_problems: int = Field(default=1000, ge=1)
     max_prompt_chars: int = Field(default=200_000, ge=1)
+    #: Largest dataset (``POST /v1/datasets``, its JSONL or CSV text) and most rows in one.
+    max_dataset_bytes: int = Field(default=20_000_000, ge=1024)
+    max_dataset_rows: int = Field(default=20_000, ge=1)
+    #: Most jobs one evaluation may plan (problems x arms x grid points x seeds).
+    max_eval_jobs: int = Field(default=100_000, ge=1)
+    #: Jobs of one evaluation live at once (never more than the tenant's active-job room).
+    eval_max_active_jobs: int = Field(default=64, ge=1)
+    #: Monte-Carlo permutations per problem for majority@k (``ttc_core.evals.estimators``).
+    eval_subsample_draws: int = Field(default=1000, ge=10, le=100_000)
     #: Largest thinking budget a job may ask for (``thinking.max_tokens``, ``min_tokens``,
     #: ``budget_tokens``), and the cap of a thought when a job names none.
     max_thinking_tokens: int = Field(default=131_072, ge=1)
@@ -336,6 +345,20 @@ class Settings(BaseSettings):
     #: A cgroup per run for the whole tree's memory and processes, where the host lets
     #: the worker create one (else a watchdog summing the run uid's memory).
     code_sandbox_cgroups: bool = True
+
+    #: Expansion cache across jobs (``ttc_core.expansion_cache``): a sample already
+    #: generated for the same endpoint, model, request and seed is served without a
+    #: request. Off: no job reads or writes it, whatever the job asks.
+    expansion_cache_enabled: bool = True
+    #: ``tenant``: a job sees only its own tenant's entries; ``shared``: every tenant's
+    #: (one tenant's samples then serve another's jobs: only where tenants trust each other).
+    expansion_cache_scope: Literal["tenant", "shared"] = "tenant"
+    #: Entries kept at most; the least recently used go first (the reaper's sweep).
+    expansion_cache_max_entries: int = Field(default=1_000_000, ge=1)
+    #: Entries unused for this long are dropped (seconds; default a week).
+    expansion_cache_max_age_s: float = Field(default=604_800.0, gt=0)
+    #: How often the reaper's sweep evicts (seconds).
+    expansion_cache_sweep_s: float = Field(default=60.0, gt=0)
 
     #: Fair dispatch (ttc_worker/fairness.py): driver steps and expansion batches one
     #: tenant may run at once across every worker; a task over the cap goes back to the

@@ -42,6 +42,7 @@ from ttc_core.models import (
     utcnow,
 )
 from ttc_core.observability import metrics
+from ttc_core.replay_plan import replay_plan
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, load_tree, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
@@ -86,7 +87,12 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
         return _finish(
             session, job, strategy.select(tree, params), ended_by=budget_label(exhausted)
         )
-    plan = strategy.plan(tree, params, job.strategy_state)
+    # A replay regenerates the old tree's expansions where they were; others plan anew.
+    plan = (
+        replay_plan(session, job, lambda: strategy.select(tree, params), params.temperature)
+        if job.replay
+        else strategy.plan(tree, params, job.strategy_state)
+    )
     if plan.state is not None:
         job.strategy_state = plan.state
     _merge_node_meta(session, plan.node_meta)
@@ -167,7 +173,7 @@ def _make_batches(
     items: list[list[dict[str, Any]]] = [[]]
     room = batch_samples
     for exp in expansions:
-        first = tree.next_child_index(exp.parent_id)
+        first = tree.next_child_index(exp.parent_id) if exp.first_index is None else exp.first_index
         left = exp.k
         while left > 0:
             if room == 0:

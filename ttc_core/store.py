@@ -9,7 +9,15 @@ from sqlalchemy import Connection, Insert, Select, bindparam, event, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ttc_core.models import Job, JobEvent, Node, utcnow
+from ttc_core.models import (
+    Base,
+    ExpansionCacheEntry,
+    Job,
+    JobEvent,
+    Node,
+    RequestRecord,
+    utcnow,
+)
 from ttc_core.tree import NodeView, TreeView
 
 _TREE_COLUMNS = (
@@ -34,6 +42,19 @@ def load_tree(session: Session, job_id: str) -> TreeView:
     return TreeView.build(NodeView(*row) for row in rows)
 
 
+def load_trees(session: Session, job_ids: Sequence[str]) -> dict[str, TreeView]:
+    """Planning views of many jobs' trees in one query per chunk of jobs."""
+    nodes: dict[str, list[NodeView]] = {job_id: [] for job_id in job_ids}
+    ids = list(job_ids)
+    for start in range(0, len(ids), 500):
+        rows = session.execute(
+            select(Node.job_id, *_TREE_COLUMNS).where(Node.job_id.in_(ids[start : start + 500]))
+        ).all()
+        for job_id, *columns in rows:
+            nodes[job_id].append(NodeView(*columns))
+    return {job_id: TreeView.build(views) for job_id, views in nodes.items() if views}
+
+
 def lock_job(session: Session, job_id: str) -> Job | None:
     """Load a job with a row lock (Postgres); SQLite serialises writers anyway."""
     return session.execute(
@@ -47,20 +68,37 @@ def lock_job_row(session: Session, job_id: str) -> None:
     session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
 
 
-def _insert_ignoring_duplicates(dialect: str) -> Insert:
+def insert_ignoring_duplicates(model: type[Base], dialect: str) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``model``'s table, for ``dialect``."""
     if dialect == "postgresql":
-        return postgresql.insert(Node).on_conflict_do_nothing()
+        return postgresql.insert(model).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(Node).on_conflict_do_nothing()
-    return insert(Node).prefix_with("IGNORE")
+        return sqlite.insert(model).on_conflict_do_nothing()
+    return insert(model).prefix_with("IGNORE")
+
+
+def _insert_all(
+    conn: Session | Connection, model: type[Base], rows: Sequence[dict[str, Any]]
+) -> None:
+    if rows:
+        bind = conn.get_bind() if isinstance(conn, Session) else conn
+        conn.execute(insert_ignoring_duplicates(model, bind.dialect.name), list(rows))
 
 
 def insert_nodes(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk insert (one executemany); rows that already exist are left as they are.
     Takes a Session or, on hot paths, a plain Core connection (less overhead)."""
-    if rows:
-        bind = conn.get_bind() if isinstance(conn, Session) else conn
-        conn.execute(_insert_ignoring_duplicates(bind.dialect.name), list(rows))
+    _insert_all(conn, Node, rows)
+
+
+def insert_cache_entries(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Expansion cache entries; one already there (another job's) is left as it is."""
+    _insert_all(conn, ExpansionCacheEntry, rows)
+
+
+def insert_requests(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Request records (``generation_requests``); one already stored is left as it is."""
+    _insert_all(conn, RequestRecord, rows)
 
 
 _PENDING_EVENTS = "ttc_pending_events"

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy.orm import Session
 
 from ttc_core.errors import InputError, LimitError, UnknownNameError
+from ttc_core.expansion_cache import CacheMode
 from ttc_core.inference.client import render_messages
 from ttc_core.models import Job, JobStatus, Node, NodeStatus
 from ttc_core.observability import metrics
@@ -93,6 +94,12 @@ class JobSpec(BaseModel):
     reference: str | None = Field(default=None, max_length=10_000)
     budget: Budget = Field(default_factory=Budget)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
+    cache: CacheMode | None = Field(
+        default=None,
+        description="the expansion cache: 'use' (the default with a seed: samples already "
+        "generated for the same request and seed are served without a request), 'refresh' "
+        "(generate and store), 'off' (the default without a seed)",
+    )
     webhook: WebhookSpec | None = Field(
         default=None, description="where to send the job's events (Standard Webhooks)"
     )
@@ -219,11 +226,13 @@ def create_job(
     tenant: str,
     resolver: Resolver | None = None,
     admin: bool = False,
+    job_id: str | None = None,
 ) -> Job:
     """Validate, then write the job, its root node and its first event (one transaction
-    is the caller's). The caller enqueues the first driver step after commit."""
+    is the caller's). The caller enqueues the first driver step after commit. ``job_id``:
+    a caller that derives ids (an eval's planned jobs) names it; else a fresh uuid4."""
     params = validate_job(spec, settings, resolver=resolver, admin=admin)
-    job_id = str(uuid.uuid4())
+    job_id = job_id or str(uuid.uuid4())
     job = Job(
         id=job_id,
         tenant=tenant,
@@ -237,6 +246,7 @@ def create_job(
         reference=spec.reference,
         budget=spec.budget.model_dump(exclude_none=True),
         seed=spec.seed if spec.seed is not None else secrets.randbelow(2**31),
+        cache=job_cache_mode(spec),
         status=JobStatus.queued,
         strategy_state={},
         webhook=spec.webhook.model_dump() if spec.webhook is not None else None,
@@ -260,6 +270,14 @@ def create_job(
     )
     append_event(session, job_id, "job_created", strategy=spec.strategy, endpoint=spec.endpoint)
     return job
+
+
+def job_cache_mode(spec: JobSpec) -> CacheMode:
+    """A job with a seed asks for samples another job may have generated: it uses the
+    cache unless it says otherwise; one without a seed draws samples nobody else asks for."""
+    if spec.cache is not None:
+        return spec.cache
+    return CacheMode.use if spec.seed is not None else CacheMode.off
 
 
 def _thinking_of(spec: JobSpec, settings: Settings) -> dict[str, Any] | None:

@@ -118,6 +118,19 @@ def check_active_jobs(session: Session, tenant: str, settings: Settings) -> None
     until commit, so the next submission counts this job (a count in a fresh statement
     sees what committed meanwhile), and validation (webhook DNS included) runs before
     the lock is taken, not while other submissions wait on it."""
+    limit = settings.tenant_max_active_jobs
+    if active_job_room(session, tenant, settings) < 0:
+        raise QuotaError(
+            f"tenant {tenant} has {limit} active jobs, its quota; wait for one to finish or "
+            "cancel one",
+            retry_after=QUOTA_RETRY_AFTER_S,
+        )
+
+
+def active_job_room(session: Session, tenant: str, settings: Settings) -> int:
+    """How many more active jobs the tenant's quota allows (negative: over it), with the
+    tenant's row locked until commit, so that writers who start jobs by this count
+    (submissions, an eval's driver step) count each other's."""
     locked = session.scalar(select(Tenant.name).where(Tenant.name == tenant).with_for_update())
     if locked is None:
         ensure_tenant(session, tenant)
@@ -127,10 +140,4 @@ def check_active_jobs(session: Session, tenant: str, settings: Settings) -> None
         .select_from(Job)
         .where(Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
     )
-    limit = settings.tenant_max_active_jobs
-    if (active or 0) > limit:
-        raise QuotaError(
-            f"tenant {tenant} has {limit} active jobs, its quota; wait for one to finish or "
-            "cancel one",
-            retry_after=QUOTA_RETRY_AFTER_S,
-        )
+    return settings.tenant_max_active_jobs - (active or 0)

@@ -10,13 +10,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ttc_core import expansion_cache
 from ttc_core.batches import BatchError, expand_chain
 from ttc_core.errors import InputError
 from ttc_core.models import ExpansionBatch
-from ttc_core.problem_batches import advance_batch, fail_batch, find_stalled_batches
+from ttc_core.problem_batches import fail_batch, find_stalled_batches
 from ttc_core.reaper import find_stalled
 from ttc_core.scoring import ScorerError
 from ttc_core.steps import advance, fail_job, job_of_batch
+from ttc_core.unit_steps import advance_unit
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime, telemetry
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
@@ -60,9 +62,10 @@ def advance_task(self: Any, job_id: str) -> str | None:
 
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
 def batch_task(self: Any, batch_id: str) -> None:
-    """The driver step of a problem batch: plan its next round, start its jobs."""
+    """The driver step of a problem batch or an eval: plan its next round or wave, start
+    its jobs (``ttc_core.unit_steps``)."""
     try:
-        followups = advance_batch(runtime.context(), batch_id)
+        followups = advance_unit(runtime.context(), batch_id)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             fail_batch(runtime.context(), batch_id, f"batch driver step failed: {exc!r}")
@@ -71,9 +74,19 @@ def batch_task(self: Any, batch_id: str) -> None:
     enqueue(followups)
 
 
+#: When this process last evicted from the expansion cache (``time.monotonic()``).
+_last_eviction = [float("-inf")]
+
+
 @app.task(name=REAP_TASK, ignore_result=True)
 def reap_task() -> None:
     ctx = runtime.context()
+    if time.monotonic() - _last_eviction[0] >= ctx.settings.expansion_cache_sweep_s:
+        _last_eviction[0] = time.monotonic()
+        try:
+            expansion_cache.sweep(ctx.db, ctx.settings)
+        except Exception:  # eviction waits for the next sweep; reaping must go on
+            log.warning("expansion cache eviction failed", exc_info=True)
     lost_after = ctx.settings.batch_message_lost_s or VISIBILITY_TIMEOUT_S
     enqueue(
         find_stalled(

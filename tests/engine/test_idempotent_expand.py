@@ -60,6 +60,7 @@ def test_expand_twice_leaves_the_tree_unchanged(
         params={"n": 24},
         reference=problem.answer,
         seed=11,
+        cache="off",  # regenerating lost rows must reach the server (the cache would serve them)
     )
     with ctx.db.transaction() as session:
         job_id = create_job(session, spec, settings, tenant="t").id

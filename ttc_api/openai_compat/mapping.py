@@ -25,7 +25,17 @@ from ttc_core.thinking import ThinkingSpec
 #: The strategy of a bare endpoint name: plain samples, no search.
 PLAIN = "sample"
 #: The job fields the ``ttc`` object carries (an error about one names ``ttc.<field>``).
-TTC_FIELDS = ("params", "verifier", "prm", "reference", "budget", "thinking", "seed", "webhook")
+TTC_FIELDS = (
+    "params",
+    "verifier",
+    "prm",
+    "reference",
+    "budget",
+    "thinking",
+    "seed",
+    "cache",
+    "webhook",
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,7 @@ def job_request(
         reference=options.reference,
         budget=options.budget,
         seed=seed,
+        cache=options.cache,
         webhook=options.webhook,
         thinking=thinking,
     )

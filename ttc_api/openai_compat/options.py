@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ttc_core.expansion_cache import CacheMode
 from ttc_core.scoring import ScorerSpec
 from ttc_core.submission import Budget
 from ttc_core.thinking import ThinkingSpec
@@ -43,6 +44,9 @@ class TTCOptions(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     thinking: ThinkingSpec | None = None
     seed: int | None = Field(default=None, ge=0, lt=2**31)
+    cache: CacheMode | None = Field(
+        default=None, description="the expansion cache, as in a job (default: use with a seed)"
+    )
     webhook: WebhookSpec | None = None
     keep: bool = Field(
         default=False,

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from ttc_api import examples
-from ttc_api.cursors import encode_cursor, read_cursor
+from ttc_api.cursors import newest_first
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
@@ -25,7 +25,7 @@ from ttc_core import problem_batches
 from ttc_core.errors import NotFoundError
 from ttc_core.followup import FollowUp
 from ttc_core.models import ProblemBatch
-from ttc_core.problem_batches import BatchSpec, report
+from ttc_core.problem_batches import ALLOCATION_KIND, BatchSpec, report
 
 router = APIRouter(
     prefix="/v1/problem-batches", tags=["problem-batches"], responses=PROBLEM_RESPONSES
@@ -60,7 +60,11 @@ class BatchesPublic(BaseModel):
 
 def _get(session: SessionDep, batch_id: str, tenant: str | None) -> ProblemBatch:
     batch = session.get(ProblemBatch, batch_id)
-    if batch is None or (tenant is not None and batch.tenant != tenant):
+    if (
+        batch is None
+        or batch.kind != ALLOCATION_KIND
+        or (tenant is not None and batch.tenant != tenant)
+    ):
         raise NotFoundError(f"no batch {batch_id}")
     return batch
 
@@ -115,22 +119,10 @@ def read_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> BatchesPublic:
     """List batches, newest first (cursor-paged; per-problem rows left out)."""
-    query = select(ProblemBatch)
+    query = select(ProblemBatch).where(ProblemBatch.kind == ALLOCATION_KIND)
     if tenant is not None:
         query = query.where(ProblemBatch.tenant == tenant)
-    if cursor:
-        created_at, batch_id = read_cursor(cursor, "datetime", "str")
-        query = query.where(
-            or_(
-                ProblemBatch.created_at < created_at,
-                and_(ProblemBatch.created_at == created_at, ProblemBatch.id < batch_id),
-            )
-        )
-    order = (ProblemBatch.created_at.desc(), ProblemBatch.id.desc())
-    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    rows, next_cursor = newest_first(session, ProblemBatch, query, cursor, limit)
     return BatchesPublic(
         data=[_public(session, b, problems=False) for b in rows], next_cursor=next_cursor
     )

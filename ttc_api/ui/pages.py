@@ -69,7 +69,7 @@ DELIVERIES_ROUTE = "read_deliveries"
 TREE_PAGE = 200
 
 
-def _render(
+def render_page(
     request: Request,
     template: str,
     viewer: Viewer | None,
@@ -108,7 +108,7 @@ def login_form(
         "expired": "The form expired; enter the key again.",
     }
     nonce = new_nonce()
-    response = _render(
+    response = render_page(
         request,
         "login.html",
         None,
@@ -171,7 +171,7 @@ def logout(request: Request, session: SessionDep) -> RedirectResponse:
 
 @router.get("/jobs")
 def jobs_page(request: Request, settings: SettingsDep, viewer: PageViewerDep) -> HTMLResponse:
-    return _render(
+    return render_page(
         request,
         "jobs.html",
         viewer,
@@ -204,7 +204,7 @@ def _job_page(
             raise NotFoundError(f"no job {job_id!r}")
         job = get_job(session, job_id, tenant=viewer.tenant)
     except NotFoundError:
-        return _render(
+        return render_page(
             request,
             "missing.html",
             viewer,
@@ -226,7 +226,7 @@ def _job_page(
         first = list_nodes(session, job, parent_id=root.id, cursor=None, limit=TREE_PAGE)
         initial["root"] = root.model_dump(mode="json")
         initial["children"] = first.model_dump(mode="json")
-    return _render(
+    return render_page(
         request,
         template,
         viewer,

@@ -73,6 +73,31 @@ JOB_REQUESTS = Counter(
     "Inference requests charged to jobs (successful requests; retries not included).",
     ["endpoint", "tenant"],
 )
+CACHE_LOOKUPS = Counter(
+    "ttc_expansion_cache_lookups_total",
+    "Samples looked up in the expansion cache (result: hit or miss).",
+    ["endpoint", "result"],
+)
+CACHE_HITS = Counter(
+    "ttc_expansion_cache_hits_total",
+    "Samples the expansion cache served to jobs (as in the jobs' usage.cache.hits).",
+    ["endpoint", "tenant"],
+)
+CACHE_TOKENS_SAVED = Counter(
+    "ttc_expansion_cache_tokens_saved_total",
+    "Tokens the expansion cache served instead of a server (kind: prompt or completion).",
+    ["endpoint", "tenant", "kind"],
+)
+CACHE_REQUESTS_SAVED = Counter(
+    "ttc_expansion_cache_requests_saved_total",
+    "Inference requests the expansion cache made unnecessary.",
+    ["endpoint", "tenant"],
+)
+CACHE_EVICTIONS = Counter(
+    "ttc_expansion_cache_evictions_total",
+    "Expansion cache entries dropped (reason: age or size).",
+    ["reason"],
+)
 DRIVER_STEP = Histogram(
     "ttc_driver_step_duration_seconds",
     "Driver steps: plan a job's next expansions (database time included).",
@@ -264,6 +289,39 @@ def batch_usage(
         NODES.labels(endpoint, "failed").inc(failed)
 
     after_commit(session, count)
+
+
+def cache_usage(
+    session: Session,
+    job: _JobLike,
+    *,
+    hits: int,
+    requests: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> None:
+    """What the expansion cache served a completed batch, counted when that commits."""
+    endpoint, tenant = job.endpoint, job.tenant
+    if not (hits or requests):
+        return
+
+    def count() -> None:
+        CACHE_HITS.labels(endpoint, tenant).inc(hits)
+        CACHE_REQUESTS_SAVED.labels(endpoint, tenant).inc(requests)
+        CACHE_TOKENS_SAVED.labels(endpoint, tenant, "prompt").inc(prompt_tokens)
+        CACHE_TOKENS_SAVED.labels(endpoint, tenant, "completion").inc(completion_tokens)
+
+    after_commit(session, count)
+
+
+def cache_lookups(endpoint: str, *, hits: int, misses: int) -> None:
+    CACHE_LOOKUPS.labels(endpoint, "hit").inc(hits)
+    CACHE_LOOKUPS.labels(endpoint, "miss").inc(misses)
+
+
+def cache_evicted(*, by_age: int, by_size: int) -> None:
+    CACHE_EVICTIONS.labels("age").inc(by_age)
+    CACHE_EVICTIONS.labels("size").inc(by_size)
 
 
 class _UsageLike(Protocol):

@@ -77,6 +77,9 @@ class Expand:
     role: NodeRole = NodeRole.sample
     #: Overrides the job's sampling temperature (e.g. greedy lookahead).
     temperature: float | None = None
+    #: The first child's index (None: after the parent's last child). A replay sets it
+    #: to regenerate the children at the old tree's positions (``ttc_core.replay_plan``).
+    first_index: int | None = None
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,14 @@ function renderProgress() {
   if (p.planned_samples) parts.push(bar("nodes", p.nodes, p.planned_samples)); // of what it can make
   $("progress").replaceChildren(...parts);
   const b = job.budget || {};
+  // Budgets count what the expansion cache served as if generated (the same tree either way).
+  const saved = job.usage.cache || {};
   const used = {
-    max_tokens: [job.usage.completion_tokens, fmtInt, "completion tokens"],
-    max_requests: [job.usage.requests, fmtInt, "requests"],
+    max_tokens: [job.usage.completion_tokens + (saved.completion_tokens_saved || 0), fmtInt, "completion tokens"],
+    max_requests: [job.usage.requests + (saved.requests_saved || 0), fmtInt, "requests"],
     max_nodes: [p.nodes, fmtInt, "nodes"],
     max_seconds: [secondsUsed(), (x) => `${Number(x).toFixed(1)}s`, "seconds"],
-    max_cost: [job.usage.cost, fmtCost, "cost"],
+    max_cost: [job.usage.cost + (saved.cost_saved || 0), fmtCost, "cost"],
   };
   const bars = Object.entries(used)
     .filter(([name]) => b[name] !== undefined && b[name] !== null)
@@ -68,6 +70,12 @@ function renderProgress() {
     ["Total tokens", fmtInt(u.total_tokens)],
     ["Requests", fmtInt(u.requests)],
     ["Cost", fmtCost(u.cost)],
+    ...(saved.hits
+      ? [["From the cache", `${fmtInt(saved.hits)} samples · ${fmtInt(saved.prompt_tokens_saved + saved.completion_tokens_saved)} tokens · ${fmtInt(saved.requests_saved)} requests saved`]]
+      : []),
+    ...(job.replay_of
+      ? [["Replay of", h("a", { href: `${base}/ui/jobs/${job.replay_of.source_job_id}` }, job.replay_of.source_job_id)]]
+      : []),
     ["Created", fmtTime(job.created_at)],
     ["Started", fmtTime(job.started_at)],
     ["Finished", fmtTime(job.finished_at)],
