@@ -183,7 +183,8 @@ def test_a_killed_replica_is_worked_around_and_comes_back(
     # No node generated twice: what the replicas generated for the job is its nodes,
     # plus at most what the victim had in flight when it died (lost, so generated again).
     assert seen["state_after_kill"] is not Health.UP, seen
-    assert "refused" in seen["reason"] or "dropped" in seen["reason"], seen
+    # Refused, dropped, or (on a starved machine) no connection in time: the server is gone.
+    assert any(why in seen["reason"] for why in ("refused", "dropped", "could not connect")), seen
     # (The victim's count is read just before the kill: what it finished in the last
     # milliseconds is counted by no one, which only lowers the total.)
     total = seen["survivor_choices"] + seen["victim_choices"]
