@@ -134,7 +134,7 @@ def parse_arm(text: str) -> tuple[dict[str, Any], tuple[str, list[int]] | None]:
 
 
 def build_eval(ns: argparse.Namespace, dataset_id: str) -> dict[str, Any]:
-    from ttc_core.strategies import STRATEGIES
+    from ttc_core.search.strategies import STRATEGIES
 
     if not ns.arm:
         raise UsageError("give at least one --arm, e.g. --arm 'best_of_n:n=1,2,4,...,64'")

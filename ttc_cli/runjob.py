@@ -22,7 +22,7 @@ from ttc_cli.usage import UsageError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    from ttc_core.strategies import STRATEGIES
+    from ttc_core.search.strategies import STRATEGIES
 
     parser.add_argument(
         "--server",

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: ids in, follow-ups enqueued; the logic lives in ttc_core.steps."""
+"""Thin Celery tasks: ids in, follow-ups enqueued; the logic lives in ttc_core.engine.steps."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ttc_core import expansion_cache
-from ttc_core.batches import BatchError, expand_chain
+from ttc_core.engine.batches import BatchError, expand_chain
+from ttc_core.engine.reaper import find_stalled
+from ttc_core.engine.steps import advance, fail_job, job_of_batch
 from ttc_core.errors import InputError
-from ttc_core.models import ExpansionBatch
-from ttc_core.problem_batches import fail_batch, find_stalled_batches
-from ttc_core.reaper import find_stalled
+from ttc_core.problem_batches.rounds import fail_batch, find_stalled_batches
+from ttc_core.problem_batches.steps import advance_unit
 from ttc_core.scoring import ScorerError
-from ttc_core.steps import advance, fail_job, job_of_batch
-from ttc_core.unit_steps import advance_unit
+from ttc_core.store import expansion_cache
+from ttc_core.store.models import ExpansionBatch
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime, telemetry
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
@@ -63,7 +63,7 @@ def advance_task(self: Any, job_id: str) -> str | None:
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
 def batch_task(self: Any, batch_id: str) -> None:
     """The driver step of a problem batch or an eval: plan its next round or wave, start
-    its jobs (``ttc_core.unit_steps``)."""
+    its jobs (``ttc_core.problem_batches.steps``)."""
     try:
         followups = advance_unit(runtime.context(), batch_id)
     except Exception as exc:
@@ -104,7 +104,7 @@ def reap_task() -> None:
 @fair("expand", EXPAND_TASK, EXPAND_QUEUE)
 def expand_task(self: Any, batch_id: str) -> str | None:
     """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
-    too (``ttc_core.batches.expand_chain``); other batches go to the queue."""
+    too (``ttc_core.engine.batches.expand_chain``); other batches go to the queue."""
     retry = _chain(batch_id)
     if retry is None:
         return telemetry.chain_summary()  # the task's result: what ran inline (Flower)

@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import Proc, Stack, run_stack
-from ttc_core.db import Database
-from ttc_core.models import ExpansionBatch, Node
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import ExpansionBatch, Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems, synthetic_problems
@@ -76,7 +76,7 @@ def _kill_and_replace(
     # Sent and not answered yet: generating in a slot, or queued for one (the simulator,
     # like a GPU server, finishes what it was sent even when the client is gone). And
     # answered, on the way to the database (a write queued behind the batch's current
-    # one: ``ttc_core.group_commit``).
+    # one: ``ttc_core.engine.group_commit``).
     metrics = sim.metrics
     in_flight = int(metrics["in_flight_sequences"]) + int(metrics["queued_sequences"])
     unwritten = max(0, int(metrics["choices_total"]) - stored - lost_before)

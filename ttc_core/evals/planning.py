@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttc_core.evals.spec import BUDGET_KEY, ArmSpec, EvalSpec, Grid, is_subsampled
-from ttc_core.expansion_cache import CacheMode
-from ttc_core.models import ProblemBatch
-from ttc_core.submission import Budget, JobSpec
+from ttc_core.service.submission import Budget, JobSpec
+from ttc_core.store.expansion_cache import CacheMode
+from ttc_core.store.models import ProblemBatch
 from ttc_core.verifiers import MathSpec, parse_verifier_spec
 
 

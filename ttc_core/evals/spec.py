@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ttc_core.expansion_cache import CacheMode
 from ttc_core.scoring import ScorerSpec
-from ttc_core.submission import Budget
+from ttc_core.service.submission import Budget
+from ttc_core.store.expansion_cache import CacheMode
 from ttc_core.verifiers import VerifierSpec
 
 #: Strategies whose k-sample accuracy follows from one run of the largest n
