@@ -195,6 +195,44 @@ async def expand_chain(
     Raises :class:`BatchError` (caused by the original error) when a batch fails.
     """
     claim = await asyncio.to_thread(_claim, ctx, batch_id)
+    await _go_on(ctx, claim, until=until, send=send)
+
+
+async def advance_chain(
+    ctx: EngineContext,
+    job_id: str,
+    *,
+    until: float,
+    send: Callable[[list[FollowUp]], object],
+) -> None:
+    """A job's driver step and a claim on the first batch it plans, in one transaction,
+    then that batch's chain as in :func:`expand_chain`: a job's first request leaves one
+    transaction after its driver step starts instead of two. ``send`` gets the step's
+    other batches right after the commit.
+
+    A failed driver step raises its own error (the caller retries the step); a failed
+    batch raises :class:`BatchError`.
+    """
+    followups, claim = await asyncio.to_thread(_advance_and_claim, ctx, job_id)
+    send(followups)
+    await _go_on(ctx, claim, until=until, send=send)
+
+
+def _advance_and_claim(ctx: EngineContext, job_id: str) -> tuple[list[FollowUp], _Claim | None]:
+    try:
+        with ctx.db.transaction() as session:
+            return _drive_and_claim(ctx, session, job_id)
+    except _DriveFailed as failed:
+        raise failed.__cause__ or failed from None
+
+
+async def _go_on(
+    ctx: EngineContext,
+    claim: _Claim | None,
+    *,
+    until: float,
+    send: Callable[[list[FollowUp]], object],
+) -> None:
     while claim is not None:
         current = claim
         try:
