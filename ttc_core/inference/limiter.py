@@ -101,6 +101,17 @@ return 0
 """
 
 
+#: Release a slot; wake the other processes' waiters only when the set was full (nobody
+#: waits for a slot of a set below its limit; a waiter also retries every 50 ms).
+_RELEASE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZCARD', KEYS[1]) + removed >= tonumber(ARGV[2]) then
+  redis.call('PUBLISH', KEYS[2], '1')
+end
+return removed
+"""
+
+
 TAKE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -128,6 +139,7 @@ class RedisLimiter:
         self._local = LocalLimiter()
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._take = self._redis.register_script(TAKE_SCRIPT)
+        self._release = self._redis.register_script(_RELEASE)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -165,8 +177,10 @@ class RedisLimiter:
             try:
                 yield
             finally:
-                await self._redis.zrem(self._key(key), token)
-                await self._redis.publish(f"{self._prefix}:wake:{key}", b"1")
+                # One round trip: the slot back, and a wake-up only if someone may wait.
+                await self._release(
+                    keys=[self._key(key), f"{self._prefix}:wake:{key}"], args=[token, limit]
+                )
 
     async def take(self, key: str, amount: float, per_minute: float) -> None:
         capacity, rate = bucket_shape(per_minute)

@@ -279,3 +279,46 @@ def test_redis_slot_is_released_when_the_request_fails(redis_db: redis.Redis, pr
         with pytest.raises(RetryableInferenceError):
             asyncio.run(main())
     assert redis_db.zcard(f"{prefix}:sim") == 0
+
+
+def test_redis_release_wakes_other_processes_only_from_a_full_set(
+    redis_db: redis.Redis, prefix: str
+) -> None:
+    """A release is one round trip; it publishes a wake-up only when the set was at its
+    limit (someone may wait), and a waiter of another limiter (another process's) then
+    gets the slot."""
+
+    async def main() -> tuple[list[bytes], float]:
+        holder, waiter = (
+            RedisLimiter(REDIS_URL, prefix=prefix),
+            RedisLimiter(REDIS_URL, prefix=prefix),
+        )
+        listener = redis_db.pubsub()
+        listener.subscribe(f"{prefix}:wake:k")
+        listener.get_message(timeout=1)  # the subscription's confirmation
+        try:
+            async with holder.slot("k", 2, 30):  # 1 of 2 held: nobody can be waiting
+                pass
+            quiet = listener.get_message(timeout=0.2)
+            async with holder.slot("k", 1, 30):  # full: a waiter is woken on release
+                got = asyncio.ensure_future(_enter(waiter, "k"))
+                await asyncio.sleep(0.2)
+                assert not got.done()
+                released = time.perf_counter()
+            woken_after = await got - released
+            messages = [m["data"] for m in [quiet, listener.get_message(timeout=1)] if m]
+            return messages, woken_after
+        finally:
+            listener.close()
+            await holder.aclose()
+            await waiter.aclose()
+
+    messages, woken_after = asyncio.run(main())
+    assert messages == [b"1"]  # the release from the full set, not the other
+    assert woken_after < 1.0
+    assert redis_db.zcard(f"{prefix}:k") == 0
+
+
+async def _enter(limiter: RedisLimiter, key: str) -> float:
+    async with limiter.slot(key, 1, 30):
+        return time.perf_counter()
