@@ -72,6 +72,24 @@ CACHE_BLOCKS = 2048
 BLOCK_SIZE = 16
 PRM_ARGS = ["--reward-latency-s", "0.005", "--log-level", "warning"]
 POLICIES = ("prefix_affinity", "round_robin")
+#: search-and-learn's system prompt for MATH (the recipe of Hugging Face's test-time compute
+#: scaling study, beam search with a PRM): it asks for ``## Step k:`` steps.
+MATH_SYSTEM_PROMPT = (
+    "Solve the following math problem efficiently and clearly:\n\n"
+    "- For simple problems (2 steps or fewer):\n"
+    "Provide a concise solution with minimal explanation.\n\n"
+    "- For complex problems (3 steps or more):\n"
+    "Use this step-by-step format:\n\n"
+    "## Step 1: [Concise description]\n[Brief explanation and calculations]\n\n"
+    "## Step 2: [Concise description]\n[Brief explanation and calculations]\n\n"
+    "...\n\n"
+    "Regardless of the approach, always conclude with:\n\n"
+    "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct.\n\n"
+    "Where [answer] is just the final number or expression that solves the problem."
+)
+#: ``math``: MATH/PRM800K-style steps (30-50 tokens) under that system prompt; ``gsm8k``:
+#: the first workload, one-line GSM8K-style steps (~14 tokens) and the bare question.
+WORKLOADS = ("math", "gsm8k")
 
 
 def free_port() -> int:
@@ -125,7 +143,12 @@ class RunResult:
 
 
 def settings_for(
-    database_url: str, replicas: Sequence[str], prm: str, policy: str, load_factor: float
+    database_url: str,
+    replicas: Sequence[str],
+    prm: str,
+    policy: str,
+    load_factor: float,
+    load_measure: str = "recent",
 ) -> Settings:
     return Settings(
         database_url=database_url,
@@ -135,7 +158,11 @@ def settings_for(
                 model="sim-gsm8k",
                 server="generic",
                 max_concurrency=512,
-                routing={"policy": policy, "load_factor": load_factor},
+                routing={
+                    "policy": policy,
+                    "load_factor": load_factor,
+                    "load_measure": load_measure,
+                },
             ),
             "prm": EndpointConfig(base_url=prm, model="sim-prm", kind="reward"),
         },
@@ -143,11 +170,19 @@ def settings_for(
     )
 
 
-def spec(problem: Problem, seed: int) -> JobSpec:
+def spec(problem: Problem, seed: int, workload: str = "math") -> JobSpec:
+    text: dict[str, object] = {"prompt": problem.question}
+    if workload == "math":
+        text = {
+            "messages": [
+                {"role": "system", "content": MATH_SYSTEM_PROMPT},
+                {"role": "user", "content": problem.question},
+            ]
+        }
     return JobSpec(
         strategy="beam_search",
         endpoint="fleet",
-        prompt=problem.question,
+        **text,
         params={"n": N, "beam_width": WIDTH, "max_depth": DEPTH, "max_tokens": 128},
         verifier={"kind": "math"},
         prm={"kind": "prm", "endpoint": "prm", "protocol": "json", "aggregation": "min"},
@@ -168,14 +203,16 @@ def run_policy(
     prm: str,
     workdir: Path,
     load_factor: float = 1.25,
+    workload: str = "math",
+    load_measure: str = "recent",
 ) -> RunResult:
     url = f"sqlite:///{workdir / f'{policy}-{time.monotonic_ns()}.db'}"
     upgrade(url)
     db = Database(url)
-    settings = settings_for(url, replicas, prm, policy, load_factor)
+    settings = settings_for(url, replicas, prm, policy, load_factor, load_measure)
     with db.transaction() as session:
         ids = [
-            create_job(session, spec(p, 1000 + i), settings, tenant="bench").id
+            create_job(session, spec(p, 1000 + i, workload), settings, tenant="bench").id
             for i, p in enumerate(problems)
         ]
     for replica in replicas:
@@ -219,8 +256,21 @@ def main() -> None:
     parser.add_argument(
         "--block-size", type=int, default=BLOCK_SIZE, help="tokens per KV block (vLLM: 16)"
     )
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="math",
+        help="math: MATH-style steps and search-and-learn's system prompt; gsm8k: short steps",
+    )
+    parser.add_argument(
+        "--load-measure",
+        choices=("recent", "in_flight"),
+        default="recent",
+        help="routing.load_measure: what the bound compares",
+    )
     ns = parser.parse_args()
-    problems = synthetic_problems(ns.problems, seed=17, steps=8)
+    style = "math" if ns.workload == "math" else "plain"
+    problems = synthetic_problems(ns.problems, seed=17, steps=8, style=style)
     results: dict[str, list[RunResult]] = {p: [] for p in POLICIES}
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -237,7 +287,16 @@ def main() -> None:
         for r in range(ns.rounds):
             order = POLICIES if r % 2 == 0 else POLICIES[::-1]
             for policy in order:
-                result = run_policy(policy, problems, replicas, prm, Path(tmp), ns.load_factor)
+                result = run_policy(
+                    policy,
+                    problems,
+                    replicas,
+                    prm,
+                    Path(tmp),
+                    ns.load_factor,
+                    ns.workload,
+                    ns.load_measure,
+                )
                 results[policy].append(result)
                 print(
                     f"round {r + 1} {policy:>15}: wall {result.wall_s:6.2f}s  prompt tokens "
