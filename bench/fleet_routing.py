@@ -160,6 +160,7 @@ def settings_for(
     policy: str,
     load_factor: float,
     load_measure: str = "recent",
+    split_n_above: int = 16,
 ) -> Settings:
     return Settings(
         database_url=database_url,
@@ -169,10 +170,13 @@ def settings_for(
                 model="sim-gsm8k",
                 server="generic",
                 max_concurrency=512,
+                # A large n in one request, for the fleet to split (or not) over replicas.
+                max_n_per_request=max(16, split_n_above),
                 routing={
                     "policy": policy,
                     "load_factor": load_factor,
                     "load_measure": load_measure,
+                    "split_n_above": split_n_above,
                 },
             ),
             "prm": EndpointConfig(base_url=prm, model="sim-prm", kind="reward"),
@@ -300,11 +304,12 @@ def run_policy(
     load_factor: float = 1.25,
     workload: str = "math",
     load_measure: str = "recent",
+    split_n_above: int = 16,
 ) -> RunResult:
     url = f"sqlite:///{workdir / f'{policy}-{time.monotonic_ns()}.db'}"
     upgrade(url)
     db = Database(url)
-    settings = settings_for(url, replicas, prm, policy, load_factor, load_measure)
+    settings = settings_for(url, replicas, prm, policy, load_factor, load_measure, split_n_above)
     with db.transaction() as session:
         ids = [
             create_job(session, spec(p, 1000 + i, workload), settings, tenant="bench").id
@@ -358,6 +363,13 @@ def main() -> None:
         help="math: MATH-style steps and search-and-learn's system prompt; gsm8k: short steps",
     )
     parser.add_argument(
+        "--split-n-above",
+        type=int,
+        default=16,
+        help="routing.split_n_above, and the requests' largest n (64: the root's n=64 "
+        "stays one request, on one replica)",
+    )
+    parser.add_argument(
         "--trace", type=Path, help="write every request (JSON lines) here, and break it down"
     )
     parser.add_argument(
@@ -403,6 +415,7 @@ def main() -> None:
                     ns.load_factor,
                     ns.workload,
                     ns.load_measure,
+                    ns.split_n_above,
                 )
                 results[policy].append(result)
                 print(
