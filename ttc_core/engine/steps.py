@@ -1,0 +1,274 @@
+"""The step loop shared by every executor.
+
+``advance(job_id)`` (here) is the driver step: under the job's row lock it asks the strategy
+what to do, writes the planned expansion batches and the step's pending count in one
+transaction, and returns the batches to enqueue *after* commit. ``expand(batch_id)``
+(``ttc_core.engine.batches``, which builds on this module and not the other way round)
+generates the batch's missing children (many requests in flight at once), scores them,
+inserts them idempotently, and decrements the pending count; the call that brings it to
+zero returns the next driver step. No chords: the counter lives in the database. Locks
+follow the order in ``ttc_core.engine.claims``: the job's row first.
+
+Both functions are safe to run twice for the same id: a finished batch is skipped, a
+saved node is never generated again, and usage is added once, by whoever completes the
+batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ttc_core import webhooks
+from ttc_core.engine.budgets import budget_exhausted, budget_label, trim_to_budget
+from ttc_core.engine.expansion import (
+    STEP_ROLES,
+)
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.job_failures import explain
+from ttc_core.engine.job_usage import count_abandoned
+from ttc_core.engine.replay_plan import replay_plan
+from ttc_core.engine.runtime import EngineContext
+from ttc_core.engine.thinking import planning_view
+from ttc_core.observability import metrics
+from ttc_core.search.strategies import Expand, Selection, get_strategy
+from ttc_core.search.tree import TreeView, node_id_for
+from ttc_core.store.models import (
+    TERMINAL_STATUSES,
+    BatchStatus,
+    ExpansionBatch,
+    Job,
+    JobEvent,
+    JobStatus,
+    Node,
+    utcnow,
+)
+from ttc_core.store.queries import append_event, load_tree, lock_job, path_text
+
+__all__ = ["FollowUp", "advance", "drive", "fail_job", "job_of_batch"]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- driver step
+
+
+def advance(ctx: EngineContext, job_id: str) -> list[FollowUp]:
+    """Plan the next step of a job; returns the expansion batches to enqueue."""
+    with ctx.db.transaction() as session:
+        job = lock_job(session, job_id)
+        return [] if job is None else drive(ctx, session, job)
+
+
+@metrics.driver_step
+def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
+    """The driver step for a job whose row the caller has locked in ``session``: from
+    :func:`advance`, or inside the transaction that completed the step's last batch (one
+    transaction per depth instead of two)."""
+    if job.status in TERMINAL_STATUSES or job.status == JobStatus.paused:
+        return []
+    if job.pending_batches > 0:
+        return []  # a step is in flight; its last batch enqueues the next driver step
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.running
+        job.started_at = utcnow()
+        append_event(session, job.id, "status_changed", status=JobStatus.running)
+    strategy = get_strategy(job.strategy)
+    params = strategy.parse_params(job.params)
+    tree = planning_view(load_tree(session, job.id))  # answers in their thoughts' place
+    if job.step > 0:
+        _report_step(session, job, tree, strategy.select(tree, params))
+    exhausted = budget_exhausted(job)
+    if exhausted:
+        return _finish(
+            session, job, strategy.select(tree, params), ended_by=budget_label(exhausted)
+        )
+    # A replay regenerates the old tree's expansions where they were; others plan anew.
+    plan = (
+        replay_plan(session, job, lambda: strategy.select(tree, params), params.temperature)
+        if job.replay
+        else strategy.plan(tree, params, job.strategy_state)
+    )
+    if plan.state is not None:
+        job.strategy_state = plan.state
+    _merge_node_meta(session, plan.node_meta)
+    for kind, data in plan.events:
+        append_event(session, job.id, kind, **data)
+    if plan.finish is not None:
+        return _finish(session, job, plan.finish)
+    expansions, cut_by = trim_to_budget(
+        job, params, plan.expansions, ctx.settings.endpoints.get(job.endpoint)
+    )
+    if not expansions:
+        label = budget_label(cut_by) if cut_by else "budget"
+        return _finish(session, job, strategy.select(tree, params), ended_by=label)
+    batch_samples = ctx.settings.batch_samples_for(sum(e.k for e in expansions))
+    batches = _make_batches(job, tree, expansions, batch_samples)
+    job.step += 1
+    job.pending_batches = len(batches)
+    session.add_all(batches)
+    append_event(
+        session,
+        job.id,
+        "step_planned",
+        step=job.step,
+        batches=len(batches),
+        samples=sum(e.k for e in expansions),
+    )
+    webhooks.enqueue_for_status(session, job, ctx.settings)  # job.progress, if asked for
+    return [FollowUp("expand", b.id) for b in batches]
+
+
+def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) -> None:
+    """Progress events of a step whose expansions have all landed: ``step_done``, and
+    ``best_changed`` when the strategy's current pick differs from the last one reported
+    (read back from the events, so a re-run or a manual expansion never repeats it)."""
+    frontier = sum(
+        1 for n in tree.nodes.values() if n.usable and not n.is_terminal and not tree.children(n.id)
+    )
+    append_event(
+        session,
+        job.id,
+        "step_done",
+        step=job.step,
+        nodes=len(tree.nodes),
+        frontier=frontier,
+        best_score=best.score,
+        completion_tokens=job.completion_tokens,
+    )
+    if best.node_id is None:
+        return
+    last = session.scalar(
+        select(JobEvent.data)
+        .where(JobEvent.job_id == job.id, JobEvent.kind == "best_changed")
+        .order_by(JobEvent.seq.desc())
+        .limit(1)
+    )
+    current = {"node_id": best.node_id, "answer": best.answer, "score": best.score}
+    if last is None or {k: last.get(k) for k in current} != current:
+        append_event(session, job.id, "best_changed", step=job.step, **current)
+
+
+def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
+    if not updates:
+        return
+    rows = session.execute(
+        select(Node.id, Node.meta).where(Node.id.in_(list(updates))).order_by(Node.id)
+    ).all()
+    # In id order, after the job's lock (the lock order of ttc_core.engine.claims).
+    session.execute(
+        update(Node),
+        [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
+    )
+
+
+def _make_batches(
+    job: Job, tree: TreeView, expansions: Sequence[Expand], batch_samples: int
+) -> list[ExpansionBatch]:
+    """Pack expansions into batches of at most ``batch_samples`` children each."""
+    items: list[list[dict[str, Any]]] = [[]]
+    room = batch_samples
+    for exp in expansions:
+        first = tree.next_child_index(exp.parent_id) if exp.first_index is None else exp.first_index
+        left = exp.k
+        while left > 0:
+            if room == 0:
+                items.append([])
+                room = batch_samples
+            take = min(left, room)
+            items[-1].append(
+                {
+                    "parent_id": exp.parent_id,
+                    "first_index": first,
+                    "k": take,
+                    "role": exp.role,
+                    "temperature": exp.temperature,
+                }
+            )
+            first += take
+            left -= take
+            room -= take
+    step = job.step + 1
+    return [
+        ExpansionBatch(
+            id=node_id_for(job.id, f"batch:{step}", i),
+            job_id=job.id,
+            step=step,
+            spec=spec,
+            status=BatchStatus.pending,
+            attempts=0,
+            requests=0,
+        )
+        for i, spec in enumerate(items)
+        if spec
+    ]
+
+
+def _finish(
+    session: Session, job: Job, selection: Selection, ended_by: str | None = None
+) -> list[FollowUp]:
+    """Record the job's result; a job of a problem batch hands back the batch's driver
+    step (the batch plans its next round once all its jobs are done)."""
+    text = None
+    if selection.node_id is not None:
+        node = session.get(Node, selection.node_id)
+        if node is not None and node.role in STEP_ROLES:
+            params = get_strategy(job.strategy).parse_params(job.params)
+            delimiter = params.step_delimiter()
+            steps = [n.text for n in path_text(session, node.id) if n.role in STEP_ROLES]
+            text = delimiter.join(steps)
+        elif node is not None:
+            text = node.text
+    job.result = {
+        "answer": selection.answer,
+        "text": text,
+        "score": selection.score,
+        "correct": selection.correct,
+        "node_id": selection.node_id,
+        "ended_by": ended_by or "strategy",
+        "details": selection.details,
+    }
+    job.status = JobStatus.failed if selection.error else JobStatus.succeeded
+    job.error = explain(session, job, selection.error) if selection.error else None
+    job.finished_at = utcnow()
+    job.lease_owner = None
+    append_event(
+        session,
+        job.id,
+        "status_changed",
+        status=job.status,
+        answer=selection.answer,
+        score=selection.score,
+        ended_by=ended_by or "strategy",
+        error=selection.error,
+    )
+    webhooks.enqueue_for_status(session, job)
+    metrics.job_finished(session, job)
+    return [FollowUp("batch", job.batch_id)] if job.batch_id else []
+
+
+# ---------------------------------------------------------------- expansion
+
+
+def fail_job(ctx: EngineContext, job_id: str, error: str) -> None:
+    """Mark a job failed with the reason (an unexpected error in its step loop)."""
+    with ctx.db.transaction() as session:
+        job = lock_job(session, job_id)
+        if job is None or job.status in TERMINAL_STATUSES:
+            return
+        count_abandoned(session, job, ctx.settings.endpoints)  # paid for, never completed
+        job.status = JobStatus.failed
+        job.error = error[:2000]
+        job.finished_at = utcnow()
+        append_event(session, job.id, "status_changed", status=JobStatus.failed, error=job.error)
+        webhooks.enqueue_for_status(session, job, ctx.settings)
+        metrics.job_finished(session, job)
+
+
+def job_of_batch(ctx: EngineContext, batch_id: str) -> str | None:
+    with ctx.db.session() as session:
+        return session.scalar(select(ExpansionBatch.job_id).where(ExpansionBatch.id == batch_id))
