@@ -58,9 +58,11 @@ class KVEngine:
         return cached
 
     def generated(self, text: str, completions: Sequence[str]) -> None:
-        """Cache the blocks of ``text`` followed by each completion (generated KV)."""
+        """Cache the blocks of ``text`` followed by each completion (generated KV), all but
+        its last token: as in vLLM, the last token sampled is never fed back, so its KV is
+        never computed (a block it would have filled is not cached)."""
         for completion in completions:
-            self.cache.insert(split_tokens(text + completion))
+            self.cache.insert(split_tokens(text + completion)[:-1])
 
     @staticmethod
     def per_token_s(cfg: SimConfig, active_sequences: int) -> float:

@@ -11,6 +11,10 @@ Families
     Generated multi-step arithmetic word problems, 2-6 steps, each question starting with its id,
     ``"Problem S-<seed>-<index>: ..."`` (:func:`synthetic_problems`); with a fixed number of
     steps ``k`` (``synthetic_problems(count, seed, steps=k)``) the id is ``S<k>-<seed>-<index>``.
+    ``synthetic_problems(count, seed, steps=k, style="math")`` (ids ``M<k>-<seed>-<index>``)
+    are the same problems with their steps written as MATH/PRM800K-style solutions are
+    (``## Step 1: <what>`` then a sentence or two of working, 30-60 tokens a step, as the
+    search-and-learn system prompt asks for), not GSM8K's one short line (~14 tokens).
 ``choice``
     Multiple-choice arithmetic questions with options A-E and a letter answer,
     ``"Problem C-<seed>-<index>: ..."`` (:func:`choice_problems`).
@@ -44,6 +48,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 from . import game24
 from .rng import rng_for, text_digest
@@ -116,10 +121,30 @@ _ITEMS = (
 MAX_SYNTHETIC_STEPS = 30
 
 
+#: Step styles of synthetic problems: one GSM8K-like line, or MATH-style worked steps.
+StepStyle = Literal["plain", "math"]
+
+
 @cache
-def synthetic_problem(seed: int, index: int, steps: int | None = None) -> Problem:
+def synthetic_problem(
+    seed: int, index: int, steps: int | None = None, style: StepStyle = "plain"
+) -> Problem:
     """Synthetic problem number ``index`` of the set drawn with ``seed``: 2-6 steps, or exactly
-    ``steps`` (1 to :data:`MAX_SYNTHETIC_STEPS`) when given."""
+    ``steps`` (1 to :data:`MAX_SYNTHETIC_STEPS`) when given. ``style="math"`` (``steps``
+    required): the same problem, each step a ``## Step k:`` heading and its working."""
+    if style == "math":
+        if steps is None:
+            raise ValueError("math-style synthetic problems need a fixed number of steps")
+        base, worked = _synthetic(seed, index, steps)
+        pid = f"M{steps}-{seed}-{index}"
+        question = base.question.replace(f"Problem {base.id}:", f"Problem {pid}:", 1)
+        return Problem(pid, "synthetic", question, base.answer, list(worked))
+    return _synthetic(seed, index, steps)[0]
+
+
+@cache
+def _synthetic(seed: int, index: int, steps: int | None) -> tuple[Problem, tuple[str, ...]]:
+    """The plain synthetic problem and its steps written MATH-style."""
     if steps is None:
         r = rng_for("synthetic", seed, index)
         pid = f"S-{seed}-{index}"
@@ -133,7 +158,9 @@ def synthetic_problem(seed: int, index: int, steps: int | None = None) -> Proble
     start = value = r.randint(5, 60)
     facts: list[str] = []
     solution: list[str] = []
-    for _ in range(r.randint(2, 6) if steps is None else steps):
+    worked: list[str] = []  # the same steps, MATH-style
+    they = pronoun.lower()
+    for k in range(1, 1 + (r.randint(2, 6) if steps is None else steps)):
         kinds = ["buy", "find", "double"]
         if value > 3:
             kinds.append("give")
@@ -150,6 +177,12 @@ def synthetic_problem(seed: int, index: int, steps: int | None = None) -> Proble
                 f"Buying {bags} bags of {each} {item} adds {bags} * {each} = {total} {item}, "
                 f"so {name} has {value} + {total} = {value + total} {item}."
             )
+            worked.append(
+                f"## Step {k}: Add the {item} in the bags\n"
+                f"Each of the {bags} bags holds {each} {item}, so the bags hold "
+                f"{bags} * {each} = {total} {item} in all. Adding them to the {value} {item} "
+                f"{name} already has gives {value} + {total} = {value + total} {item}."
+            )
             value += total
         elif kind == "find":
             found = r.randint(2, 40)
@@ -157,32 +190,55 @@ def synthetic_problem(seed: int, index: int, steps: int | None = None) -> Proble
             solution.append(
                 f"Finding {found} more gives {value} + {found} = {value + found} {item}."
             )
+            worked.append(
+                f"## Step {k}: Add the {item} {they} finds\n"
+                f"{name} had {value} {item} and finds {found} more, so the total goes up by "
+                f"{found}: {value} + {found} = {value + found} {item}."
+            )
             value += found
         elif kind == "double":
             facts.append(f"Then the number of {item} {name} has doubles.")
             solution.append(f"Doubling gives {value} * 2 = {value * 2} {item}.")
+            worked.append(
+                f"## Step {k}: Double the number of {item}\n"
+                f"The {value} {item} {name} has double, so we multiply by 2: "
+                f"{value} * 2 = {value * 2} {item}."
+            )
             value *= 2
         elif kind == "give":
             gone = r.randint(1, value - 1)
             facts.append(f"{pronoun} gives away {gone} {item}.")
             solution.append(f"Giving away {gone} leaves {value} - {gone} = {value - gone} {item}.")
+            worked.append(
+                f"## Step {k}: Subtract the {item} {they} gives away\n"
+                f"{name} gives away {gone} of the {value} {item}, so we subtract them: "
+                f"{value} - {gone} = {value - gone} {item} are left."
+            )
             value -= gone
         else:
             facts.append(f"Then {name} gives half of the {item} to a friend.")
             solution.append(f"Giving half away leaves {value} / 2 = {value // 2} {item}.")
+            worked.append(
+                f"## Step {k}: Halve the number of {item}\n"
+                f"Half of the {value} {item} go to a friend, so {name} keeps the other half: "
+                f"{value} / 2 = {value // 2} {item}."
+            )
             value //= 2
     question = (
         f"Problem {pid}: {name} has {start} {item}. "
         + " ".join(facts)
         + f" How many {item} does {name} have at the end?"
     )
-    return Problem(pid, "synthetic", question, str(value), solution)
+    return Problem(pid, "synthetic", question, str(value), solution), tuple(worked)
 
 
-def synthetic_problems(count: int, seed: int = 0, steps: int | None = None) -> list[Problem]:
+def synthetic_problems(
+    count: int, seed: int = 0, steps: int | None = None, style: StepStyle = "plain"
+) -> list[Problem]:
     """``count`` distinct synthetic word problems (ids ``S-<seed>-0`` ...), each with 2-6 steps,
-    or exactly ``steps`` steps when given (ids ``S<steps>-<seed>-0`` ...)."""
-    return [synthetic_problem(seed, i, steps) for i in range(count)]
+    or exactly ``steps`` steps when given (ids ``S<steps>-<seed>-0`` ...); ``style="math"``:
+    the same problems with MATH-style steps (ids ``M<steps>-<seed>-0`` ...)."""
+    return [synthetic_problem(seed, i, steps, style) for i in range(count)]
 
 
 # ---------------------------------------------------------------------------- graded
@@ -318,7 +374,7 @@ def generic_problem(text: str) -> Problem:
 
 # ---------------------------------------------------------------------------- index
 
-_ID = re.compile(r"Problem (S|C|D)(\d*)-(-?\d+)-(\d+):")
+_ID = re.compile(r"Problem (S|C|D|M)(\d*)-(-?\d+)-(\d+):")
 _G_ID = re.compile(r"Problem G-(\d+(?:-\d+){0,3}):")
 _TOT_INPUT = re.compile(r"(?m)^\s*Input:\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$")
 
@@ -388,6 +444,8 @@ class ProblemIndex:
                 p = graded_problem(seed, index)
             elif kind == "S" and 1 <= int(size) <= MAX_SYNTHETIC_STEPS:
                 p = synthetic_problem(seed, index, int(size))
+            elif kind == "M" and size and 1 <= int(size) <= MAX_SYNTHETIC_STEPS:
+                p = synthetic_problem(seed, index, int(size), "math")
             if p is not None:
                 best, best_pos = (p, self._end_of(text, p, m.start())), m.start()
         gids = list(_G_ID.finditer(text))

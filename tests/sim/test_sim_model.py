@@ -172,3 +172,18 @@ def test_continuation_after_a_wrong_step_is_wrong() -> None:
     # a finished solution leaves nothing to generate
     done = generate(p, 1, cfg, "\n\n" + good.text)
     assert done.text == "" and done.correct
+
+
+def test_math_style_samples_are_judged_like_plain_ones() -> None:
+    from ttc_sim.steps import GOOD, judge_chunks, split_chunks
+
+    m = synthetic_problems(1, seed=17, steps=8, style="math")[0]
+    cfg = SimConfig(step_accuracy=0.8)
+    outcomes = set()
+    for seed in range(60):
+        s = generate(m, seed, cfg)
+        verdicts = judge_chunks(m, split_chunks(s.text))
+        assert len(verdicts) == 9  # eight worked steps and the final answer
+        assert (verdicts[-1] == GOOD) == s.correct
+        outcomes.add(s.correct)
+    assert outcomes == {True, False}

@@ -7,6 +7,8 @@ import time
 
 import httpx
 
+from ttc_sim.config import SimConfig
+from ttc_sim.kv import KVEngine
 from ttc_sim.prefix_cache import PrefixCache
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
@@ -26,6 +28,16 @@ def test_blocks_are_chained_whole_and_least_recently_used_go_first() -> None:
     cache.insert([f"b{i}" for i in range(8)])  # two more blocks: a's oldest untouched go
     assert len(cache) == 4
     assert cache.cached_tokens([*a, "x"]) == 0  # its first block went first
+
+
+def test_generated_blocks_are_cached_but_the_last_token_is_never_computed() -> None:
+    engine = KVEngine(SimConfig(prefix_cache_blocks=16, block_size=4))
+    prompt = "one two three four five"  # 5 tokens
+    engine.generated(prompt, [" six seven eight"])  # 8 tokens with the completion
+    # vLLM computes the KV of every token but the last sampled one: 7 tokens, 1 whole block.
+    assert engine.cache.cached_tokens(split_tokens(prompt + " six seven eight nine")) == 4
+    engine.generated(prompt, [" six seven eight nine"])  # 9: the second block is whole
+    assert engine.cache.cached_tokens(split_tokens(prompt + " six seven eight nine ten")) == 8
 
 
 def completion(client: httpx.Client, prompt: str, **fields: object) -> dict:

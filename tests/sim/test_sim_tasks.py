@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import statistics
 import time
 from fractions import Fraction
+
+import pytest
 
 from ttc_sim.game24 import check_expression, solvable
 from ttc_sim.tasks import (
@@ -12,6 +15,7 @@ from ttc_sim.tasks import (
     gsm8k_problems,
     synthetic_problems,
 )
+from ttc_sim.tokens import count_tokens
 
 
 def test_gsm8k_sample() -> None:
@@ -35,6 +39,29 @@ def test_synthetic_problems() -> None:
         assert p.steps[-1].split("= ")[-1].split()[0] == p.answer
     assert synthetic_problems(5, seed=3) == problems[:5]
     assert synthetic_problems(5, seed=4)[0].question != problems[0].question
+
+
+def test_math_style_problems_are_the_same_problems_with_worked_steps() -> None:
+    plain = synthetic_problems(40, seed=17, steps=8)
+    worked = synthetic_problems(40, seed=17, steps=8, style="math")
+    lengths = []
+    for i, (p, m) in enumerate(zip(plain, worked, strict=True)):
+        assert m.id == f"M8-17-{i}" and m.question.startswith(f"Problem M8-17-{i}:")
+        assert m.question.removeprefix(f"Problem {m.id}:") == p.question.removeprefix(
+            f"Problem {p.id}:"
+        )
+        assert m.answer == p.answer and len(m.steps) == len(p.steps) == 8
+        for k, (step, line) in enumerate(zip(m.steps, p.steps, strict=True), 1):
+            assert step.startswith(f"## Step {k}: ") and "\n\n" not in step
+            # the same arithmetic: the plain step's last equation ends the worked one too
+            assert step.rsplit("= ", 1)[-1].split()[0] == line.rsplit("= ", 1)[-1].split()[0]
+            lengths.append(count_tokens(step))
+        # the server finds the problem from its id in any prompt
+        assert find_problem("system prompt\n\n" + m.question + "\n\n## Step 1:") == m
+    assert min(lengths) >= 30 and max(lengths) <= 60  # MATH/PRM800K-sized steps
+    assert statistics.fmean(lengths) >= 35
+    with pytest.raises(ValueError, match="fixed number of steps"):
+        synthetic_problems(1, seed=17, style="math")
 
 
 def test_choice_problems() -> None:

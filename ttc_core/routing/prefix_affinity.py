@@ -16,18 +16,26 @@ that computed it. So:
    virtual points per replica) at the hash of its blocks: the same text goes to the same
    replica from every process, and a replica leaving moves only its own share.
 3. **Bounded loads** (Mirrokni, Thorup and Zadimoghaddam, 2018). A replica may take a
-   request only while its load (sequences in flight) stays within ``load_factor`` times
-   the mean load counted with the request (when none may, the least loaded takes it,
-   the best-placed first among equals); otherwise the
-   next replica clockwise from the point of its known prefix is tried, so a hot prefix
-   (and the siblings that share it) spills over to the same few replicas instead of
-   everywhere. Each process bounds its own in-flight
-   load; the sum over processes then stays within the same factor of the total mean.
+   request only while its load stays within ``load_factor`` times the mean load counted
+   with the request (when none may, the one with the fewest sequences in flight takes it,
+   the best-placed first among equals); otherwise the replica holding the next-longest
+   part of the prefix is tried, then the next clockwise from the point of its known
+   prefix, so a hot prefix (and the siblings that share it) spills over to the same few
+   replicas instead of everywhere. The load (``load_measure``) is by default each
+   replica's *recent work*: the sequences routed to it, decayed over the last
+   ``load_window`` routed (``in_flight``: the sequences in flight now). Beam search keeps
+   the best of each depth's children, which cluster on a few replicas by chance, a
+   different few at each depth: bounding the sequences in flight moves some of them at
+   every depth (each move prefills the path's last steps again elsewhere), while bounding
+   the recent work lets a depth pile up where its paths are and moves requests only when a
+   replica's share of the work drifts above the bound. Each process bounds its own load;
+   the sum over processes then stays within the same factor of the total mean.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -41,11 +49,14 @@ VNODES = 64
 OWNERS_PER_BLOCK = 8
 
 
-def within_bound(load: int, cost: int, total: int, replicas: int, factor: float) -> bool:
+def within_bound(
+    load: float, cost: int, total: float, replicas: int, factor: float, slack: float = 0.0
+) -> bool:
     """Whether a replica at ``load`` may take ``cost`` more, all replicas together holding
     ``total``: an idle replica always may; otherwise its load afterwards must not exceed
-    ``factor`` times the mean load with the request counted."""
-    return load == 0 or load + cost <= factor * (total + cost) / replicas + 1e-9
+    ``factor`` times the mean load with the request counted (or the mean plus ``slack``)."""
+    mean = (total + cost) / replicas
+    return load == 0 or load + cost <= max(factor * mean, mean + slack) + 1e-9
 
 
 class PrefixAffinity:
@@ -55,6 +66,8 @@ class PrefixAffinity:
         self._owner: OrderedDict[bytes, list[str]] = OrderedDict()
         self._ring_keys: tuple[str, ...] = ()
         self._ring: list[tuple[int, str]] = []
+        #: Recent work per replica (``load_measure: recent``): sequences routed, decayed.
+        self._work: dict[str, float] = {}
 
     # -------------------------------------------------------------------- the ring
     def _ring_for(self, keys: Sequence[str]) -> list[tuple[int, str]]:
@@ -110,12 +123,41 @@ class PrefixAffinity:
         at = point(hashes[longest - 1] if longest else hashes[-1] if hashes else request.text)
         ring = {key: i for i, key in enumerate(self._clockwise(at, keys))}
         order = sorted(keys, key=lambda key: (-held.get(key, 0), ring[key]))
-        loads = {r.key: r.load for r in replicas}
+        in_flight = {r.key: r.load for r in replicas}
+        loads: dict[str, float]
+        if self.config.load_measure == "recent":
+            loads = self._recent(keys)
+        else:
+            loads = {key: float(load) for key, load in in_flight.items()}
         total = sum(loads.values())
-        for key in order:
-            if within_bound(loads[key], request.cost, total, len(keys), self.config.load_factor):
-                return key
-        return min(order, key=lambda key: loads[key])
+        factor = self.config.load_factor
+        slack = self.config.load_slack if self.config.load_measure == "recent" else 0
+        chosen = next(
+            (
+                k
+                for k in order
+                if within_bound(loads[k], request.cost, total, len(keys), factor, slack)
+            ),
+            None,
+        )
+        if chosen is None:
+            chosen = min(order, key=lambda key: in_flight[key])
+        self._routed(chosen, request.cost)
+        return chosen
+
+    def _recent(self, keys: Sequence[str]) -> dict[str, float]:
+        """The recent work of ``keys`` (none yet for a replica never routed to)."""
+        return {key: self._work.get(key, 0.0) for key in keys}
+
+    def _routed(self, key: str, cost: int) -> None:
+        """Count ``cost`` sequences routed to ``key`` in the recent work (decaying the rest)."""
+        if self.config.load_measure != "recent":
+            return
+        keep = math.exp(-cost / self.config.load_window)
+        work = self._work
+        for name in work:
+            work[name] *= keep
+        work[key] = work.get(key, 0.0) + cost
 
     def observe(self, request: RouteRequest, replica: str, completions: Sequence[str]) -> None:
         size = self.config.block_chars

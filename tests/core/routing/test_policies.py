@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -57,6 +58,8 @@ def run_depth(
 
 def test_a_continuation_goes_where_its_prefix_was_generated() -> None:
     policy = PrefixAffinity(RoutingConfig(block_chars=16))
+    for i in range(256):  # a process that has been serving other work, spread evenly
+        policy.choose(RouteRequest(f"earlier request {i}: " * 4, 4), views())
     prompt = QUESTION
     first = policy.choose(RouteRequest(prompt, 4), views())
     steps = [f" Step from sample {i}: 30 + 22 = 52 shells, so far so good.\n\n" for i in range(4)]
@@ -83,7 +86,9 @@ def test_unknown_prefixes_spread_by_consistent_hashing() -> None:
 
 
 def test_bounded_loads_keep_every_replica_within_the_factor() -> None:
-    policy = PrefixAffinity(RoutingConfig(block_chars=16, load_factor=1.25))
+    policy = PrefixAffinity(
+        RoutingConfig(block_chars=16, load_factor=1.25, load_measure="in_flight")
+    )
     hot = QUESTION  # every request continues one hot prefix
     policy.observe(RouteRequest(hot), KEYS[0], [])
     loads: dict[str, int] = {}
@@ -95,7 +100,7 @@ def test_bounded_loads_keep_every_replica_within_the_factor() -> None:
 
 
 def test_siblings_that_spill_over_spill_to_the_same_replica() -> None:
-    policy = PrefixAffinity(RoutingConfig(block_chars=16))
+    policy = PrefixAffinity(RoutingConfig(block_chars=16, load_measure="in_flight"))
     parent = QUESTION + "First step, which every sibling continues.\n\n"
     home, second = KEYS[0], KEYS[2]
     policy.observe(RouteRequest(QUESTION), second, ["First step, which every sibling"])
@@ -104,6 +109,84 @@ def test_siblings_that_spill_over_spill_to_the_same_replica() -> None:
     loads = {home: 40}
     siblings = [parent + f"sibling {i} goes on here. " for i in range(3)]
     assert set(run_depth(policy, siblings, 1, loads)) == {second}
+
+
+def beam_depths(
+    policy: PrefixAffinity, clusters: Sequence[dict[str, int]], cost: int = 4
+) -> tuple[int, Counter[str]]:
+    """Route beam-search depths whose selected paths live where ``clusters`` says (how
+    many requests continue a path generated on each replica), each depth finishing
+    before the next; the requests sent away from their home and the sequences each
+    replica took."""
+    moved = 0
+    work: Counter[str] = Counter()
+    for depth, cluster in enumerate(clusters):
+        texts = []
+        for key, count in cluster.items():
+            for i in range(count):
+                parent = f"{QUESTION} depth {depth} on {key} path {i}: 30 + 22 = 52.\n\n"
+                policy.observe(RouteRequest(parent), key, [])
+                texts.append((key, parent + "Next step"))
+        loads: dict[str, int] = {}
+        for home, text in texts:
+            key = policy.choose(RouteRequest(text, cost), views(loads))
+            loads[key] = loads.get(key, 0) + cost
+            work[key] += cost
+            moved += key != home
+    return moved, work
+
+
+# Where the 16 kept paths of each depth live: a few replicas by chance, a different few
+# at each depth (beam search keeps the best children wherever they are).
+CLUSTERS = [
+    {KEYS[0]: 7, KEYS[1]: 5, KEYS[2]: 3, KEYS[3]: 1},
+    {KEYS[1]: 7, KEYS[2]: 5, KEYS[3]: 3, KEYS[0]: 1},
+    {KEYS[2]: 6, KEYS[0]: 5, KEYS[3]: 4, KEYS[1]: 1},
+    {KEYS[3]: 7, KEYS[0]: 4, KEYS[1]: 4, KEYS[2]: 1},
+] * 2
+
+
+def test_recent_work_bound_moves_fewer_paths_and_keeps_the_shares() -> None:
+    # Bounding the sequences in flight moves the surplus of every depth away from home;
+    # bounding each replica's recent work lets a depth pile up where its paths are as long
+    # as the replica's share of the work stays within the factor.
+    in_flight, _ = beam_depths(PrefixAffinity(RoutingConfig(load_measure="in_flight")), CLUSTERS)
+    moved, work = beam_depths(PrefixAffinity(RoutingConfig(load_measure="recent")), CLUSTERS)
+    assert in_flight >= 8  # 7 requests of 4 where 5 fit: 2 moved per depth at least
+    assert moved < in_flight / 2
+    mean = sum(work.values()) / len(KEYS)
+    assert max(work.values()) <= 1.25 * mean
+
+
+def test_recent_work_bound_spreads_a_drifting_replica() -> None:
+    # The same replica holds most kept paths depth after depth: its share is held to the
+    # bound (the surplus goes elsewhere), not left to grow.
+    policy = PrefixAffinity(RoutingConfig(load_measure="recent"))
+    moved, work = beam_depths(policy, [{KEYS[0]: 10, KEYS[1]: 2, KEYS[2]: 2, KEYS[3]: 2}] * 8)
+    mean = sum(work.values()) / len(KEYS)
+    assert max(work.values()) <= 1.25 * mean + 4  # within one request of the bound
+    assert moved > 0
+
+
+def test_the_pieces_of_a_large_n_spread_under_the_recent_work_bound() -> None:
+    # The four pieces of a large n, one text, on a fresh process: the slack is less than a
+    # piece, so each piece goes to a replica of its own.
+    policy = PrefixAffinity(RoutingConfig(load_measure="recent"))
+    loads: dict[str, int] = {}
+    picks = run_depth(policy, [QUESTION] * 4, 16, loads)
+    assert sorted(picks) == sorted(KEYS)
+
+
+def test_recent_work_decays_over_the_window() -> None:
+    policy = PrefixAffinity(RoutingConfig(load_measure="recent", load_window=100))
+    policy.observe(RouteRequest(QUESTION), KEYS[0], [])
+    assert policy.choose(RouteRequest(QUESTION + " more", 10), views()) == KEYS[0]
+    others = [v for v in views() if v.key != KEYS[0]]
+    for i in range(50):
+        policy.choose(RouteRequest(f"other {i} " * 8, 2), others)
+    recent = policy._recent(KEYS)
+    assert recent[KEYS[0]] == pytest.approx(10 * math.exp(-1))  # 100 routed since: 1/e
+    assert sum(recent.values()) < 100  # about one window's worth
 
 
 def test_within_bound() -> None:
