@@ -36,8 +36,20 @@ from ttc_sim.tasks import gsm8k_problems
 SIM_ARGS = ["--base-latency-s", "0.05", "--per-token-latency-s", "0"]
 
 
+#: Where a job's time goes, from the rows' own timestamps (all on this machine's clock):
+#: the POST until the job's row (``created_at``), until a worker's driver step starts it
+#: (``started_at``), until its request left (the sample's ``created_at`` minus its
+#: ``latency_ms``), the request, and from the sample's row until the job's result.
+STAGES = ("api", "queue", "to_request", "request", "to_result")
+
+
 def ttc_job(
-    api: httpx.Client, prompt: str, answer: str, seed: int, poll_s: float
+    api: httpx.Client,
+    prompt: str,
+    answer: str,
+    seed: int,
+    poll_s: float,
+    stages: dict[str, list[float]] | None = None,
 ) -> tuple[float, float, float]:
     """(seconds until committed, until the poll saw it, the sample's request seconds)."""
     began_wall = time.time()
@@ -69,6 +81,25 @@ def ttc_job(
     nodes = api.get(f"/v1/jobs/{job_id}/nodes").json()
     items = nodes["data"]
     latency = max(float(n.get("latency_ms") or 0.0) for n in items) / 1000
+    if stages is not None:
+        at = {
+            k: dt.datetime.fromisoformat(job[k]).timestamp()
+            for k in ("created_at", "started_at", "finished_at")
+        }
+        sample = max(items, key=lambda n: n.get("latency_ms") or 0.0)
+        landed = dt.datetime.fromisoformat(sample["created_at"]).timestamp()
+        for name, value in zip(
+            STAGES,
+            (
+                at["created_at"] - began_wall,
+                at["started_at"] - at["created_at"],
+                landed - latency - at["started_at"],
+                latency,
+                at["finished_at"] - landed,
+            ),
+            strict=True,
+        ):
+            stages[name].append(value)
     return committed, elapsed, latency
 
 
@@ -114,11 +145,12 @@ def main() -> None:
             ttc_job(api, problem.question, problem.answer, seed, ns.poll_ms / 1000)
             plain_request(plain, stack.sim_url, problem.question, seed)
         added, seen_added, totals, plains = [], [], [], []
+        stages: dict[str, list[float]] = {name: [] for name in STAGES}
         for i in range(ns.jobs):
             seed = 100 + i
             plains.append(plain_request(plain, stack.sim_url, problem.question, seed))
             committed, seen, inference = ttc_job(
-                api, problem.question, problem.answer, seed, ns.poll_ms / 1000
+                api, problem.question, problem.answer, seed, ns.poll_ms / 1000, stages
             )
             totals.append(committed)
             added.append(committed - inference)
@@ -131,6 +163,10 @@ def main() -> None:
             f"until a poll every {ns.poll_ms:g} ms saw it: added median "
             f"{1000 * statistics.median(seen_added):.1f} ms, p90 {1000 * q_seen[-1]:.1f} ms; "
             f"plain client median {1000 * statistics.median(plains):.1f} ms"
+        )
+        print(
+            "stages (median ms): "
+            + ", ".join(f"{k} {1000 * statistics.median(v):.1f}" for k, v in stages.items())
         )
 
 
