@@ -106,10 +106,14 @@ def record(endpoint: str, prompt_tokens: int, completion_tokens: int, requests: 
 
 
 def record_stored(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Node rows this attempt inserted: their tokens are counted through the nodes."""
+    """Node rows this attempt inserted: their tokens are counted through the nodes. A row
+    the expansion cache served (``cached``) was paid for by nobody here: its tokens are no
+    part of what a server answered, so they must not hide a judge's or a reward model's."""
     ledger = _CURRENT.get()
     if ledger is not None:
         for row in rows:
+            if row.get("cached"):
+                continue
             ledger.stored_prompt_tokens += int(row.get("prompt_tokens") or 0)
             ledger.stored_completion_tokens += int(row.get("completion_tokens") or 0)
 
