@@ -16,6 +16,7 @@ from ttc_core.db import Database
 from ttc_core.errors import UnknownNameError
 from ttc_core.inference import ConcurrencyLimiter, InferenceClient, LocalLimiter
 from ttc_core.settings import Settings
+from ttc_core.tree_cache import TreeCache
 
 
 def make_http_client(max_connections: int = 512) -> httpx.AsyncClient:
@@ -39,6 +40,11 @@ class EngineContext:
     http: httpx.AsyncClient
     limiter: ConcurrencyLimiter = field(default_factory=LocalLimiter)
     _clients: dict[str, InferenceClient] = field(default_factory=dict)
+    #: Jobs' planning views kept between driver steps (``ttc_core.tree_cache``).
+    trees: TreeCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trees = TreeCache(self.settings.tree_cache_nodes)
 
     def inference(self, endpoint_name: str, model: str | None = None) -> InferenceClient:
         """The client of an endpoint; ``model``: another model than the endpoint's own on
