@@ -16,12 +16,13 @@ batch.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from ttc_core import webhooks
@@ -47,6 +48,7 @@ from ttc_core.replay_plan import replay_plan
 from ttc_core.runtime import EngineContext
 from ttc_core.store import append_event, lock_job, path_text
 from ttc_core.strategies import Expand, Selection, get_strategy
+from ttc_core.text_safety import safe_json
 from ttc_core.tree import NodeView, TreeView, node_id_for
 from ttc_core.tree_cache import PlanningEntry, forget, planning_entry
 
@@ -199,16 +201,40 @@ _BEST_FIELDS = ("node_id", "answer", "score")
 
 
 def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
+    """Merge ``updates`` into the nodes' ``meta``. Locks in id order, after the job's lock
+    (the lock order of ``ttc_core.claims``). On Postgres one statement per chunk of nodes
+    merges in the database (MCTS writes every node's visits when it ends: 100,000 rows
+    would otherwise be read back and written one by one)."""
     if not updates:
         return
+    ids = sorted(updates)
+    if session.get_bind().dialect.name == "postgresql":
+        for start in range(0, len(ids), _META_CHUNK):
+            chunk = ids[start : start + _META_CHUNK]
+            session.execute(_LOCK_NODES, {"ids": chunk})
+            session.execute(
+                _MERGE_META,
+                {"ids": chunk, "patches": [json.dumps(safe_json(updates[i])) for i in chunk]},
+            )
+        return
     rows = session.execute(
-        select(Node.id, Node.meta).where(Node.id.in_(list(updates))).order_by(Node.id)
+        select(Node.id, Node.meta).where(Node.id.in_(ids)).order_by(Node.id)
     ).all()
-    # In id order, after the job's lock (the lock order of ttc_core.claims).
     session.execute(
         update(Node),
         [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
     )
+
+
+_META_CHUNK = 5000
+_LOCK_NODES = text(
+    "SELECT id FROM nodes WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
+)
+_MERGE_META = text(
+    "UPDATE nodes AS n SET meta = (coalesce(n.meta::jsonb, '{}'::jsonb) || v.patch)::json "
+    "FROM (SELECT unnest(CAST(:ids AS text[])) AS id, "
+    "unnest(CAST(:patches AS jsonb[])) AS patch) AS v WHERE n.id = v.id"
+)
 
 
 def _make_batches(
