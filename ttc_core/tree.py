@@ -80,8 +80,10 @@ class TreeIndex(Protocol):
 
     ``absorb`` is called after ``added`` (nodes new to the view, in any order) joined
     ``tree``; afterwards the index must equal one built from scratch over the grown tree.
-    Planning code reads an index and never changes it (a selection that needs scratch
-    state keeps its own overlay).
+    Planning code reads an index and never changes what it says about the tree (a
+    selection that needs scratch state keeps its own overlay); it may fill in a memo of a
+    function of the tree alone (ToT-DFS remembers the subtrees it backtracked out of),
+    which ``absorb`` clears where nodes land.
     """
 
     def absorb(self, tree: TreeView, added: Sequence[NodeView]) -> None: ...

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ttc_core.steps import _Frontier
-from ttc_core.strategies import Mcts
+from ttc_core.strategies import get_strategy
 from ttc_core.strategies.mcts import stats_of, tree_stats
 from ttc_core.strategies.stepwise import BestTerminal, select_terminal, step_terminals
 from ttc_core.thinking import planning_additions, planning_view
@@ -130,28 +130,43 @@ def test_grown_view_equals_the_view_built_from_scratch(seed: int, think: bool) -
         assert rebuilt == 0
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_mcts_plans_alike_on_grown_and_built_views(seed: int) -> None:
-    """Planning reads the indexes and leaves them as they were: the same plan on a grown
-    view (asked twice) as on a fresh one, step after step."""
+PLANNERS = [
+    ("mcts", {"k": 3, "parallel": 4, "simulations": 60, "max_depth": 5}),
+    ("mcts", {"k": 2, "parallel": 1, "simulations": 40, "max_depth": 7}),
+    ("tot_dfs", {"k": 3, "threshold": 0.4, "max_expansions": 40, "max_depth": 5}),
+    ("tot_bfs", {"k": 3, "breadth": 2, "max_depth": 5}),
+    ("beam_search", {"n": 6, "beam_width": 2, "max_depth": 5}),
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("name", "raw_params"), PLANNERS)
+def test_strategies_plan_alike_on_grown_and_built_views(
+    seed: int, name: str, raw_params: dict[str, Any]
+) -> None:
+    """Planning reads the indexes and leaves them saying what they said: the same plan and
+    selection on a grown view (asked twice) as on a fresh one, step after step."""
     rng = random.Random(seed)
-    mcts = Mcts()
-    params = mcts.parse_params(
-        {"k": 3, "parallel": rng.randint(1, 8), "simulations": 60, "max_depth": 5}
-    )
+    strategy = get_strategy(name)
+    params = strategy.parse_params(raw_params)
     raw: dict[str, Any] = {ROOT: _root()}
     grown = TreeView.build(raw.values())
-    for _ in range(15):
-        plan = mcts.plan(grown, params, {})
-        assert mcts.plan(grown, params, {}) == plan
-        assert mcts.plan(TreeView.build(raw.values()), params, {}) == plan
-        if plan.finish is not None:
+    state: dict[str, Any] = {}
+    for _ in range(40):
+        plan = strategy.plan(grown, params, state)
+        assert strategy.plan(grown, params, state) == plan
+        assert strategy.plan(TreeView.build(raw.values()), params, state) == plan
+        assert strategy.select(grown, params) == strategy.select(
+            TreeView.build(raw.values()), params
+        )
+        if plan.finish is not None or not plan.expansions:
             break
+        state = plan.state if plan.state is not None else state
         added = []
         for exp in plan.expansions:
             first = grown.next_child_index(exp.parent_id)
             for index in range(first, first + exp.k):
-                added.append(_child(rng, grown.nodes[exp.parent_id], index))
+                added.append(_child(rng, grown.nodes[exp.parent_id], index, exp.role))
         raw.update((n.id, n) for n in added)
         grown.absorb(added)
 
