@@ -210,12 +210,13 @@ def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> No
     ids = sorted(updates)
     if session.get_bind().dialect.name == "postgresql":
         for start in range(0, len(ids), _META_CHUNK):
-            chunk = ids[start : start + _META_CHUNK]
-            session.execute(_LOCK_NODES, {"ids": chunk})
-            session.execute(
-                _MERGE_META,
-                {"ids": chunk, "patches": [json.dumps(safe_json(updates[i])) for i in chunk]},
-            )
+            # One JSON document per chunk ({node id: patch}): one parameter to send.
+            chunk = {i: updates[i] for i in ids[start : start + _META_CHUNK]}
+            doc = json.dumps(chunk)
+            if "\\u" in doc:  # escapes: strings to clean (NULs, lone surrogates)
+                doc = json.dumps(safe_json(chunk))
+            session.execute(_LOCK_NODES, {"doc": doc})
+            session.execute(_MERGE_META, {"doc": doc})
         return
     rows = session.execute(
         select(Node.id, Node.meta).where(Node.id.in_(ids)).order_by(Node.id)
@@ -228,12 +229,12 @@ def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> No
 
 _META_CHUNK = 5000
 _LOCK_NODES = text(
-    "SELECT id FROM nodes WHERE id = ANY(CAST(:ids AS text[])) ORDER BY id FOR UPDATE"
+    "SELECT id FROM nodes WHERE id IN (SELECT jsonb_object_keys(CAST(:doc AS jsonb))) "
+    "ORDER BY id FOR UPDATE"
 )
 _MERGE_META = text(
-    "UPDATE nodes AS n SET meta = (coalesce(n.meta::jsonb, '{}'::jsonb) || v.patch)::json "
-    "FROM (SELECT unnest(CAST(:ids AS text[])) AS id, "
-    "unnest(CAST(:patches AS jsonb[])) AS patch) AS v WHERE n.id = v.id"
+    "UPDATE nodes AS n SET meta = (coalesce(n.meta::jsonb, '{}'::jsonb) || v.value)::json "
+    "FROM jsonb_each(CAST(:doc AS jsonb)) AS v WHERE n.id = v.key"
 )
 
 

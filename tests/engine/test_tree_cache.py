@@ -20,13 +20,13 @@ from ttc_core.followup import FollowUp
 from ttc_core.models import ExpansionBatch, Job, JobEvent, Node
 from ttc_core.runtime import EngineContext
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.steps import _Frontier, advance
+from ttc_core.steps import _Frontier, _merge_node_meta, advance
 from ttc_core.store import _TREE_COLUMNS
 from ttc_core.strategies.mcts import stats_of, tree_stats
 from ttc_core.strategies.stepwise import BestTerminal
 from ttc_core.submission import JobSpec, create_job
 from ttc_core.thinking import planning_view
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.tree import NodeView, TreeView, node_id_for
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 
@@ -247,3 +247,42 @@ def test_a_job_on_one_worker_builds_its_view_once(
     # Every driver step but the first grew the view it kept; the finished job keeps none.
     assert (ctx.trees.builds, ctx.trees.hits) == (1, steps)
     assert ctx.trees.peek(job_id) is None
+
+
+def test_node_meta_merges_into_what_nodes_hold(
+    database_url: str, sim: SimServer, make_context: ContextFactory
+) -> None:
+    """``_merge_node_meta`` (MCTS's visits at its end, ToT's duplicates): keys merge into
+    a node's meta, other keys stay, strings are cleaned, nodes not named are untouched."""
+
+    ctx = make_context(_settings(database_url, sim))
+    job_id = _submit(ctx, seed=8)
+    with ctx.db.transaction() as session:
+        root = session.scalars(select(Node).where(Node.job_id == job_id)).one()
+        kids = [
+            Node(
+                id=node_id_for(job_id, root.id, i),
+                job_id=job_id,
+                parent_id=root.id,
+                depth=1,
+                child_index=i,
+                role="step",
+                meta={"state": f"s{i}"} if i else None,
+            )
+            for i in range(3)
+        ]
+        session.add_all(kids)
+        ids = [k.id for k in kids]
+    with ctx.db.transaction() as session:
+        _merge_node_meta(
+            session,
+            {ids[0]: {"visits": 3, "q": 0.5}, ids[1]: {"duplicate_of": "a\x00b"}},
+        )
+    with ctx.db.session() as session:
+        metas = dict(
+            session.execute(select(Node.id, Node.meta).where(Node.parent_id == root.id)).all()
+        )
+    assert metas[ids[0]] == {"visits": 3, "q": 0.5}
+    assert metas[ids[1]]["state"] == "s1"
+    assert "\x00" not in metas[ids[1]]["duplicate_of"]
+    assert metas[ids[2]] == {"state": "s2"}
