@@ -103,30 +103,40 @@ def wall_s(job: dict[str, Any]) -> float:
     return (finished - created).total_seconds()
 
 
-def driver_steps(stack: Stack) -> tuple[float, float]:
-    """The workers' driver steps of MCTS jobs so far: (seconds in all, how many)."""
+def worker_counters(stack: Stack) -> dict[str, float]:
+    """The workers' counters so far: MCTS driver steps (seconds, count) and how steps had
+    their planning views (kept / built, and the nodes each read)."""
     text = httpx.get(str(stack.worker_metrics_url), timeout=30).text
-    total = count = 0.0
+    out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("ttc_driver_step_duration_seconds_") and 'strategy="mcts"' in line:
-            name, value = line.split("{", 1)[0], float(line.rsplit(" ", 1)[1])
-            if name.endswith("_sum"):
-                total += value
-            elif name.endswith("_count"):
-                count += value
-    return total, count
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("ttc_driver_step_duration_seconds_") and 'strategy="mcts"' in name:
+            key = "drive_s" if name.startswith("ttc_driver_step_duration_seconds_sum") else None
+            key = key or ("drives" if "_count" in name else None)
+        elif name.startswith(("ttc_planning_views_total", "ttc_planning_view_nodes_total")):
+            source = "kept" if 'source="kept"' in name else "built"
+            key = ("views_" if name.startswith("ttc_planning_views") else "nodes_") + source
+        else:
+            key = None
+        if key:
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
 
 
 def run_one(
     api: httpx.Client, stack: Stack, simulations: int, seed: int
-) -> tuple[float, dict[str, Any], float]:
-    """(ms per simulation, the finished job, its driver steps' mean ms)."""
-    before = driver_steps(stack)
+) -> tuple[float, dict[str, Any], dict[str, float]]:
+    """(ms per simulation, the finished job, what the workers' counters gained)."""
+    before = worker_counters(stack)
     job = wait(api, submit(api, simulations, seed))
-    after = driver_steps(stack)
-    steps = after[1] - before[1]
-    mean_ms = 1000 * (after[0] - before[0]) / steps if steps else float("nan")
-    return 1000 * wall_s(job) / simulations, job, mean_ms
+    after = worker_counters(stack)
+    return (
+        1000 * wall_s(job) / simulations,
+        job,
+        {k: v - before.get(k, 0.0) for k, v in after.items()},
+    )
 
 
 def step_times(api: httpx.Client, job_id: str) -> tuple[float, float, float]:
@@ -153,14 +163,19 @@ def step_times(api: httpx.Client, job_id: str) -> tuple[float, float, float]:
 
 
 def describe(
-    api: httpx.Client, simulations: int, ms: float, job: dict[str, Any], drive_ms: float
+    api: httpx.Client, simulations: int, ms: float, job: dict[str, Any], gained: dict[str, float]
 ) -> str:
     progress = job.get("progress") or {}
     first, last, finish = step_times(api, job["id"])
+    drives = gained.get("drives", 0.0)
+    drive_ms = 1000 * gained.get("drive_s", 0.0) / drives if drives else float("nan")
+    kept, built = gained.get("views_kept", 0.0), gained.get("views_built", 0.0)
+    read = gained.get("nodes_kept", 0.0) + gained.get("nodes_built", 0.0)
     return (
         f"mcts {simulations} simulations: {wall_s(job):.1f} s, {ms:.2f} ms/simulation, "
         f"{progress.get('nodes', '?')} nodes, {progress.get('step', '?')} steps; "
-        f"driver step mean {drive_ms:.1f} ms; "
+        f"driver step mean {drive_ms:.1f} ms; planning views kept {kept:.0f} / built "
+        f"{built:.0f}, {read / max(1.0, kept + built):.0f} nodes read per step; "
         f"median step {first:.0f} ms in the first quarter, {last:.0f} ms in the last; "
         f"finishing {finish:.0f} ms"
     )
@@ -298,8 +313,8 @@ def main() -> None:
         )
         if ns.big:
             with RssSampler(worker_pids(stack)) as rss:
-                ms, job, drive_ms = run_one(api, stack, ns.big_simulations, seed=7)
-            print(describe(api, ns.big_simulations, ms, job, drive_ms))
+                ms, job, gained = run_one(api, stack, ns.big_simulations, seed=7)
+            print(describe(api, ns.big_simulations, ms, job, gained))
             print(
                 f"worker RSS peak: {max(rss.peak.values()) / 1024:.0f} MiB in one process, "
                 f"{rss.peak_total / 1024:.0f} MiB all {len(rss.peak)} worker processes together"
@@ -317,9 +332,9 @@ def main() -> None:
             return
         results: list[tuple[int, float]] = []
         for simulations, seed in ((ns.small, 11), (ns.large, 12), (ns.small, 13)):
-            ms, job, drive_ms = run_one(api, stack, simulations, seed)
+            ms, job, gained = run_one(api, stack, simulations, seed)
             results.append((simulations, ms))
-            print(describe(api, simulations, ms, job, drive_ms), flush=True)
+            print(describe(api, simulations, ms, job, gained), flush=True)
         small = [ms for s, ms in results if s == ns.small]
         large = next(ms for s, ms in results if s == ns.large)
         print(

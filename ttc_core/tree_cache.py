@@ -33,6 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from ttc_core.models import Job
+from ttc_core.observability import metrics
 from ttc_core.store import load_nodes_since, load_tree
 from ttc_core.thinking import planning_additions, planning_view
 from ttc_core.tree import TreeView
@@ -56,7 +57,7 @@ class PlanningEntry:
     #: The last ``best_changed`` this job reported (``node_id``, ``answer``, ``score``),
     #: or None when unknown (read from the events then).
     last_best: dict[str, Any] | None = None
-    #: How the view was had this step (``hit``: grown by ``added`` nodes; ``built``).
+    #: How the view was had this step (``kept``: grown by ``added`` nodes; ``built``).
     source: str = "built"
     added: int = 0
 
@@ -118,6 +119,8 @@ def planning_entry(cache: TreeCache, session: Session, job: Job) -> PlanningEntr
     entry = cache.take(job.id)
     if entry is not None and not (entry.epoch == job.tree_epoch and entry.loaded <= job.step):
         entry = None
+    if entry is not None:
+        entry.added = 0
     if entry is not None and entry.loaded < job.step:
         raw = load_nodes_since(session, job.id, entry.loaded, job.step)
         placed = planning_additions(entry.tree, raw)
@@ -128,17 +131,19 @@ def planning_entry(cache: TreeCache, session: Session, job: Job) -> PlanningEntr
         except ValueError:
             entry = None  # a node the view holds changed: build it again
         else:
-            entry.added = len(placed)
+            entry.added = len(raw)
     if entry is not None:
-        entry.source = "hit"
+        entry.source = "kept"
         if job.step != entry.planned:
             entry.last_best = None  # another process reported steps meanwhile
         cache.hits += 1
+        metrics.planning_view("kept", entry.added)
     else:
         entry = PlanningEntry(
             job.id, job.tree_epoch, job.step, planning_view(load_tree(session, job.id))
         )
         cache.builds += 1
+        metrics.planning_view("built", len(entry.tree.nodes))
     entry.loaded = job.step
     _staged(session)[job.id] = (cache, entry)
     return entry
