@@ -37,14 +37,14 @@ from typing import Any
 from sqlalchemy import select
 
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.executor import run_followups
-from ttc_core.followup import FollowUp
-from ttc_core.models import Job, ProblemBatch
-from ttc_core.problem_batches import BatchSpec, compare, create_batch, report
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.problem_batches.rounds import BatchSpec, compare, create_batch, report
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, ProblemBatch
 from ttc_sim.answers import answers_match
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer

@@ -47,11 +47,11 @@ from pathlib import Path
 import httpx
 
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.executor import run_job
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
 from ttc_sim.tasks import Problem, synthetic_problems
 
 N, WIDTH, DEPTH, REPLICAS = 64, 4, 8, 4
@@ -193,7 +193,7 @@ def run_policy(
 
     wall = asyncio.run(go())
     with db.session() as session:
-        from ttc_core.models import Job
+        from ttc_core.store.models import Job
 
         statuses = [session.get(Job, job_id).status for job_id in ids]
     if any(s != "succeeded" for s in statuses):

@@ -62,15 +62,15 @@ from unittest import mock
 from sqlalchemy import select
 
 from ttc_cli.migrate import upgrade
-from ttc_core import submission
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.executor import run_job
-from ttc_core.models import Job
-from ttc_core.runtime import EngineContext, make_http_client
 from ttc_core.scoring import PartialSolution, registry
 from ttc_core.scoring.judge import LlmJudgeScorer
+from ttc_core.service import submission
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 from ttc_sim.config import SimConfig
 from ttc_sim.model import generate
 from ttc_sim.rng import stable_seed

@@ -6,9 +6,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from ttc_core.db import make_engine
-from ttc_core.models import Base
 from ttc_core.settings import Settings
+from ttc_core.store.db import make_engine
+from ttc_core.store.models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

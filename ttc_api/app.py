@@ -31,9 +31,9 @@ from ttc_api.routes import (
     webhooks,
 )
 from ttc_api.ui import mount_ui
-from ttc_core.db import Database
+from ttc_core.service.tenant_limits import make_submission_rate
 from ttc_core.settings import Settings, get_settings
-from ttc_core.tenant_limits import make_submission_rate
+from ttc_core.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def default_dispatcher(settings: Settings) -> Dispatcher:
 
         set_waker(wake_deliveries)  # deliveries committed here go to the webhook queue
         return CeleryDispatcher()
+    from ttc_core.engine.runtime import EngineContext, make_http_client
     from ttc_core.executor import BackgroundExecutor
-    from ttc_core.runtime import EngineContext, make_http_client
 
     log.warning("executor=local: jobs run inside this API process (embedded mode)")
     return BackgroundExecutor(

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ttc_api.problems import problem_response
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-#: The admin UI's session cookie (a random token; see ``ttc_core.ui_sessions``).
+#: The admin UI's session cookie (a random token; see ``ttc_core.service.ui_sessions``).
 SESSION_COOKIE = "ttc_session"
 #: The login form's double-submit nonce.
 LOGIN_CSRF_COOKIE = "ttc_login_csrf"

@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 
 from ttc_api.csrf import SESSION_COOKIE
 from ttc_api.event_hub import EventHub
-from ttc_core.auth import Principal, verify_key
-from ttc_core.db import Database
+from ttc_core.engine.steps import FollowUp
 from ttc_core.errors import AuthError, ForbiddenError
+from ttc_core.service.auth import Principal, verify_key
+from ttc_core.service.tenant_limits import SubmissionRate
+from ttc_core.service.ui_sessions import verify_session
 from ttc_core.settings import Settings
-from ttc_core.steps import FollowUp
-from ttc_core.tenant_limits import SubmissionRate
-from ttc_core.ui_sessions import verify_session
+from ttc_core.store.db import Database
 
 
 class Dispatcher(Protocol):

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from ttc_api.schemas import EventPublic
 from ttc_api.storable import scrub
-from ttc_core.db import Database
-from ttc_core.models import TERMINAL_STATUSES, ApiKey, Job, JobEvent
+from ttc_core.store.db import Database
+from ttc_core.store.models import TERMINAL_STATUSES, ApiKey, Job, JobEvent
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ttc_core.models import Job, Node, NodeStatus
-from ttc_core.store import path_text
-from ttc_core.strategies import get_strategy
-from ttc_core.tree import node_id_for
+from ttc_core.search.strategies import get_strategy
+from ttc_core.search.tree import node_id_for
+from ttc_core.store.models import Job, Node, NodeStatus
+from ttc_core.store.queries import path_text
 
 
 class Candidate(BaseModel):

@@ -22,10 +22,10 @@ from ttc_api.schemas import (
 )
 from ttc_api.storable import scrub
 from ttc_core.errors import InputError, NotFoundError
-from ttc_core.models import Job, Node, NodeStatus
-from ttc_core.progress import planned_nodes
-from ttc_core.store import path_text
-from ttc_core.tree import node_id_for
+from ttc_core.search.tree import node_id_for
+from ttc_core.service.progress import planned_nodes
+from ttc_core.store.models import Job, Node, NodeStatus
+from ttc_core.store.queries import path_text
 
 
 def get_job(session: Session, job_id: str, *, tenant: str | None) -> Job:

@@ -1,7 +1,7 @@
 """A job's progress events as a feed: pages for polling, and a Server-Sent Events stream.
 
 Both read ``job_events`` by ``seq`` (1, 2, 3... per job, in commit order; see
-``ttc_core.store.append_event``), so a cursor or a ``Last-Event-ID`` resumes exactly after
+``ttc_core.store.queries.append_event``), so a cursor or a ``Last-Event-ID`` resumes exactly after
 the last event seen: no gaps, no duplicates.
 
 Streams do not poll the database each on their own: one poller per API process
@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from ttc_api.event_hub import PAGE, EventHub, events_after
 from ttc_api.schemas import EventPublic
-from ttc_core.db import Database
-from ttc_core.models import Job
 from ttc_core.observability import metrics
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 
 __all__ = [
     "EVENT_STREAM",

@@ -16,14 +16,14 @@ from sqlalchemy import select
 
 from ttc_api.deps import DEFAULT_TENANT
 from ttc_api.schemas import JobAccepted
-from ttc_core import idempotency
-from ttc_core.auth import TENANT_PATTERN, Principal
-from ttc_core.db import Database
 from ttc_core.errors import InputError
-from ttc_core.models import Tenant
+from ttc_core.service import idempotency
+from ttc_core.service.auth import TENANT_PATTERN, Principal
+from ttc_core.service.submission import JobSpec, create_job
+from ttc_core.service.tenant_limits import SubmissionRate, check_active_jobs, submission_tokens
 from ttc_core.settings import Settings
-from ttc_core.submission import JobSpec, create_job
-from ttc_core.tenant_limits import SubmissionRate, check_active_jobs, submission_tokens
+from ttc_core.store.db import Database
+from ttc_core.store.models import Tenant
 
 log = logging.getLogger(__name__)
 

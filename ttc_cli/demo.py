@@ -18,12 +18,12 @@ from typing import Any
 from ttc_cli.inspect import tree_rows
 from ttc_cli.migrate import upgrade
 from ttc_cli.render import compact_tree, progress_line, write_progress
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.executor import run_job
-from ttc_core.models import TERMINAL_STATUSES, Job
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import TERMINAL_STATUSES, Job
 
 INSTRUCTION = "\n\nSolve step by step. End with a line 'ANSWER: <number>'."
 

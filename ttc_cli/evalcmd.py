@@ -64,6 +64,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="independent runs of each point")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--cache",
+        choices=["use", "refresh", "off"],
+        default=None,
+        help="the expansion cache for the eval's jobs (default use: a rerun of the same "
+        "seeds is served what was generated; refresh or off generate again)",
+    )
     parser.add_argument("--max-tokens", type=int, default=None, help="the whole eval's tokens")
     parser.add_argument("--max-cost", type=float, default=None, help="the whole eval's cost")
     parser.add_argument("--name", default="")
@@ -127,7 +134,7 @@ def parse_arm(text: str) -> tuple[dict[str, Any], tuple[str, list[int]] | None]:
 
 
 def build_eval(ns: argparse.Namespace, dataset_id: str) -> dict[str, Any]:
-    from ttc_core.strategies import STRATEGIES
+    from ttc_core.search.strategies import STRATEGIES
 
     if not ns.arm:
         raise UsageError("give at least one --arm, e.g. --arm 'best_of_n:n=1,2,4,...,64'")
@@ -159,6 +166,8 @@ def build_eval(ns: argparse.Namespace, dataset_id: str) -> dict[str, Any]:
     body["budget"] = {k: v for k, v in budget.items() if v is not None}
     if ns.name:
         body["name"] = ns.name
+    if ns.cache is not None:
+        body["cache"] = ns.cache
     return body
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ttc_cli.render import TreeRow
-from ttc_core.models import Job, Node
+from ttc_core.store.models import Job, Node
 
 
 def tree_rows(session: Session, job: Job) -> list[TreeRow]:

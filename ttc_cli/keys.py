@@ -12,10 +12,10 @@ import argparse
 import sys
 from typing import Any
 
-from ttc_core.auth import create_key, list_keys, revoke_key
-from ttc_core.db import Database
 from ttc_core.errors import InputError
+from ttc_core.service.auth import create_key, list_keys, revoke_key
 from ttc_core.settings import Settings
+from ttc_core.store.db import Database
 
 DEFAULT_TENANT = "default"
 

@@ -131,9 +131,9 @@ def _cmd_tree(ns: argparse.Namespace) -> int:
 
     from ttc_cli.inspect import tree_rows
     from ttc_cli.render import compact_tree
-    from ttc_core.db import Database
-    from ttc_core.models import Job
     from ttc_core.settings import Settings
+    from ttc_core.store.db import Database
+    from ttc_core.store.models import Job
 
     db = Database(ns.database_url or Settings().database_url)
     with db.session() as session:

@@ -22,7 +22,7 @@ from ttc_cli.usage import UsageError
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    from ttc_core.strategies import STRATEGIES
+    from ttc_core.search.strategies import STRATEGIES
 
     parser.add_argument(
         "--server",
@@ -219,4 +219,11 @@ def summary(job: JobPublic) -> str:
         f"tokens: {job.usage.total_tokens}  requests: {job.usage.requests}  "
         f"nodes: {job.progress.nodes}  ended by: {result.ended_by or 'strategy'}",
     ]
+    cache = job.usage.cache
+    if cache.hits:
+        lines.append(
+            f"from the cache: {cache.hits} samples, "
+            f"{cache.prompt_tokens_saved + cache.completion_tokens_saved} tokens, "
+            f"{cache.requests_saved} requests saved"
+        )
     return "\n".join(lines)

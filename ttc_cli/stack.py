@@ -145,7 +145,7 @@ def run_stack(
     ``beat``, Celery beat (the reaper's schedule), with ``flower`` Flower (and the worker
     events and remote control it needs). Without ``auth`` the API runs with API keys off
     (every caller an admin of tenant ``default``, said loudly in its log); with it,
-    callers need keys (``ttc_core.auth.create_key`` on ``database_url``). Ports 0 are
+    callers need keys (``ttc_core.service.auth.create_key`` on ``database_url``). Ports 0 are
     chosen free."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []
@@ -251,7 +251,7 @@ def fresh_postgres(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     try:
         yield url
     finally:
-        from ttc_core.db import dispose_engine
+        from ttc_core.store.db import dispose_engine
 
         dispose_engine(url)
         with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -279,8 +279,8 @@ def stack_command(ns: Any) -> int:
     log_dir = Path(ns.log_dir or tempfile.mkdtemp(prefix="ttc-stack-"))
     admin_key = None
     if ns.auth:
-        from ttc_core.auth import create_key
-        from ttc_core.db import Database
+        from ttc_core.service.auth import create_key
+        from ttc_core.store.db import Database
 
         with Database(ns.database_url).transaction() as session:
             _, admin_key = create_key(session, "default", admin=True, name="ttc stack")

@@ -1,4 +1,4 @@
-"""What each strategy takes, read from its own parameter model (``ttc_core.strategies``):
+"""What each strategy takes, read from its own parameter model (``ttc_core.search.strategies``):
 the one source for ``ttc strategies``, ``ttc run --help`` and the typing of ``--param``.
 
 A ``--param KEY=VALUE`` is read as JSON first (``8``, ``true``, ``null``, ``{"confidence":
@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ttc_cli.usage import UsageError
-from ttc_core.strategies import STRATEGIES, SamplingParams, Strategy, get_strategy
+from ttc_core.search.strategies import STRATEGIES, SamplingParams, Strategy, get_strategy
 
 
 class ParamError(UsageError):

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
-from ttc_core import expansion_cache
-from ttc_core.batches import expand
-from ttc_core.problem_batches import fail_batch
-from ttc_core.runtime import EngineContext
-from ttc_core.steps import FollowUp, advance, fail_job, job_of_batch
-from ttc_core.unit_steps import advance_unit
+from ttc_core.engine.batches import expand
+from ttc_core.engine.runtime import EngineContext
+from ttc_core.engine.steps import FollowUp, advance, fail_job, job_of_batch
+from ttc_core.problem_batches.rounds import fail_batch
+from ttc_core.problem_batches.steps import advance_unit
+from ttc_core.store import expansion_cache
 from ttc_core.webhooks.local import LocalDeliverer
 from ttc_core.webhooks.wakeup import current_waker, set_waker
 

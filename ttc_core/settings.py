@@ -16,15 +16,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ttc_core.auto import DEFAULT_POLICY, AutoPolicy
 from ttc_core.errors import InputError
 from ttc_core.routing.config import RoutingConfig
-from ttc_core.strategies import check_policy
+from ttc_core.search.auto import DEFAULT_POLICY, AutoPolicy
+from ttc_core.search.strategies import check_policy
 
 
 class ReasoningControls(BaseModel):
     """How an endpoint's model is asked to think, and where ttc sees its thinking (jobs with
-    a ``thinking`` option; see ``ttc_core.thinking``). Controls the endpoint lacks (None)
+    a ``thinking`` option; see ``ttc_core.engine.thinking``). Controls the endpoint lacks (None)
     are simply not sent.
 
     vLLM with Qwen3: ``{"enable_param": "enable_thinking"}``; an OpenAI reasoning model:
@@ -210,14 +210,14 @@ class Settings(BaseSettings):
         return max(self.expand_batch_min_samples, min(self.expand_batch_max_samples, spread))
 
     #: Most nodes of planning views one process keeps between a job's driver steps
-    #: (``ttc_core.tree_cache``; least recently used out first), about 0.7 KB each with
+    #: (``ttc_core.engine.tree_cache``; least recently used out first), about 0.7 KB each with
     #: MCTS's statistics: the default holds two of the largest jobs ``max_job_nodes``
     #: allows. 0 keeps none, and every step builds its view from the tree.
     tree_cache_nodes: int = Field(default=400_000, ge=0)
     max_n: int = Field(default=4096, ge=1)
     #: Most nodes one job's parameters may plan (step searches multiply n by depth).
     max_job_nodes: int = Field(default=200_000, ge=1)
-    #: Difficulty bands of ``strategy: auto`` (JSON, see ``ttc_core.auto``); every band's
+    #: Difficulty bands of ``strategy: auto`` (JSON, see ``ttc_core.search.auto``); every band's
     #: strategy and parameters are checked at start-up.
     auto_policy: AutoPolicy = Field(default_factory=lambda: DEFAULT_POLICY.model_copy(deep=True))
     #: Most problems in one ``POST /v1/problem-batches``.
@@ -249,14 +249,14 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 900
     #: An unclaimed batch's message counts as lost (and the reaper sends another) after
     #: this long; None: the broker's visibility timeout, after which a delivered message
-    #: would have come back by itself (``ttc_core.reaper``).
+    #: would have come back by itself (``ttc_core.engine.reaper``).
     batch_message_lost_s: float | None = Field(default=None, gt=0)
     #: How long an expansion task may go on with the next depth's batch itself instead of
     #: sending it through the broker (0: always send). Bounded so one job cannot hold a
     #: worker process for long while other jobs' tasks wait.
     inline_continuation_s: float = Field(default=10.0, ge=0, le=600)
     #: Samples whose scoring takes longer than this are saved unscored first (one write
-    #: after scoring when it is quicker; see ``ttc_core.expansion``).
+    #: after scoring when it is quicker; see ``ttc_core.engine.expansion``).
     save_unscored_after_s: float = Field(default=0.05, ge=0, le=60)
     queue_prefix: str = "ttc"
     #: Send Celery task events from the start (Flower enables them itself when it runs).
@@ -351,7 +351,7 @@ class Settings(BaseSettings):
     #: the worker create one (else a watchdog summing the run uid's memory).
     code_sandbox_cgroups: bool = True
 
-    #: Expansion cache across jobs (``ttc_core.expansion_cache``): a sample already
+    #: Expansion cache across jobs (``ttc_core.store.expansion_cache``): a sample already
     #: generated for the same endpoint, model, request and seed is served without a
     #: request. Off: no job reads or writes it, whatever the job asks.
     expansion_cache_enabled: bool = True

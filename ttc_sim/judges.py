@@ -2,7 +2,7 @@
 Self-Refine critiques and revisions.
 
 A generation request (chat or completions) is one of these when its prompt holds the template's
-marker line (copied from ``ttc_core/prompts.py``; the simulator does not import the engine):
+marker line (copied from ``ttc_core/search/prompts.py``; the simulator does not import the engine):
 
 Value (:data:`VALUE_MARKER`)
     ``... Problem:\\n{question}\\n\\nPartial solution:\\n{steps}\\n\\nJudgement:``. Each choice is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ttc_core.steps import FollowUp
+from ttc_core.engine.steps import FollowUp
 from ttc_worker.app import app
 from ttc_worker.queues import ADVANCE_TASK, BATCH_TASK, DRIVER_QUEUE, EXPAND_QUEUE, EXPAND_TASK
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ttc_core.models import ExpansionBatch, Job
-from ttc_core.runtime import EngineContext
+from ttc_core.engine.runtime import EngineContext
+from ttc_core.store.models import ExpansionBatch, Job
 
 __all__ = ["Owner", "TenantSlots", "owner_of", "tenant_turn"]
 

@@ -15,7 +15,7 @@ WEBHOOK_QUEUE = "ttc.webhooks"
 ADVANCE_TASK = "ttc.advance"
 REAP_TASK = "ttc.reap"
 EXPAND_TASK = "ttc.expand"
-#: Driver step of a problem batch (``ttc_core.problem_batches``), on the driver queue.
+#: Driver step of a problem batch (``ttc_core.problem_batches.rounds``), on the driver queue.
 BATCH_TASK = "ttc.batch"
 #: One attempt of a webhook delivery (ttc_worker.webhook_tasks).
 WEBHOOK_TASK = "ttc.webhook"

@@ -5,7 +5,7 @@ process that uses them (never before fork).
 Every task of the process runs its coroutines on that one loop, so a worker whose pool
 runs tasks concurrently (``--pool threads``) holds many batches in flight in one
 process, sharing one HTTP pool and at most ``pool_size + max_overflow`` Postgres
-connections (``ttc_core.db``) whatever the number of jobs. With ``--pool prefork`` each
+connections (``ttc_core.store.db``) whatever the number of jobs. With ``--pool prefork`` each
 child process has its loop and runs one task at a time, as before.
 """
 
@@ -19,10 +19,10 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.inference import RedisLimiter
-from ttc_core.runtime import EngineContext, make_http_client
 from ttc_core.settings import get_settings
+from ttc_core.store.db import Database
 from ttc_core.verifiers import warm_up
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def _start() -> None:
     settings = get_settings()
     loop = asyncio.new_event_loop()
     # Database work of the loop's batches runs in these threads (``asyncio.to_thread``):
-    # as many as the process's connection pool can serve (``ttc_core.db``).
+    # as many as the process's connection pool can serve (``ttc_core.store.db``).
     loop.set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ttc-db")
     )

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: ids in, follow-ups enqueued; the logic lives in ttc_core.steps."""
+"""Thin Celery tasks: ids in, follow-ups enqueued; the logic lives in ttc_core.engine.steps."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ttc_core import expansion_cache
-from ttc_core.batches import BatchError, expand_chain
+from ttc_core.engine.batches import BatchError, advance_chain, expand_chain
+from ttc_core.engine.reaper import find_stalled
+from ttc_core.engine.steps import fail_job, job_of_batch
 from ttc_core.errors import InputError
-from ttc_core.models import ExpansionBatch
-from ttc_core.problem_batches import fail_batch, find_stalled_batches
-from ttc_core.reaper import find_stalled
+from ttc_core.problem_batches.rounds import fail_batch, find_stalled_batches
+from ttc_core.problem_batches.steps import advance_unit
 from ttc_core.scoring import ScorerError
-from ttc_core.steps import advance, fail_job, job_of_batch
-from ttc_core.unit_steps import advance_unit
+from ttc_core.store import expansion_cache
+from ttc_core.store.models import ExpansionBatch
 from ttc_core.verifiers import VerifierError
 from ttc_worker import runtime, telemetry
 from ttc_worker.app import VISIBILITY_TIMEOUT_S, app
@@ -43,27 +43,27 @@ PERMANENT_ERRORS = (ScorerError, VerifierError, InputError)
 @app.task(name=ADVANCE_TASK, bind=True, max_retries=5)
 @fair("advance", ADVANCE_TASK, DRIVER_QUEUE)
 def advance_task(self: Any, job_id: str) -> str | None:
+    # The step's first batch is claimed in the driver step's transaction and runs here
+    # (no hop to another process, no second transaction); the rest go out.
+    until = time.monotonic() + runtime.context().settings.inline_continuation_s
     try:
-        followups = advance(runtime.context(), job_id)
+        runtime.run(lambda ctx: advance_chain(ctx, job_id, until=until, send=enqueue))
+    except BatchError as err:
+        retry = _on_failure(err.batch_id, err.__cause__ or err)
+        if retry is not None:
+            _send_later(retry)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             fail_job(runtime.context(), job_id, f"driver step failed: {exc!r}")
             return None
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-    # The step's first batch runs here (no hop to another process), the rest go out.
-    first = next((f for f in followups if f.kind == "expand"), None)
-    enqueue([f for f in followups if f is not first])
-    if first is not None:
-        retry = _chain(first.id)
-        if retry is not None:
-            _send_later(retry)
     return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
 
 
 @app.task(name=BATCH_TASK, bind=True, max_retries=5)
 def batch_task(self: Any, batch_id: str) -> None:
     """The driver step of a problem batch or an eval: plan its next round or wave, start
-    its jobs (``ttc_core.unit_steps``)."""
+    its jobs (``ttc_core.problem_batches.steps``)."""
     try:
         followups = advance_unit(runtime.context(), batch_id)
     except Exception as exc:
@@ -104,7 +104,7 @@ def reap_task() -> None:
 @fair("expand", EXPAND_TASK, EXPAND_QUEUE)
 def expand_task(self: Any, batch_id: str) -> str | None:
     """Expand a batch and, while ``inline_continuation_s`` lasts, the next depths' batches
-    too (``ttc_core.batches.expand_chain``); other batches go to the queue."""
+    too (``ttc_core.engine.batches.expand_chain``); other batches go to the queue."""
     retry = _chain(batch_id)
     if retry is None:
         return telemetry.chain_summary()  # the task's result: what ran inline (Flower)

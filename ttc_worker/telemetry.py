@@ -13,7 +13,7 @@ task ids, and the main process's "Task ... received" lines find the job by task 
 Traces: the publisher's trace context travels in the message headers (W3C
 ``traceparent``); each task runs in a ``ttc.task <name>`` span under it.
 
-Flower: each inline continuation of an expansion (``ttc_core.batches.expand_chain``) is a
+Flower: each inline continuation of an expansion (``ttc_core.engine.batches.expand_chain``) is a
 ``task-continued`` event of the running task (Flower shows the task as CONTINUED with the
 batch), and the task's result says what ran: ``"3 batches of job <id>: <first> + 2
 continued inline"``.

@@ -3,7 +3,7 @@
 ``job_events.id`` is a global autoincrement: concurrent transactions take ids in one order
 and commit in another, so a reader resuming "after id 41" can see 43 before 42 commits
 and skip 42 for good. ``jobs.event_seq`` is a per-job counter bumped under the job's row
-lock by every event insert (``ttc_core.store.append_event``); ``job_events.seq`` stores
+lock by every event insert (``ttc_core.store.queries.append_event``); ``job_events.seq`` stores
 it, so a job's events commit in ``seq`` order and ``seq`` is the SSE id and the polling
 cursor. Existing events are numbered 1, 2, ... per job in id order.
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from tests.api.conftest import ApiStack, job_body
-from ttc_core.db import Database
-from ttc_core.idempotency import fingerprint
-from ttc_core.models import IdempotencyKey, IdempotencyState, utcnow
+from ttc_core.service.idempotency import fingerprint
+from ttc_core.store.db import Database
+from ttc_core.store.models import IdempotencyKey, IdempotencyState, utcnow
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from ttc_cli.main import main
 from ttc_cli.migrate import upgrade
-from ttc_core.auth import (
+from ttc_core.errors import InputError
+from ttc_core.service.auth import (
     BASE62,
     KEY_LENGTH,
     Principal,
@@ -24,9 +25,8 @@ from ttc_core.auth import (
     revoke_key,
     verify_key,
 )
-from ttc_core.db import Database
-from ttc_core.errors import InputError
-from ttc_core.models import ApiKey, Tenant
+from ttc_core.store.db import Database
+from ttc_core.store.models import ApiKey, Tenant
 
 
 @pytest.fixture

@@ -32,11 +32,11 @@ from sqlalchemy import select
 from tests.helpers import REDIS_BASE, fresh_postgres
 from ttc_cli.migrate import upgrade
 from ttc_cli.stack import run_stack
-from ttc_core.auth import create_key
-from ttc_core.control import expand_node
-from ttc_core.db import Database
-from ttc_core.models import ExpansionBatch, Job, Node
-from ttc_core.tree import node_id_for
+from ttc_core.engine.control import expand_node
+from ttc_core.search.tree import node_id_for
+from ttc_core.service.auth import create_key
+from ttc_core.store.db import Database
+from ttc_core.store.models import ExpansionBatch, Job, Node
 
 pytestmark = pytest.mark.integration
 

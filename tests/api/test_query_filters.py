@@ -17,9 +17,9 @@ from sqlalchemy import update
 from tests.helpers import fresh_postgres, serve_in_thread
 from ttc_api.app import create_app
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
-from ttc_core.models import Job
 from ttc_core.settings import EndpointConfig, Settings
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems

@@ -16,9 +16,9 @@ from tests.helpers import serve_in_thread, wait_until
 from ttc_api.app import create_app
 from ttc_cli.main import main
 from ttc_cli.migrate import upgrade
-from ttc_core.auth import create_key
-from ttc_core.db import Database
+from ttc_core.service.auth import create_key
 from ttc_core.settings import EndpointConfig, Settings
+from ttc_core.store.db import Database
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems

@@ -24,10 +24,10 @@ from ttc_api.app import create_app
 from ttc_api.event_hub import EventHub
 from ttc_api.sse import event_stream, events_after, wants_event_stream
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
-from ttc_core.models import Job, JobStatus
 from ttc_core.settings import Settings
-from ttc_core.store import append_event
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, JobStatus
+from ttc_core.store.queries import append_event
 
 WRITERS = 6
 EVENTS_EACH = 40

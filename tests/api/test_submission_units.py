@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from ttc_cli.migrate import upgrade
-from ttc_core import idempotency
-from ttc_core.db import Database
 from ttc_core.errors import ConflictError, InputError
-from ttc_core.models import IdempotencyKey, IdempotencyState, utcnow
-from ttc_core.tenant_limits import LocalSubmissionRate
+from ttc_core.service import idempotency
+from ttc_core.service.tenant_limits import LocalSubmissionRate
+from ttc_core.store.db import Database
+from ttc_core.store.models import IdempotencyKey, IdempotencyState, utcnow
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.conftest import ApiStack, job_body
 from tests.helpers import wait_until
-from ttc_core.auth import generate_key
+from ttc_core.service.auth import generate_key
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from tests.api.webhook_receiver import Receiver, Reply
 from tests.helpers import fresh_postgres
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
 from ttc_core.errors import InputError
-from ttc_core.models import Job, JobEvent, JobStatus, WebhookDelivery, WebhookSecret, utcnow
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, JobEvent, JobStatus, WebhookDelivery, WebhookSecret, utcnow
 from ttc_core.webhooks import (
     attempt_delivery,
     check_webhook_url,

@@ -25,10 +25,10 @@ from tests.api.webhook_receiver import Receiver, Reply
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.migrate import upgrade
 from ttc_cli.stack import Proc, free_port, run_stack, wait_http
-from ttc_core.auth import create_key
-from ttc_core.db import Database
-from ttc_core.models import Job
+from ttc_core.service.auth import create_key
 from ttc_core.settings import Settings
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 from ttc_core.webhooks.events import WebhookEvent, add_delivery
 from ttc_core.webhooks.wakeup import current_waker
 from ttc_sim.config import SimConfig

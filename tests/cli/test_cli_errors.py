@@ -135,7 +135,7 @@ def test_a_server_that_is_not_there_is_one_line(capsys: pytest.CaptureFixture[st
 def test_run_sends_only_the_params_a_strategy_takes() -> None:
     from ttc_cli.main import build_parser
     from ttc_cli.runjob import build_spec
-    from ttc_core.strategies import STRATEGIES
+    from ttc_core.search.strategies import STRATEGIES
 
     parser = build_parser()
     for strategy in sorted(STRATEGIES):
@@ -236,7 +236,7 @@ def test_run_refuses_params_a_strategy_does_not_take(capsys: pytest.CaptureFixtu
 
 
 def test_strategies_lists_params_types_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
-    from ttc_core.strategies import STRATEGIES, get_strategy
+    from ttc_core.search.strategies import STRATEGIES, get_strategy
 
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from ttc_cli.evalcmd import build_eval, expand_values, parse_arm, progress_bar
-from ttc_cli.runjob import UsageError
+from ttc_cli.evalcmd import add_eval_arguments, build_eval, expand_values, parse_arm, progress_bar
+from ttc_cli.usage import UsageError
 
 
 def test_values_with_an_ellipsis_continue_the_progression() -> None:
@@ -42,6 +42,7 @@ def _ns(**kw: object) -> argparse.Namespace:
         "max_tokens": None,
         "max_cost": None,
         "name": "",
+        "cache": None,
     }
     return argparse.Namespace(**{**base, **kw})
 
@@ -61,6 +62,16 @@ def test_the_prm_goes_to_the_arms_that_need_a_step_scorer() -> None:
         build_eval(_ns(arm=["best_of_m:n=1,2"]), "ds")
     with pytest.raises(UsageError, match="--grid"):
         build_eval(_ns(arm=["best_of_n"]), "ds")
+
+
+def test_the_cache_option_reaches_the_eval_only_when_given() -> None:
+    arms = ["best_of_n:n=1,2,4"]
+    assert "cache" not in build_eval(_ns(arm=arms), "ds")
+    assert build_eval(_ns(arm=arms, cache="off"), "ds")["cache"] == "off"
+    parser = argparse.ArgumentParser()
+    add_eval_arguments(parser)
+    with pytest.raises(SystemExit):  # argparse refuses what the API would refuse
+        parser.parse_args(["ds.jsonl", "--endpoint", "sim", "--cache", "sometimes"])
 
 
 def test_progress_bar_shows_problems_tokens_cost_and_eta() -> None:

@@ -26,14 +26,14 @@ from tests.conformance.llamacpp_fixtures import (
     llamacpp_thinking_server,
 )
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.errors import RejectedRequestError
 from ttc_core.executor import run_job
 from ttc_core.inference.client import GenerationRequest, n_limit
-from ttc_core.models import Job, Node
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 

@@ -26,13 +26,13 @@ from sqlalchemy import select
 
 from tests.conformance.servers import MODEL_NAMES, VllmFleet
 from tests.helpers import fresh_postgres
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.executor import run_job
 from ttc_core.inference.servers import forget_probes
-from ttc_core.models import Job, JobStatus, Node
-from ttc_core.runtime import EngineContext
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, JobStatus, Node
 
 QUESTION = "Natalia sold 48 clips in April and half as many in May. How many in all?"
 GENERATION_ROUTES = ("/v1/completions", "/v1/chat/completions")

@@ -7,17 +7,17 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.auto import DEFAULT_POLICY, AutoPolicy, measure
 from ttc_core.errors import InputError
-from ttc_core.settings import Settings
-from ttc_core.strategies import BestOfN, Expand, SelfConsistency, check_policy, get_strategy
-from ttc_core.strategies.adaptive import (
+from ttc_core.search.auto import DEFAULT_POLICY, AutoPolicy, measure
+from ttc_core.search.strategies import BestOfN, Expand, SelfConsistency, check_policy, get_strategy
+from ttc_core.search.strategies.adaptive import (
     AdaptiveParams,
     beta_leader_probability,
     decide,
     dirichlet_leader_probability,
 )
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.search.tree import NodeView, TreeView
+from ttc_core.settings import Settings
 
 ROOT = "root"
 

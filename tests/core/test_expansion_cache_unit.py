@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Connection, select, update
 
 from ttc_cli.migrate import upgrade
-from ttc_core import expansion_cache
-from ttc_core.db import Database
-from ttc_core.expansion_cache import CachedSample, evict, lookup, sample_key, store
 from ttc_core.inference import GenerationRequest
-from ttc_core.models import ExpansionCacheEntry, utcnow
 from ttc_core.settings import Settings
+from ttc_core.store import expansion_cache
+from ttc_core.store.db import Database
+from ttc_core.store.expansion_cache import CachedSample, evict, lookup, sample_key, store
+from ttc_core.store.models import ExpansionCacheEntry, utcnow
 
 BASE = GenerationRequest(
     n=4,

@@ -1,4 +1,4 @@
-"""The total a job's progress counts against (``ttc_core.progress.planned_nodes``): complete
+"""The total a job's progress counts against (``ttc_core.service.progress.planned_nodes``): complete
 once the job succeeded, the strategy's bound in nodes while it runs (thought nodes and
 ``budget.max_nodes`` included), never below what was made."""
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ttc_core.models import Job, JobStatus
-from ttc_core.progress import planned_nodes
+from ttc_core.service.progress import planned_nodes
+from ttc_core.store.models import Job, JobStatus
 
 
 def _job(strategy: str, params: dict[str, Any], **fields: Any) -> Job:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.strategies import BestOfN, Expand, SelfConsistency, get_strategy
-from ttc_core.strategies.voting import tally
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.search.strategies import BestOfN, Expand, SelfConsistency, get_strategy
+from ttc_core.search.strategies.voting import tally
+from ttc_core.search.tree import NodeView, TreeView
 
 ROOT = "root"
 

@@ -8,11 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.errors import InputError, LimitError
-from ttc_core.inference import GenerationRequest
-from ttc_core.settings import EndpointConfig, ReasoningControls, Settings
-from ttc_core.strategies import get_strategy
-from ttc_core.thinking import (
+from ttc_core.engine.thinking import (
     Conversation,
     ThinkingSpec,
     answer_request,
@@ -22,7 +18,11 @@ from ttc_core.thinking import (
     planning_view,
     with_controls,
 )
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.errors import InputError, LimitError
+from ttc_core.inference import GenerationRequest
+from ttc_core.search.strategies import get_strategy
+from ttc_core.search.tree import NodeView, TreeView
+from ttc_core.settings import EndpointConfig, ReasoningControls, Settings
 
 SETTINGS = Settings(max_thinking_tokens=10_000, default_thinking_tokens=2_000)
 SIM = EndpointConfig(base_url="http://sim/v1", model="m")

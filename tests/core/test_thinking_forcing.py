@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ttc_core.engine.thinking import Conversation, ThinkingSpec, Thought, force_thought
 from ttc_core.inference import InferenceClient, LocalLimiter
 from ttc_core.settings import EndpointConfig
-from ttc_core.thinking import Conversation, ThinkingSpec, Thought, force_thought
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems

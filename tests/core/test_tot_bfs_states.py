@@ -3,9 +3,9 @@ no I/O), and the state keys it compares."""
 
 from __future__ import annotations
 
-from ttc_core.strategies import Expand, TotBfs
-from ttc_core.strategies.states import state_key
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.search.strategies import Expand, TotBfs
+from ttc_core.search.strategies.states import state_key
+from ttc_core.search.tree import NodeView, TreeView
 
 ROOT = "root"
 

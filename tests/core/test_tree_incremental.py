@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from ttc_core.steps import _Frontier
-from ttc_core.strategies import get_strategy
-from ttc_core.strategies.mcts import stats_of, tree_stats
-from ttc_core.strategies.stepwise import BestTerminal, select_terminal, step_terminals
-from ttc_core.thinking import planning_additions, planning_view
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.engine.steps import _Frontier
+from ttc_core.engine.thinking import planning_additions, planning_view
+from ttc_core.search.strategies import get_strategy
+from ttc_core.search.strategies.mcts import stats_of, tree_stats
+from ttc_core.search.strategies.stepwise import BestTerminal, select_terminal, step_terminals
+from ttc_core.search.tree import NodeView, TreeView
 
 ROOT = "root"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.strategies import (
+from ttc_core.search.strategies import (
     BeamSearch,
     Dvts,
     Expand,
@@ -23,9 +23,9 @@ from ttc_core.strategies import (
     TotDfs,
     get_strategy,
 )
-from ttc_core.strategies.dvts import greedy_tip
-from ttc_core.strategies.mcts import select_leaves, tree_stats
-from ttc_core.tree import NodeView, TreeView
+from ttc_core.search.strategies.dvts import greedy_tip
+from ttc_core.search.strategies.mcts import select_leaves, tree_stats
+from ttc_core.search.tree import NodeView, TreeView
 
 ROOT = "root"
 

@@ -10,9 +10,9 @@ import pytest
 
 from tests.helpers import fresh_postgres
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.settings import EndpointConfig, Settings
+from ttc_core.store.db import Database
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 

@@ -21,18 +21,18 @@ from bench.adaptive import (
     sim_config,
 )
 from ttc_api.routes.batches import _get
-from ttc_core.batches import expand
+from ttc_core.engine.batches import expand
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.runtime import EngineContext, make_http_client
+from ttc_core.engine.steps import advance
 from ttc_core.errors import NotFoundError
-from ttc_core.followup import FollowUp
-from ttc_core.models import JobEvent, ProblemBatch
-from ttc_core.problem_batches import (
+from ttc_core.problem_batches.rounds import (
     BatchSpec,
     advance_batch,
     create_batch,
     find_stalled_batches,
 )
-from ttc_core.runtime import EngineContext, make_http_client
-from ttc_core.steps import advance
+from ttc_core.store.models import JobEvent, ProblemBatch
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import graded_problems
 

@@ -11,9 +11,9 @@ import pytest
 
 from tests.engine.conftest import ContextFactory, make_settings
 from ttc_core.executor import run_job
-from ttc_core.models import Job
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.models import Job
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems
 

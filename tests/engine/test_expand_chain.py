@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import select
 
 from tests.engine.conftest import ContextFactory
-from ttc_core import batches
-from ttc_core.batches import BatchError, expand_chain
+from ttc_core.engine import batches
+from ttc_core.engine.batches import BatchError, expand_chain
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.steps import advance
 from ttc_core.executor import run_job
-from ttc_core.followup import FollowUp
-from ttc_core.models import ExpansionBatch, Job, Node
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.steps import advance
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.models import ExpansionBatch, Job, Node
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.engine.conftest import ContextFactory
 from tests.engine.tree_compare import job_of, tree_by_position
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.executor import run_job
-from ttc_core.runtime import EngineContext
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems, synthetic_problems
 

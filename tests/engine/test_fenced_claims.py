@@ -18,14 +18,14 @@ from sqlalchemy import event, func, select, update
 
 from tests.engine.conftest import ContextFactory
 from tests.helpers import fresh_postgres
-from ttc_core.batches import expand
-from ttc_core.claims import ClaimLost, fence
+from ttc_core.engine.batches import expand
+from ttc_core.engine.claims import ClaimLost, fence
+from ttc_core.engine.runtime import EngineContext
+from ttc_core.engine.steps import FollowUp, advance
 from ttc_core.executor import run_followups
-from ttc_core.models import BatchStatus, ExpansionBatch, Job, Node, utcnow
-from ttc_core.runtime import EngineContext
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.steps import FollowUp, advance
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.models import BatchStatus, ExpansionBatch, Job, Node, utcnow
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems
@@ -189,7 +189,7 @@ def test_a_second_claimer_takes_over_and_the_first_stops_writing(
                 )
             metrics = slow_sim.metrics
             # In flight at the server, or answered and still on the way to the database
-            # (a write queued behind the batch's current one: ``ttc_core.group_commit``).
+            # (a write queued behind the batch's current one: ``ttc_core.engine.group_commit``).
             in_flight = int(metrics["in_flight_sequences"]) + int(metrics["queued_sequences"])
             in_flight += max(0, int(metrics["choices_total"]) - _saved(ctx, job_id))
             stolen_at = time.monotonic()

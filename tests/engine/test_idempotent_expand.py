@@ -12,10 +12,10 @@ from sqlalchemy import delete, select, update
 
 from tests.engine.conftest import ContextFactory, make_settings
 from tests.helpers import wait_until
-from ttc_core.batches import expand
-from ttc_core.models import BatchStatus, ExpansionBatch, Job, Node
-from ttc_core.steps import FollowUp, advance
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.engine.batches import expand
+from ttc_core.engine.steps import FollowUp, advance
+from ttc_core.service.submission import JobSpec, create_job
+from ttc_core.store.models import BatchStatus, ExpansionBatch, Job, Node
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems
 

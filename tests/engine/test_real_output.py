@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 from tests.engine.conftest import ContextFactory
 from ttc_api.services import list_nodes
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.executor import run_job
 from ttc_core.inference import client as client_module
-from ttc_core.models import Job, JobEvent, Node
-from ttc_core.runtime import EngineContext
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.models import Job, JobEvent, Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems

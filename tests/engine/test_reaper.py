@@ -8,10 +8,10 @@ import datetime as dt
 from sqlalchemy import update
 
 from tests.engine.conftest import ContextFactory, make_settings
-from ttc_core.models import ExpansionBatch, utcnow
-from ttc_core.reaper import find_stalled
-from ttc_core.steps import FollowUp, advance
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.engine.reaper import find_stalled
+from ttc_core.engine.steps import FollowUp, advance
+from ttc_core.service.submission import JobSpec, create_job
+from ttc_core.store.models import ExpansionBatch, utcnow
 from ttc_sim.runner import SimServer
 
 

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from tests.engine.conftest import ContextFactory
 from tests.engine.test_expansion_cache import JOBS, settings_for, submit
 from tests.engine.tree_compare import job_of, tree_by_position
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.executor import run_job
-from ttc_core.models import Job, Node
-from ttc_core.replay import ReplaySpec, create_replay, replay_report
-from ttc_core.runtime import EngineContext
+from ttc_core.service.replay import ReplaySpec, create_replay, replay_report
 from ttc_core.settings import EndpointConfig, Settings
+from ttc_core.store.models import Job, Node
 from ttc_sim.runner import SimServer
 
 #: The same simulated server, another model: steps are right far less often.

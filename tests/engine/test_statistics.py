@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from tests.engine.conftest import ContextFactory, make_settings
 from ttc_core.executor import run_job
-from ttc_core.models import Job, Node
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.service.submission import JobSpec, create_job
+from ttc_core.store.models import Job, Node
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 

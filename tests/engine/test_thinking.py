@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from tests.engine.conftest import ContextFactory, make_settings
 from ttc_api.services import job_public
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.executor import run_job
-from ttc_core.models import Job, Node
-from ttc_core.runtime import EngineContext
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.service.submission import JobSpec, create_job
+from ttc_core.store.models import Job, Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
@@ -206,9 +206,9 @@ def test_longer_minimum_thinking_raises_accuracy_along_the_curve(
 def test_budget_reserves_the_thinking_cap_per_sample() -> None:
     """A sample that thinks may spend its cap on top of its answer: a token budget plans
     only as many samples as fit at that worst case."""
-    from ttc_core.budgets import trim_to_budget
-    from ttc_core.models import Job
-    from ttc_core.strategies import Expand, SamplingParams
+    from ttc_core.engine.budgets import trim_to_budget
+    from ttc_core.search.strategies import Expand, SamplingParams
+    from ttc_core.store.models import Job
 
     job = Job(
         budget={"max_tokens": 10_000},

@@ -1,4 +1,4 @@
-"""Planning views kept between driver steps (``ttc_core.tree_cache``) against real
+"""Planning views kept between driver steps (``ttc_core.engine.tree_cache``) against real
 databases: after every driver step the view a worker keeps equals the view built from
 the tree, through random sequences of steps on two "processes", prunes, re-expansions and
 restarts; and a job grows the same tree with the cache as without it."""
@@ -14,19 +14,19 @@ from sqlalchemy import or_, select
 
 from tests.engine.conftest import ContextFactory
 from tests.engine.tree_compare import tree_by_position
-from ttc_core.batches import expand, expand_chain
-from ttc_core.control import expand_node, prune_node
-from ttc_core.followup import FollowUp
-from ttc_core.models import ExpansionBatch, Job, JobEvent, Node
-from ttc_core.runtime import EngineContext
+from ttc_core.engine.batches import expand, expand_chain
+from ttc_core.engine.control import expand_node, prune_node
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.runtime import EngineContext
+from ttc_core.engine.steps import _Frontier, _merge_node_meta, advance
+from ttc_core.engine.thinking import planning_view
+from ttc_core.search.strategies.mcts import stats_of, tree_stats
+from ttc_core.search.strategies.stepwise import BestTerminal
+from ttc_core.search.tree import NodeView, TreeView, node_id_for
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.steps import _Frontier, _merge_node_meta, advance
-from ttc_core.store import _TREE_COLUMNS
-from ttc_core.strategies.mcts import stats_of, tree_stats
-from ttc_core.strategies.stepwise import BestTerminal
-from ttc_core.submission import JobSpec, create_job
-from ttc_core.thinking import planning_view
-from ttc_core.tree import NodeView, TreeView, node_id_for
+from ttc_core.store.models import ExpansionBatch, Job, JobEvent, Node
+from ttc_core.store.queries import _TREE_COLUMNS
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 

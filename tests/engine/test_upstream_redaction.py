@@ -17,9 +17,9 @@ from tests.engine.conftest import ContextFactory
 from ttc_cli.migrate import upgrade
 from ttc_core.executor import run_job
 from ttc_core.inference.redact import REDACTED, upstream_summary
-from ttc_core.models import Job, JobEvent, Node
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.models import Job, JobEvent, Node
 
 KEY = "sk-live-Zq8ECHOED0key0value0123456789"
 ODD_KEY = "opaque-token-without-a-known-shape-77"

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ttc_core.models import Job, Node
+from ttc_core.store.models import Job, Node
 
 
 def tree_by_position(ctx: Any, job_id: str) -> dict[str, tuple[Any, ...]]:

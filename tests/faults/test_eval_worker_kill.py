@@ -79,6 +79,9 @@ def test_eval_killed_mid_run_finishes_with_the_same_numbers(
             "arms": [{"strategy": "best_of_n"}, {"strategy": "self_consistency"}],
             "grid": {"n": DOUBLING},
             "seed": 11,
+            # Both runs generate (the second is to be killed mid-generation): with the
+            # cache on, the second would be served the first's samples.
+            "cache": "off",
         }
         clean = finished(api, submit(api, body))
         assert clean["status"] == "succeeded", clean

@@ -25,13 +25,13 @@ import httpx
 import pytest
 
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
+from ttc_core.engine.runtime import EngineContext, make_http_client
 from ttc_core.executor import run_job
 from ttc_core.inference.health import Health
-from ttc_core.models import Job, Node
-from ttc_core.runtime import EngineContext, make_http_client
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import EndpointConfig, Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, Node
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 
@@ -183,7 +183,8 @@ def test_a_killed_replica_is_worked_around_and_comes_back(
     # No node generated twice: what the replicas generated for the job is its nodes,
     # plus at most what the victim had in flight when it died (lost, so generated again).
     assert seen["state_after_kill"] is not Health.UP, seen
-    assert "refused" in seen["reason"] or "dropped" in seen["reason"], seen
+    # Refused, dropped, or (on a starved machine) no connection in time: the server is gone.
+    assert any(why in seen["reason"] for why in ("refused", "dropped", "could not connect")), seen
     # (The victim's count is read just before the kill: what it finished in the last
     # milliseconds is counted by no one, which only lowers the total.)
     total = seen["survivor_choices"] + seen["victim_choices"]

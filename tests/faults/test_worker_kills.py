@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import Proc, Stack, run_stack
-from ttc_core.db import Database
-from ttc_core.models import ExpansionBatch, Node
+from ttc_core.service.submission import JobSpec, create_job
 from ttc_core.settings import Settings
-from ttc_core.submission import JobSpec, create_job
+from ttc_core.store.db import Database
+from ttc_core.store.models import ExpansionBatch, Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems, synthetic_problems
@@ -66,18 +66,33 @@ def faulty_stack(tmp_path: Path) -> Iterator[tuple[Stack, SimServer, str]]:
         yield stack, sim, db_url
 
 
-def _kill_and_replace(stack: Stack, sim: SimServer, tmp_path: Path, round_: int) -> int:
-    """SIGKILL the live worker; returns the sequences the simulator had in flight."""
+def _kill_and_replace(
+    stack: Stack, sim: SimServer, tmp_path: Path, round_: int, stored: int, lost_before: int
+) -> int:
+    """SIGKILL the live worker; returns the samples it loses: those the simulator had in
+    flight, and those answered but not yet written (``stored`` samples of the job are in
+    the database; ``lost_before`` were lost at earlier kills and so stay unstored)."""
     worker = next(p for p in stack.procs if "worker" in p.popen.args and not p.closed)
     # Sent and not answered yet: generating in a slot, or queued for one (the simulator,
-    # like a GPU server, finishes what it was sent even when the client is gone).
+    # like a GPU server, finishes what it was sent even when the client is gone). And
+    # answered, on the way to the database (a write queued behind the batch's current
+    # one: ``ttc_core.engine.group_commit``).
     metrics = sim.metrics
     in_flight = int(metrics["in_flight_sequences"]) + int(metrics["queued_sequences"])
+    unwritten = max(0, int(metrics["choices_total"]) - stored - lost_before)
     worker.kill()
     stack.procs.append(
         Proc(["worker", "--concurrency", "2"], stack.env, tmp_path / f"worker{round_}.log")
     )
-    return in_flight
+    return in_flight + unwritten
+
+
+def _stored_samples(db_url: str, job_id: str) -> int:
+    with Database(db_url).session() as session:
+        count = session.scalar(
+            select(func.count(Node.id)).where(Node.job_id == job_id, Node.parent_id.is_not(None))
+        )
+    return int(count or 0)
 
 
 def _run_with_kills(
@@ -108,7 +123,9 @@ def _run_with_kills(
             )
             if job()["status"] in ("succeeded", "failed", "cancelled"):
                 break
-            lost += _kill_and_replace(stack, sim, tmp_path, round_)
+            lost += _kill_and_replace(
+                stack, sim, tmp_path, round_, _stored_samples(db_url, job_id), lost
+            )
             kills += 1
         final = wait_until(
             lambda: (j := job())["status"] in ("succeeded", "failed", "cancelled") and j,

@@ -10,8 +10,8 @@ from sqlalchemy import select, text
 
 from tests.helpers import wait_until
 from tests.integration.conftest import Stack
-from ttc_core.db import Database
-from ttc_core.models import Job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import redis
 
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import run_stack
-from ttc_core.auth import create_key
-from ttc_core.db import Database
+from ttc_core.service.auth import create_key
+from ttc_core.store.db import Database
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import graded_problems

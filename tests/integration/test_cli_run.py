@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.conftest import Stack
 from ttc_cli.main import main
-from ttc_core.strategies import STRATEGIES
+from ttc_core.search.strategies import STRATEGIES
 from ttc_sim.tasks import gsm8k_problems
 
 pytestmark = pytest.mark.integration

@@ -19,16 +19,16 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-import ttc_core.auth
+import ttc_core.service.auth
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from tests.integration.coder import serve_program
 from ttc_cli.stack import run_stack
-from ttc_core.auth import create_key
-from ttc_core.db import Database
-from ttc_core.models import ApiKey, BatchStatus, ExpansionBatch
 from ttc_core.sandbox import SandboxConfig
 from ttc_core.sandbox.probe import probe_sandbox
 from ttc_core.sandbox.watchdog import pids_of_uid
+from ttc_core.service.auth import create_key
+from ttc_core.store.db import Database
+from ttc_core.store.models import ApiKey, BatchStatus, ExpansionBatch
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 REDIS_DB = 3  # its own: the API tests' session-scoped stack holds 12
-SOURCE = Path(ttc_core.auth.__file__).resolve()
+SOURCE = Path(ttc_core.service.auth.__file__).resolve()
 
 # The model's "program": it attacks at load time and keeps what it got for the tests.
 PROGRAM = textwrap.dedent(

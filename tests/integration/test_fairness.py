@@ -17,10 +17,10 @@ import redis
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from tests.integration.coder import serve_program
 from ttc_cli.stack import run_stack
-from ttc_core.auth import create_key
-from ttc_core.db import Database
 from ttc_core.sandbox import SandboxConfig
 from ttc_core.sandbox.probe import probe_sandbox
+from ttc_core.service.auth import create_key
+from ttc_core.store.db import Database
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_cli.stack import Proc, Stack, run_stack
-from ttc_core.db import Database
-from ttc_core.models import Node
+from ttc_core.store.db import Database
+from ttc_core.store.models import Node
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from tests.helpers import wait_until
 from tests.integration.conftest import Stack
-from ttc_core.db import Database
-from ttc_core.models import Job, Node
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, Node
 from ttc_sim.tasks import gsm8k_problems
 
 pytestmark = pytest.mark.integration

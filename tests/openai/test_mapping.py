@@ -14,8 +14,8 @@ from ttc_api.openai_compat.options import TTCOptions
 from ttc_api.openai_compat.streaming import pieces
 from ttc_api.problems import install_problem_handlers
 from ttc_core.errors import LimitError, QuotaError
+from ttc_core.service.submission import ChatMessage
 from ttc_core.settings import Settings
-from ttc_core.submission import ChatMessage
 
 SETTINGS = Settings(database_url="sqlite://")
 HELLO = [ChatMessage(role="user", content="hello")]

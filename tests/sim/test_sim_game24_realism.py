@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ttc_core import prompts
+from ttc_core.search import prompts
 from ttc_sim import game24
 from ttc_sim.config import ModelNameError, SimConfig, config_for_model
 from ttc_sim.judges import parse_judge_prompt, value_vote

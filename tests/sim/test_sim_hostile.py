@@ -55,7 +55,7 @@ def test_garbage_text_is_what_a_random_model_writes(client: httpx.Client) -> Non
 
 def test_garbage_judges_too(client: httpx.Client) -> None:
     """A value prompt answered by a garbage model has no value word in it."""
-    from ttc_core.prompts import value_prompt
+    from ttc_core.search.prompts import value_prompt
 
     prompt = value_prompt(QUESTION, ["step one"])
     resp = _post(client, "sim-gsm8k;garbage_rate=1", prompt=prompt, max_tokens=8, n=3)

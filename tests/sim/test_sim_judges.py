@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ttc_core import prompts
+from ttc_core.search import prompts
 from ttc_sim import judges
 from ttc_sim.answers import extract_answer
 from ttc_sim.config import SimConfig

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from ttc_core.db import Database
-from ttc_core.models import Job, Node
-from ttc_core.tree import node_id_for
+from ttc_core.search.tree import node_id_for
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, Node
 
 K = 4
 DEPTH = 6

@@ -8,9 +8,9 @@ import datetime as dt
 
 from sqlalchemy import text
 
-from ttc_core.db import Database
-from ttc_core.models import Job
-from ttc_core.tree import node_id_for
+from ttc_core.search.tree import node_id_for
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 
 FIRST_LEVEL = 100
 SECOND_LEVEL = 999

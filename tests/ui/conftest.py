@@ -24,9 +24,9 @@ import redis
 from tests.helpers import REDIS_BASE, fresh_postgres, wait_until
 from ttc_api.csrf import SESSION_COOKIE
 from ttc_cli.stack import run_stack
-from ttc_core.auth import create_key
-from ttc_core.db import Database
-from ttc_core.ui_sessions import create_session
+from ttc_core.service.auth import create_key
+from ttc_core.service.ui_sessions import create_session
+from ttc_core.store.db import Database
 from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 

@@ -18,10 +18,10 @@ from ttc_api.app import create_app
 from ttc_api.csrf import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 from ttc_api.ui.access import safe_next
 from ttc_cli.migrate import upgrade
-from ttc_core.auth import create_key, revoke_key
-from ttc_core.db import Database
-from ttc_core.models import UiSession
+from ttc_core.service.auth import create_key, revoke_key
 from ttc_core.settings import Settings
+from ttc_core.store.db import Database
+from ttc_core.store.models import UiSession
 
 
 class _NoDispatch:

@@ -13,10 +13,10 @@ import pytest
 from ttc_api.services import NodeFilter, list_nodes
 from ttc_api.ui.data import HISTOGRAM_BINS, answer_distribution, list_jobs_page
 from ttc_cli.migrate import upgrade
-from ttc_core.db import Database
 from ttc_core.errors import InputError
-from ttc_core.models import Job, Node
-from ttc_core.tree import node_id_for
+from ttc_core.search.tree import node_id_for
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, Node
 
 
 def _job(job_id: str, strategy: str, created: dt.datetime, **extra: Any) -> Job:

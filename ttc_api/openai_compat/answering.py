@@ -16,8 +16,8 @@ from ttc_api.openai_compat.mapping import JobRequest
 from ttc_api.openai_compat.outcome import job_error, outcome
 from ttc_api.openai_compat.ranking import RankedAnswer
 from ttc_api.openai_compat.streaming import StreamRequest, completion_stream
-from ttc_core.auth import Principal
-from ttc_core.models import Job
+from ttc_core.service.auth import Principal
+from ttc_core.store.models import Job
 
 Envelope = Callable[[Request, Job, str, list[RankedAnswer]], dict[str, Any]]
 

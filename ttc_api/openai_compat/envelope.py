@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from ttc_api.openai_compat.ranking import RankedAnswer
-from ttc_core.models import Job
+from ttc_core.store.models import Job
 
 #: The response header that names the job behind a response.
 JOB_HEADER = "ttc-job-id"

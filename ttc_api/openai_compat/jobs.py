@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from ttc_api.openai_compat.mapping import JobRequest, refused
 from ttc_api.submit import submit
-from ttc_core.auth import Principal
-from ttc_core.control import cancel_job
-from ttc_core.db import Database
+from ttc_core.engine.control import cancel_job
 from ttc_core.errors import InputError
-from ttc_core.models import TERMINAL_STATUSES, Job
+from ttc_core.service.auth import Principal
+from ttc_core.store.db import Database
+from ttc_core.store.models import TERMINAL_STATUSES, Job
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 from ttc_api.openai_compat.errors import OpenAIError, model_not_found
 from ttc_api.openai_compat.options import TTCOptions
 from ttc_api.submit import JobCreate
+from ttc_core.engine.thinking import ThinkingSpec
 from ttc_core.errors import InputError, LimitError
+from ttc_core.search.strategies import STRATEGIES
+from ttc_core.service.submission import ChatMessage
 from ttc_core.settings import Settings
-from ttc_core.strategies import STRATEGIES
-from ttc_core.submission import ChatMessage
-from ttc_core.thinking import ThinkingSpec
 
 #: The strategy of a bare endpoint name: plain samples, no search.
 PLAIN = "sample"

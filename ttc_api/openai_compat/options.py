@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ttc_core.expansion_cache import CacheMode
+from ttc_core.engine.thinking import ThinkingSpec
 from ttc_core.scoring import ScorerSpec
-from ttc_core.submission import Budget
-from ttc_core.thinking import ThinkingSpec
+from ttc_core.service.submission import Budget
+from ttc_core.store.expansion_cache import CacheMode
 from ttc_core.verifiers import MathSpec, VerifierSpec
 from ttc_core.webhooks import WebhookSpec
 

@@ -8,8 +8,8 @@ import anyio
 from ttc_api.openai_compat.envelope import JOB_HEADER
 from ttc_api.openai_compat.errors import OpenAIError
 from ttc_api.openai_compat.ranking import RankedAnswer, ranked_answers
-from ttc_core.db import Database
-from ttc_core.models import Job, JobStatus
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job, JobStatus
 
 
 def job_error(job: Job) -> OpenAIError:

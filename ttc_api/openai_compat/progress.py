@@ -15,8 +15,8 @@ import anyio
 from fastapi import Request
 
 from ttc_api.sse import poll
-from ttc_core.db import Database
-from ttc_core.models import TERMINAL_STATUSES
+from ttc_core.store.db import Database
+from ttc_core.store.models import TERMINAL_STATUSES
 
 #: How often a stream looks for new events, and the silence after which it sends a
 #: keep-alive (an SSE comment, which every client skips).

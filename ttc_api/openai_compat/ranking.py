@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from sqlalchemy.orm import Session
 
 from ttc_api.openai_compat.mapping import PLAIN
-from ttc_core.expansion import STEP_ROLES
-from ttc_core.models import Job, Node
-from ttc_core.store import load_tree, path_text
-from ttc_core.strategies import get_strategy
-from ttc_core.thinking import planning_view
-from ttc_core.tree import TreeView
+from ttc_core.engine.expansion import STEP_ROLES
+from ttc_core.engine.thinking import planning_view
+from ttc_core.search.strategies import get_strategy
+from ttc_core.search.tree import TreeView
+from ttc_core.store.models import Job, Node
+from ttc_core.store.queries import load_tree, path_text
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttc_api.openai_compat.errors import OpenAIError
 from ttc_api.openai_compat.mapping import Standard
 from ttc_api.openai_compat.options import TTCOptions
-from ttc_core.submission import ChatMessage
+from ttc_core.service.submission import ChatMessage
 
 #: Roles ttc sends on: OpenAI's ``developer`` is the newer name of ``system``.
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

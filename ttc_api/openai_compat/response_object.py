@@ -9,7 +9,7 @@ from fastapi import Request
 from ttc_api.openai_compat.envelope import created, short_id, ttc_object
 from ttc_api.openai_compat.mapping import PLAIN
 from ttc_api.openai_compat.ranking import RankedAnswer
-from ttc_core.models import Job, JobStatus
+from ttc_core.store.models import Job, JobStatus
 
 RESPONSE_PREFIX = "resp_"
 MESSAGE_PREFIX = "msg_"

@@ -31,9 +31,9 @@ from ttc_api.openai_compat.requests import MessageIn, to_messages
 from ttc_api.openai_compat.response_object import RESPONSE_PREFIX, response_object
 from ttc_api.openai_compat.responses_stream import ResponseStream, response_stream
 from ttc_api.services import get_job
-from ttc_core.db import Database
-from ttc_core.models import Job
-from ttc_core.submission import ChatMessage
+from ttc_core.service.submission import ChatMessage
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 
 router = APIRouter(tags=["openai"], responses=OPENAI_ERRORS)
 

@@ -23,8 +23,8 @@ from ttc_api.openai_compat.outcome import outcome
 from ttc_api.openai_compat.progress import Disconnected, job_progress
 from ttc_api.openai_compat.response_object import message_item, output_text, response_object
 from ttc_api.openai_compat.streaming import pieces
-from ttc_core.db import Database
-from ttc_core.models import Job
+from ttc_core.store.db import Database
+from ttc_core.store.models import Job
 
 
 @dataclass(frozen=True)

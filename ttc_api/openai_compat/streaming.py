@@ -35,7 +35,7 @@ from ttc_api.openai_compat.errors import error_body
 from ttc_api.openai_compat.jobs import cancel_abandoned
 from ttc_api.openai_compat.outcome import job_error, outcome
 from ttc_api.openai_compat.progress import Disconnected, job_progress
-from ttc_core.db import Database
+from ttc_core.store.db import Database
 
 #: Words per content delta: small enough to look like a stream, few enough frames.
 WORDS_PER_DELTA = 4

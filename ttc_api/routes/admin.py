@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttc_api import examples
 from ttc_api.deps import AdminDep, DatabaseDep, SessionDep
 from ttc_api.problems import problem_responses
-from ttc_core.auth import TENANT_PATTERN, create_key, list_keys, revoke_key
 from ttc_core.errors import NotFoundError
-from ttc_core.models import ApiKey
+from ttc_core.service.auth import TENANT_PATTERN, create_key, list_keys, revoke_key
+from ttc_core.store.models import ApiKey
 
 router = APIRouter(
     prefix="/v1/admin/keys", tags=["admin"], responses=problem_responses(401, 403, 404, 422)

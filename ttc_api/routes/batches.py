@@ -21,11 +21,11 @@ from ttc_api.deps import (
 )
 from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
 from ttc_api.storable import scrub
-from ttc_core import problem_batches
+from ttc_core.engine.followup import FollowUp
 from ttc_core.errors import NotFoundError
-from ttc_core.followup import FollowUp
-from ttc_core.models import ProblemBatch
-from ttc_core.problem_batches import ALLOCATION_KIND, BatchSpec, report
+from ttc_core.problem_batches import rounds as problem_batches
+from ttc_core.problem_batches.rounds import ALLOCATION_KIND, BatchSpec, report
+from ttc_core.store.models import ProblemBatch
 
 router = APIRouter(
     prefix="/v1/problem-batches", tags=["problem-batches"], responses=PROBLEM_RESPONSES

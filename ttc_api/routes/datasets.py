@@ -15,7 +15,7 @@ from ttc_api.deps import DatabaseDep, PrincipalDep, SessionDep, SettingsDep, Ten
 from ttc_api.examples import json_example, request_example
 from ttc_api.problems import PROBLEM_RESPONSES
 from ttc_core.evals.datasets import DatasetCreate, create_dataset, get_dataset, parse_request
-from ttc_core.models import Dataset
+from ttc_core.store.models import Dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
 

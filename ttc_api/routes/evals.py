@@ -29,14 +29,14 @@ from ttc_api.deps import (
 from ttc_api.examples import json_example, request_example
 from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
 from ttc_api.storable import scrub
+from ttc_core.engine.followup import FollowUp
 from ttc_core.errors import NotFoundError
 from ttc_core.evals import aggregation, exports, plots
 from ttc_core.evals.driver import EVAL_KIND, cancel_eval, progress, submit_eval
 from ttc_core.evals.planning import EvalPlan, plan_of
 from ttc_core.evals.spec import EvalSpec
-from ttc_core.followup import FollowUp
-from ttc_core.models import TERMINAL_STATUSES, Job, ProblemBatch
 from ttc_core.settings import Settings
+from ttc_core.store.models import TERMINAL_STATUSES, Job, ProblemBatch
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"], responses=PROBLEM_RESPONSES)
 

@@ -21,9 +21,9 @@ from ttc_api.schemas import JobAccepted, JobPublic, JobsPublic
 from ttc_api.selection import SelectionExplained, explain_selection
 from ttc_api.services import NO_NUL, get_job, job_public, list_jobs
 from ttc_api.submit import JobCreate, submit
-from ttc_core.control import cancel_job, pause_job, resume_job
-from ttc_core.models import JobStatus
+from ttc_core.engine.control import cancel_job, pause_job, resume_job
 from ttc_core.observability import tracing
+from ttc_core.store.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 

@@ -18,7 +18,7 @@ from ttc_api.services import (
     list_nodes,
     node_detail,
 )
-from ttc_core.control import expand_node, prune_node
+from ttc_core.engine.control import expand_node, prune_node
 from ttc_core.errors import InputError
 
 router = APIRouter(prefix="/v1/jobs/{job_id}/nodes", tags=["nodes"], responses=PROBLEM_RESPONSES)

@@ -20,8 +20,8 @@ from ttc_api.problems import PROBLEM_RESPONSES, problem_responses
 from ttc_api.schemas import JobAccepted, ReplayPublic
 from ttc_api.services import get_job
 from ttc_core.errors import NotFoundError
-from ttc_core.replay import ReplaySpec, create_replay, replay_report
-from ttc_core.tenant_limits import check_active_jobs, submission_tokens
+from ttc_core.service.replay import ReplaySpec, create_replay, replay_report
+from ttc_core.service.tenant_limits import check_active_jobs, submission_tokens
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 

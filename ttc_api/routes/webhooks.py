@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ttc_api.deps import DEFAULT_TENANT, DatabaseDep, SessionDep, SettingsDep, TenantDep
 from ttc_api.problems import PROBLEM_RESPONSES, STATE_PROBLEM_RESPONSES
 from ttc_api.services import get_job
-from ttc_core.models import WebhookAttempt, WebhookDelivery, WebhookSecret
+from ttc_core.store.models import WebhookAttempt, WebhookDelivery, WebhookSecret
 from ttc_core.webhooks import delivery_log, request_redelivery
 from ttc_core.webhooks.secret_store import aware, current_secret, retiring_secrets, rotate_secret
 

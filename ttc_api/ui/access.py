@@ -1,7 +1,7 @@
 """Who is looking at a page: the login session in the ``ttc_session`` cookie.
 
 The login form checks an API key like any key and starts a server-side session
-(``ttc_core.ui_sessions``); the cookie holds only the session's random token. Pages
+(``ttc_core.service.ui_sessions``); the cookie holds only the session's random token. Pages
 redirect to the login form when auth is on and the session is missing, ended or its key
 revoked; the data the pages fetch goes through the API's own auth (which reads the same
 cookie), so a page shell never widens what a key may see.
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from ttc_api.csrf import LOGIN_CSRF_COOKIE, SESSION_COOKIE
 from ttc_api.deps import SessionDep, SettingsDep
-from ttc_core.auth import Principal, verify_key
+from ttc_core.service.auth import Principal, verify_key
+from ttc_core.service.ui_sessions import verify_session
 from ttc_core.settings import Settings
-from ttc_core.ui_sessions import verify_session
 
 
 @dataclass(frozen=True)

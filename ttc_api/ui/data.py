@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ttc_api.schemas import JobsPublic
 from ttc_api.services import list_jobs
-from ttc_core.models import Job, Node, NodeStatus
+from ttc_core.store.models import Job, Node, NodeStatus
 
 HISTOGRAM_BINS = 20
 TOP_ANSWERS = 30

@@ -46,10 +46,10 @@ from ttc_api.ui.data import (
     list_jobs_page,
 )
 from ttc_core.errors import NotFoundError
-from ttc_core.models import JobStatus
+from ttc_core.search.strategies import STRATEGIES
+from ttc_core.service.ui_sessions import create_session, revoke_session
 from ttc_core.settings import Settings
-from ttc_core.strategies import STRATEGIES
-from ttc_core.ui_sessions import create_session, revoke_session
+from ttc_core.store.models import JobStatus
 
 templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
 

@@ -24,14 +24,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ttc_core.engine.thinking import planning_view
 from ttc_core.evals.estimators import Samples, best_of_k, majority_curve, pass_at_k
 from ttc_core.evals.planning import EvalPlan, PlannedJob
 from ttc_core.evals.statistics import bootstrap_ci, paired_difference
-from ttc_core.models import Job, JobStatus, ProblemBatch
+from ttc_core.search.strategies.sampling import usable_samples
 from ttc_core.settings import Settings
-from ttc_core.store import load_trees
-from ttc_core.strategies.sampling import usable_samples
-from ttc_core.thinking import planning_view
+from ttc_core.store.models import Job, JobStatus, ProblemBatch
+from ttc_core.store.queries import load_trees
 
 #: Usage columns of a cell, summed and averaged per point.
 USAGE = ("prompt_tokens", "completion_tokens", "thinking_tokens", "requests", "cost", "wall_s")

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.orm import Session
 
 from ttc_core.errors import InputError, LimitError, NotFoundError
-from ttc_core.models import Dataset
+from ttc_core.service.submission import ChatMessage
 from ttc_core.settings import Settings
-from ttc_core.submission import ChatMessage
+from ttc_core.store.models import Dataset
 from ttc_core.verifiers import VerifierSpec
 
 #: Errors listed in one refusal (the first ones; fix them and upload again).

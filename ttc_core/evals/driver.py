@@ -24,19 +24,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ttc_core import control
-from ttc_core.db import Database
+from ttc_core.engine import control
+from ttc_core.engine.followup import FollowUp
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.errors import InputError, LimitError, NotFoundError
 from ttc_core.evals.aggregation import summarize
 from ttc_core.evals.datasets import get_dataset
 from ttc_core.evals.planning import EvalPlan, job_spec_for, plan_of
 from ttc_core.evals.spec import EvalSpec
-from ttc_core.followup import FollowUp
-from ttc_core.models import TERMINAL_STATUSES, Job, JobStatus, ProblemBatch, utcnow
-from ttc_core.runtime import EngineContext
+from ttc_core.service.submission import create_job, validate_job
+from ttc_core.service.tenant_limits import SubmissionRate, active_job_room, submission_tokens
 from ttc_core.settings import Settings
-from ttc_core.submission import create_job, validate_job
-from ttc_core.tenant_limits import SubmissionRate, active_job_room, submission_tokens
+from ttc_core.store.db import Database
+from ttc_core.store.models import TERMINAL_STATUSES, Job, JobStatus, ProblemBatch, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _cancel_live(session: Session, batch_id: str) -> int:
     live = session.scalars(
         select(Job.id).where(Job.batch_id == batch_id, Job.status.not_in(list(TERMINAL_STATUSES)))
     ).all()
-    for job_id in sorted(live):  # jobs in id order: the lock order of ttc_core.claims
+    for job_id in sorted(live):  # jobs in id order: the lock order of ttc_core.engine.claims
         control.cancel_job(session, job_id)
     return len(live)
 

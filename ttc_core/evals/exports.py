@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ttc_core.evals.planning import EvalPlan
-from ttc_core.models import Node, ProblemBatch
+from ttc_core.store.models import Node, ProblemBatch
 
 #: What ``GET /v1/evals/{id}/results?part=`` exports.
 PARTS = ("points", "problems", "nodes")

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttc_core.evals.spec import BUDGET_KEY, ArmSpec, EvalSpec, Grid, is_subsampled
-from ttc_core.models import ProblemBatch
-from ttc_core.submission import Budget, JobSpec
+from ttc_core.service.submission import Budget, JobSpec
+from ttc_core.store.expansion_cache import CacheMode
+from ttc_core.store.models import ProblemBatch
 from ttc_core.verifiers import MathSpec, parse_verifier_spec
 
 
@@ -128,11 +129,19 @@ class EvalPlan:
             row,
             endpoint=self.spec.endpoint,
             seed=self.job_seed(job.problem, job.seed_index),
+            cache=self.spec.cache,
         )
 
 
 def job_spec_for(
-    arm: ArmSpec, grid: Grid, value: int, row: dict[str, Any], *, endpoint: str, seed: int
+    arm: ArmSpec,
+    grid: Grid,
+    value: int,
+    row: dict[str, Any],
+    *,
+    endpoint: str,
+    seed: int,
+    cache: CacheMode | None = None,
 ) -> JobSpec:
     """The ordinary job that runs ``arm`` at ``grid.key = value`` on one dataset row."""
     params = dict(arm.params)
@@ -160,6 +169,7 @@ def job_spec_for(
         reference=row.get("reference"),
         budget=budget,
         seed=seed,
+        cache=cache,
     )
 
 

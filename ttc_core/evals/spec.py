@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ttc_core.scoring import ScorerSpec
-from ttc_core.submission import Budget
+from ttc_core.service.submission import Budget
+from ttc_core.store.expansion_cache import CacheMode
 from ttc_core.verifiers import VerifierSpec
 
 #: Strategies whose k-sample accuracy follows from one run of the largest n
@@ -106,6 +107,12 @@ class EvalSpec(BaseModel):
     seed: int | None = Field(default=None, ge=0, lt=2**31)
     budget: EvalBudget = Field(default_factory=EvalBudget)
     name: str = Field(default="", max_length=200)
+    cache: CacheMode | None = Field(
+        default=None,
+        description="the expansion cache for every job of the eval, as a job's 'cache' "
+        "('use' by default: a rerun of the same seeds is served what was generated; "
+        "'refresh' or 'off' to generate again, e.g. to time a server)",
+    )
 
     @field_validator("arms")
     @classmethod

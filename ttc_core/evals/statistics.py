@@ -1,4 +1,4 @@
-"""Intervals and paired tests over problems (shared with ``ttc_core.problem_batches``).
+"""Intervals and paired tests over problems (shared with ``ttc_core.problem_batches.rounds``).
 
 Every resampling is seeded, so the same data always gives the same interval. Values are
 per-problem accuracies: 0/1 for one job's answer, fractions for an estimator's

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ttc_core import ledger
 from ttc_core.errors import InferenceError, RejectedRequestError, RetryableInferenceError
+from ttc_core.inference import ledger
 from ttc_core.inference.breaker import CircuitBreaker
 from ttc_core.inference.failures import describe_status, describe_transport_error
 from ttc_core.inference.fleet import Attempt, Fleet, request_text
@@ -208,7 +208,7 @@ async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
 async def gather_paid(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     """Like ``asyncio.gather``, but a failure waits for the other requests before it
     propagates: they are being generated (and paid for) anyway, and each one that is
-    answered reaches the attempt's usage (:mod:`ttc_core.ledger`) instead of being
+    answered reaches the attempt's usage (:mod:`ttc_core.inference.ledger`) instead of being
     cancelled between the server's answer and its parsing. Cancellation from outside
     still cancels them all."""
     tasks = [asyncio.ensure_future(c) for c in coros]

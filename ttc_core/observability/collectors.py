@@ -115,10 +115,10 @@ class ActiveJobsCollector(Collector):
 
 
 def count_active_jobs(db: Any) -> Callable[[Sequence[str]], list[tuple[str, str, int]]]:
-    """The query behind :class:`ActiveJobsCollector`, over a ``ttc_core.db.Database``."""
+    """The query behind :class:`ActiveJobsCollector`, over a ``ttc_core.store.db.Database``."""
     from sqlalchemy import func, select
 
-    from ttc_core.models import Job
+    from ttc_core.store.models import Job
 
     def count(statuses: Sequence[str]) -> list[tuple[str, str, int]]:
         with db.session() as session:

@@ -10,7 +10,7 @@ installed here, so they share the format.
 
 A JSON line::
 
-    {"ts": "2026-12-02T08:01:02.345Z", "level": "INFO", "logger": "ttc_core.batches",
+    {"ts": "2026-12-02T08:01:02.345Z", "level": "INFO", "logger": "ttc_core.engine.batches",
      "message": "batch ... is claimed until ...", "pid": 4242, "job_id": "...",
      "batch_id": "..."}
 

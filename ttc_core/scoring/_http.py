@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from ttc_core import ledger
 from ttc_core.errors import RetryableInferenceError
+from ttc_core.inference import ledger
 from ttc_core.inference.client import parse_retry_after
 from ttc_core.inference.failures import describe_transport_error
 from ttc_core.inference.redact import upstream_summary
@@ -123,7 +123,7 @@ async def post_json(
 
     ``what`` names the endpoint in messages, e.g. ``"PRM endpoint 'prm' (http://h/pooling)"``.
     ``name``: the endpoint's name in the settings; the answer is recorded under it in the
-    current attempt's usage (:mod:`ttc_core.ledger`).
+    current attempt's usage (:mod:`ttc_core.inference.ledger`).
     """
     retries = endpoint.max_retries
     attempt = 0

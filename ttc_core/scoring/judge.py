@@ -1,8 +1,8 @@
 """An LLM judge as a step scorer: Tree-of-Thoughts' value function.
 
 For each partial solution, one request with ``n = samples`` on
-:func:`ttc_core.prompts.value_prompt` (a user message); each reply is read with
-:func:`ttc_core.prompts.parse_value_word` (``sure`` = 1.0, ``likely`` = 0.05,
+:func:`ttc_core.search.prompts.value_prompt` (a user message); each reply is read with
+:func:`ttc_core.search.prompts.parse_value_word` (``sure`` = 1.0, ``likely`` = 0.05,
 ``impossible`` = 0.00005) and the path value is the mean over the replies. A reply without a
 value word counts as 0.0, as in the Tree-of-Thoughts reference implementation; when no
 reply has one, the value is 0.0 and ``StepScores.note`` says so (with the replies).
@@ -22,8 +22,8 @@ from typing import Protocol
 
 from ttc_core.errors import InferenceError
 from ttc_core.inference.client import Generation, GenerationRequest, gather_or_cancel
-from ttc_core.prompts import parse_value_word, value_prompt
 from ttc_core.scoring.base import PartialSolution, ScorerError, StepScores
+from ttc_core.search.prompts import parse_value_word, value_prompt
 
 __all__ = ["GenerateClient", "LlmJudgeScorer"]
 

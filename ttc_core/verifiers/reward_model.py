@@ -27,7 +27,7 @@ honoured, capped at 30 s); then :class:`~ttc_core.verifiers.base.VerifierError` 
 as it is at once for other 4xx answers. A malformed response (the wrong shape, scores that
 are not numbers, the wrong count) scores the candidates it was for 0, with the reason in
 ``Verdict.score_error``: one garbage reply must not end a search. Each answer's ``usage``
-is counted in the job's usage (:mod:`ttc_core.ledger`).
+is counted in the job's usage (:mod:`ttc_core.inference.ledger`).
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from ttc_core.db import Database
 from ttc_core.errors import ConflictError, NotFoundError
-from ttc_core.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, utcnow
 from ttc_core.observability import metrics
 from ttc_core.settings import Settings
-from ttc_core.store import append_event
+from ttc_core.store.db import Database
+from ttc_core.store.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, utcnow
+from ttc_core.store.queries import append_event
 from ttc_core.webhooks.events import WebhookSpec, jittered
 from ttc_core.webhooks.secret_store import aware, signing_secrets
 from ttc_core.webhooks.sender import SendResult, send

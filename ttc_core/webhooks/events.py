@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ttc_core.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
 from ttc_core.settings import Settings, get_settings
+from ttc_core.store.models import DeliveryStatus, Job, JobStatus, WebhookDelivery, utcnow
 from ttc_core.webhooks.secret_store import aware
 from ttc_core.webhooks.wakeup import wake_after_commit
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ttc_core.db import Database
-from ttc_core.models import DeliveryStatus, WebhookDelivery
 from ttc_core.settings import Settings
+from ttc_core.store.db import Database
+from ttc_core.store.models import DeliveryStatus, WebhookDelivery
 from ttc_core.webhooks.delivery import attempt_delivery
 from ttc_core.webhooks.ssrf import Resolver
 

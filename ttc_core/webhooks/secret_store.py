@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ttc_core.errors import ConflictError
-from ttc_core.models import WebhookSecret, utcnow
+from ttc_core.store.models import WebhookSecret, utcnow
 from ttc_core.webhooks.signing import generate_secret
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ttc_core.evals.statistics import bootstrap_ci, mcnemar_exact, paired_difference
-from ttc_core.problem_batches import compare
+from ttc_core.problem_batches.rounds import compare
 
 
 def test_mcnemar_exact_two_sided() -> None:

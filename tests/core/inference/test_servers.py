@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ttc_core.engine.thinking import ThinkingSpec, with_controls
 from ttc_core.inference import GenerationRequest, InferenceClient, LocalLimiter
 from ttc_core.inference.client import join_turn
 from ttc_core.inference.servers import (
@@ -22,7 +23,6 @@ from ttc_core.inference.servers import (
     resolve_profile,
 )
 from ttc_core.settings import EndpointConfig, ServerOverrides
-from ttc_core.thinking import ThinkingSpec, with_controls
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -11,8 +11,8 @@ import pytest
 
 from ttc_core.errors import RetryableInferenceError
 from ttc_core.inference.client import Choice, Generation, GenerationRequest
-from ttc_core.prompts import VALUE_MARKER, value_prompt
 from ttc_core.scoring import LlmJudgeScorer, PartialSolution, ScorerError, StepScores
+from ttc_core.search.prompts import VALUE_MARKER, value_prompt
 
 Replies = Callable[[GenerationRequest], list[str]]
 

@@ -9,8 +9,8 @@ from ttc_core.errors import InputError
 from ttc_core.sandbox import probe as probe_module
 from ttc_core.sandbox.cgroup import CgroupSupport
 from ttc_core.sandbox.probe import SandboxProbe
+from ttc_core.service.submission import JobSpec, validate_job
 from ttc_core.settings import Settings
-from ttc_core.submission import JobSpec, validate_job
 
 SPEC = {
     "strategy": "best_of_n",

@@ -8,7 +8,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from ttc_core.expansion import is_final_step
+from ttc_core.engine.expansion import is_final_step
 from ttc_core.verifiers import Candidate, RegexVerifier, parse_verifier_spec
 from ttc_core.verifiers.answers import extract_answer
 from ttc_core.verifiers.patterns import TenantPattern

@@ -1,0 +1,1 @@
+"""The job engine: driver step, expansion, claims, budgets, control, executors."""

@@ -1,0 +1,1 @@
+"""Problem batches: many problems, one strategy, compute allocated."""

@@ -1,0 +1,1 @@
+"""Pure planning: tree views, strategies, prompts. No I/O."""

@@ -1,0 +1,1 @@
+"""Tenancy, idempotency, limits and submission, shared by the API and the CLI."""
