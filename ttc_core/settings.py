@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         spread = -(-step_samples // self.expand_step_batches)
         return max(self.expand_batch_min_samples, min(self.expand_batch_max_samples, spread))
 
+    #: Most nodes of planning views one process keeps between a job's driver steps
+    #: (``ttc_core.engine.tree_cache``; least recently used out first), about 0.7 KB each with
+    #: MCTS's statistics: the default holds two of the largest jobs ``max_job_nodes``
+    #: allows. 0 keeps none, and every step builds its view from the tree.
+    tree_cache_nodes: int = Field(default=400_000, ge=0)
     max_n: int = Field(default=4096, ge=1)
     #: Most nodes one job's parameters may plan (step searches multiply n by depth).
     max_job_nodes: int = Field(default=200_000, ge=1)

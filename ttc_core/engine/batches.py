@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ttc_core.engine.cancel import stop_when_cancelled
 from ttc_core.engine.claims import ClaimLost, fence, heartbeat, retry_on_disconnect, supervised
@@ -521,14 +521,22 @@ async def _heartbeat(ctx: EngineContext, claim: _Claim) -> None:
 
 
 def _prune_landed_under_pruned(session: Session, job_id: str, batch_id: str) -> None:
-    """Results that were in flight when their parent was pruned are kept, marked pruned."""
-    pruned_parents = select(Node.id).where(Node.job_id == job_id, Node.status == NodeStatus.pruned)
+    """Results that were in flight when their parent was pruned are kept, marked pruned.
+    Each of the batch's nodes looks up its own parent (by primary key): the cost is the
+    batch's, not the job's tree's."""
+    parent = aliased(Node)
+    pruned_parent = (
+        select(parent.id)
+        .where(parent.id == Node.parent_id, parent.status == NodeStatus.pruned)
+        .exists()
+    )
     session.execute(
         update(Node)
         .where(
             Node.batch_id == batch_id,
+            Node.job_id == job_id,
             Node.status == NodeStatus.done,
-            Node.parent_id.in_(pruned_parents),
+            pruned_parent,
         )
         .values(status=NodeStatus.pruned)
         .execution_options(synchronize_session=False)

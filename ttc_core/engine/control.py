@@ -119,6 +119,7 @@ def prune_node(
     # Counted from the locked rows: an UPDATE's rowcount over a recursive CTE is -1 on
     # SQLite, and the count is part of the answer on every database.
     count = len(ids)
+    job.tree_epoch += 1  # planning views kept by workers hold these nodes as they were
     append_event(session, job.id, "node_pruned", node_id=node.id, nodes=count)
     return job, count
 
@@ -169,6 +170,9 @@ def expand_node(
     )
     session.add(batch)
     job.pending_batches += 1
+    # Kept planning views are built again: the node may have been re-opened, and this
+    # batch's step may be one a view has already loaded.
+    job.tree_epoch += 1
     if job.status in TERMINAL_STATUSES:
         job.status = JobStatus.running
         job.finished_at = None

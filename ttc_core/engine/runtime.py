@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from ttc_core.engine.tree_cache import TreeCache
 from ttc_core.errors import UnknownNameError
 from ttc_core.inference import ConcurrencyLimiter, InferenceClient, LocalLimiter
 from ttc_core.settings import Settings
@@ -39,6 +40,11 @@ class EngineContext:
     http: httpx.AsyncClient
     limiter: ConcurrencyLimiter = field(default_factory=LocalLimiter)
     _clients: dict[str, InferenceClient] = field(default_factory=dict)
+    #: Jobs' planning views kept between driver steps (``ttc_core.engine.tree_cache``).
+    trees: TreeCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trees = TreeCache(self.settings.tree_cache_nodes)
 
     def inference(self, endpoint_name: str, model: str | None = None) -> InferenceClient:
         """The client of an endpoint; ``model``: another model than the endpoint's own on

@@ -16,11 +16,13 @@ batch.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from ttc_core import webhooks
@@ -33,10 +35,10 @@ from ttc_core.engine.job_failures import explain
 from ttc_core.engine.job_usage import count_abandoned
 from ttc_core.engine.replay_plan import replay_plan
 from ttc_core.engine.runtime import EngineContext
-from ttc_core.engine.thinking import planning_view
+from ttc_core.engine.tree_cache import PlanningEntry, forget, planning_entry
 from ttc_core.observability import metrics
 from ttc_core.search.strategies import Expand, Selection, get_strategy
-from ttc_core.search.tree import TreeView, node_id_for
+from ttc_core.search.tree import NodeView, TreeView, node_id_for
 from ttc_core.store.models import (
     TERMINAL_STATUSES,
     BatchStatus,
@@ -47,7 +49,8 @@ from ttc_core.store.models import (
     Node,
     utcnow,
 )
-from ttc_core.store.queries import append_event, load_tree, lock_job, path_text
+from ttc_core.store.queries import append_event, lock_job, path_text
+from ttc_core.text_safety import safe_json
 
 __all__ = ["FollowUp", "advance", "drive", "fail_job", "job_of_batch"]
 
@@ -79,9 +82,12 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
         append_event(session, job.id, "status_changed", status=JobStatus.running)
     strategy = get_strategy(job.strategy)
     params = strategy.parse_params(job.params)
-    tree = planning_view(load_tree(session, job.id))  # answers in their thoughts' place
+    # Answers in their thoughts' place; this process's view from the last step, grown by
+    # what landed since, or built from the tree (``ttc_core.engine.tree_cache``).
+    entry = planning_entry(ctx.trees, session, job)
+    tree = entry.tree
     if job.step > 0:
-        _report_step(session, job, tree, strategy.select(tree, params))
+        _report_step(session, job, entry, strategy.select(tree, params))
     exhausted = budget_exhausted(job)
     if exhausted:
         return _finish(
@@ -96,6 +102,8 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     if plan.state is not None:
         job.strategy_state = plan.state
     _merge_node_meta(session, plan.node_meta)
+    if any("state" in meta for meta in plan.node_meta.values()):
+        forget(session, job.id)  # the view's nodes carry meta.state
     for kind, data in plan.events:
         append_event(session, job.id, kind, **data)
     if plan.finish is not None:
@@ -109,6 +117,7 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     batch_samples = ctx.settings.batch_samples_for(sum(e.k for e in expansions))
     batches = _make_batches(job, tree, expansions, batch_samples)
     job.step += 1
+    entry.planned = job.step
     job.pending_batches = len(batches)
     session.add_all(batches)
     append_event(
@@ -123,13 +132,44 @@ def drive(ctx: EngineContext, session: Session, job: Job) -> list[FollowUp]:
     return [FollowUp("expand", b.id) for b in batches]
 
 
-def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) -> None:
+@dataclass
+class _Frontier:
+    """How many nodes a search could still expand (generated, not final, no children yet),
+    kept as nodes arrive (a :class:`~ttc_core.tree.TreeIndex`)."""
+
+    count: int
+
+    @classmethod
+    def build(cls, tree: TreeView) -> _Frontier:
+        index = cls(0)
+        index.absorb(tree, list(tree.nodes.values()))
+        return index
+
+    @staticmethod
+    def _open(tree: TreeView, node: NodeView) -> bool:
+        return node.usable and not node.is_terminal and not tree.children(node.id)
+
+    def absorb(self, tree: TreeView, added: Sequence[NodeView]) -> None:
+        new = {n.id for n in added}
+        self.count += sum(1 for n in added if self._open(tree, n))
+        for parent_id in {n.parent_id for n in added if n.parent_id is not None} - new:
+            parent = tree.nodes[parent_id]
+            # Open before these children came (every child it has is new), closed now.
+            if (
+                parent.usable
+                and not parent.is_terminal
+                and all(c.id in new for c in tree.children(parent.id))
+            ):
+                self.count -= 1
+
+
+def _report_step(session: Session, job: Job, entry: PlanningEntry, best: Selection) -> None:
     """Progress events of a step whose expansions have all landed: ``step_done``, and
     ``best_changed`` when the strategy's current pick differs from the last one reported
-    (read back from the events, so a re-run or a manual expansion never repeats it)."""
-    frontier = sum(
-        1 for n in tree.nodes.values() if n.usable and not n.is_terminal and not tree.children(n.id)
-    )
+    (read back from the events, so a re-run or a manual expansion never repeats it; the
+    planning view keeps it while the job stays in this process)."""
+    tree = entry.tree
+    frontier = tree.index(_Frontier, _Frontier.build).count
     append_event(
         session,
         job.id,
@@ -142,28 +182,60 @@ def _report_step(session: Session, job: Job, tree: TreeView, best: Selection) ->
     )
     if best.node_id is None:
         return
-    last = session.scalar(
-        select(JobEvent.data)
-        .where(JobEvent.job_id == job.id, JobEvent.kind == "best_changed")
-        .order_by(JobEvent.seq.desc())
-        .limit(1)
-    )
+    last = entry.last_best
+    if last is None:
+        data = session.scalar(
+            select(JobEvent.data)
+            .where(JobEvent.job_id == job.id, JobEvent.kind == "best_changed")
+            .order_by(JobEvent.seq.desc())
+            .limit(1)
+        )
+        last = None if data is None else {k: data.get(k) for k in _BEST_FIELDS}
     current = {"node_id": best.node_id, "answer": best.answer, "score": best.score}
-    if last is None or {k: last.get(k) for k in current} != current:
+    if last != current:
         append_event(session, job.id, "best_changed", step=job.step, **current)
+    entry.last_best = current
+
+
+_BEST_FIELDS = ("node_id", "answer", "score")
 
 
 def _merge_node_meta(session: Session, updates: dict[str, dict[str, Any]]) -> None:
+    """Merge ``updates`` into the nodes' ``meta``. Locks in id order, after the job's lock
+    (the lock order of ``ttc_core.engine.claims``). On Postgres one statement per chunk of nodes
+    merges in the database (MCTS writes every node's visits when it ends: 100,000 rows
+    would otherwise be read back and written one by one)."""
     if not updates:
         return
+    ids = sorted(updates)
+    if session.get_bind().dialect.name == "postgresql":
+        for start in range(0, len(ids), _META_CHUNK):
+            # One JSON document per chunk ({node id: patch}): one parameter to send.
+            chunk = {i: updates[i] for i in ids[start : start + _META_CHUNK]}
+            doc = json.dumps(chunk)
+            if "\\u" in doc:  # escapes: strings to clean (NULs, lone surrogates)
+                doc = json.dumps(safe_json(chunk))
+            session.execute(_LOCK_NODES, {"doc": doc})
+            session.execute(_MERGE_META, {"doc": doc})
+        return
     rows = session.execute(
-        select(Node.id, Node.meta).where(Node.id.in_(list(updates))).order_by(Node.id)
+        select(Node.id, Node.meta).where(Node.id.in_(ids)).order_by(Node.id)
     ).all()
-    # In id order, after the job's lock (the lock order of ttc_core.engine.claims).
     session.execute(
         update(Node),
         [{"id": node_id, "meta": {**(meta or {}), **updates[node_id]}} for node_id, meta in rows],
     )
+
+
+_META_CHUNK = 5000
+_LOCK_NODES = text(
+    "SELECT id FROM nodes WHERE id IN (SELECT jsonb_object_keys(CAST(:doc AS jsonb))) "
+    "ORDER BY id FOR UPDATE"
+)
+_MERGE_META = text(
+    "UPDATE nodes AS n SET meta = (coalesce(n.meta::jsonb, '{}'::jsonb) || v.value)::json "
+    "FROM jsonb_each(CAST(:doc AS jsonb)) AS v WHERE n.id = v.key"
+)
 
 
 def _make_batches(
@@ -213,6 +285,7 @@ def _finish(
 ) -> list[FollowUp]:
     """Record the job's result; a job of a problem batch hands back the batch's driver
     step (the batch plans its next round once all its jobs are done)."""
+    forget(session, job.id)  # a finished job keeps no planning view
     text = None
     if selection.node_id is not None:
         node = session.get(Node, selection.node_id)

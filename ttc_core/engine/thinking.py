@@ -335,3 +335,37 @@ def planning_view(tree: TreeView) -> TreeView:
                 node = replace(node, depth=parent.depth + 1)
         moved[node.id] = node
     return TreeView.build(moved.values())
+
+
+def planning_additions(view: TreeView, added: Sequence[NodeView]) -> list[NodeView] | None:
+    """What ``added`` (new nodes as stored, all their parents in ``view`` or in ``added``)
+    becomes in the planning view ``view`` of the tree so far, as :func:`planning_view`
+    places them: answers in their thoughts' place, depths below them one less. None when
+    the view cannot simply grow: an answer to a thought the view already holds (the
+    thought must leave it) or a node under a thought already answered; the caller builds
+    the view again from the tree then."""
+    out: dict[str, NodeView] = {}  # new nodes as placed, by id
+    thoughts: dict[str, NodeView] = {}  # new thoughts as placed, by id
+    for node in sorted(added, key=lambda n: n.depth):
+        parent_id = node.parent_id or ""
+        thought = thoughts.pop(parent_id, None)
+        if thought is not None:
+            # The thought's answer takes its place (and the thought leaves the view).
+            del out[thought.id]
+            node = replace(
+                node,
+                parent_id=thought.parent_id,
+                child_index=thought.child_index,
+                depth=thought.depth,
+                completion_tokens=node.completion_tokens + thought.completion_tokens,
+            )
+        else:
+            parent = out.get(parent_id) or view.nodes.get(parent_id)
+            if parent is None or parent.role == THINK_ROLE:
+                return None
+            if node.depth != parent.depth + 1:
+                node = replace(node, depth=parent.depth + 1)
+        out[node.id] = node
+        if node.role == THINK_ROLE:
+            thoughts[node.id] = node
+    return list(out.values())

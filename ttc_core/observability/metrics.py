@@ -98,6 +98,17 @@ CACHE_EVICTIONS = Counter(
     "Expansion cache entries dropped (reason: age or size).",
     ["reason"],
 )
+PLANNING_VIEWS = Counter(
+    "ttc_planning_views_total",
+    "Driver steps by how they had the job's planning view: kept (grown by what landed "
+    "since the last step) or built (from the whole tree).",
+    ["source"],
+)
+PLANNING_VIEW_NODES = Counter(
+    "ttc_planning_view_nodes_total",
+    "Nodes driver steps read into planning views (kept: the new ones; built: all).",
+    ["source"],
+)
 DRIVER_STEP = Histogram(
     "ttc_driver_step_duration_seconds",
     "Driver steps: plan a job's next expansions (database time included).",
@@ -477,6 +488,12 @@ async def scorer_call(kind: str, call: Awaitable[R]) -> R:
 
 
 # ---------------------------------------------------------------- decorators
+
+
+def planning_view(source: str, nodes: int) -> None:
+    """A driver step had its planning view (``kept`` or ``built``), reading ``nodes``."""
+    PLANNING_VIEWS.labels(source).inc()
+    PLANNING_VIEW_NODES.labels(source).inc(nodes)
 
 
 def driver_step(fn: Callable[P, R]) -> Callable[P, R]:

@@ -124,6 +124,10 @@ class Job(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     #: Expansion batches of the current step that have not finished (no chords).
     pending_batches: Mapped[int] = mapped_column(Integer, default=0)
+    #: Bumped when an operator changes nodes in place (prune, expand): planning views
+    #: kept by workers between steps (``ttc_core.engine.tree_cache``) of an older epoch are
+    #: built again from the tree.
+    tree_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -238,6 +242,12 @@ class ExpansionBatch(Base):
     error: Mapped[str | None] = mapped_column(SafeText)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        # The batches of a job's recent steps (``store.load_nodes_since``), without a
+        # scan of all its batches.
+        Index("ix_expansion_batches_job_step", "job_id", "step"),
+    )
 
 
 class RequestRecord(Base):

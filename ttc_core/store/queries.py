@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ttc_core.search.tree import NodeView, TreeView
 from ttc_core.store.models import (
     Base,
+    ExpansionBatch,
     ExpansionCacheEntry,
     Job,
     JobEvent,
@@ -40,6 +41,23 @@ def load_tree(session: Session, job_id: str) -> TreeView:
     """The planning view of a job's tree (no node text: strategies plan on scores)."""
     rows = session.execute(select(*_TREE_COLUMNS).where(Node.job_id == job_id)).all()
     return TreeView.build(NodeView(*row) for row in rows)
+
+
+def load_nodes_since(
+    session: Session, job_id: str, after_step: int, up_to_step: int
+) -> list[NodeView]:
+    """The planning rows of the nodes of a job's batches of steps ``after_step + 1`` to
+    ``up_to_step`` (what a kept planning view lacks, ``ttc_core.engine.tree_cache``): the job's
+    batches by step, then their nodes by batch."""
+    batches = select(ExpansionBatch.id).where(
+        ExpansionBatch.job_id == job_id,
+        ExpansionBatch.step > after_step,
+        ExpansionBatch.step <= up_to_step,
+    )
+    rows = session.execute(
+        select(*_TREE_COLUMNS).where(Node.batch_id.in_(batches), Node.job_id == job_id)
+    ).all()
+    return [NodeView(*row) for row in rows]
 
 
 def load_trees(session: Session, job_ids: Sequence[str]) -> dict[str, TreeView]:

@@ -14,70 +14,155 @@ reached a final answer, the highest-Q path is completed greedily (one child per 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
 
 from ttc_core.search.strategies.base import Expand, Plan, Selection, Strategy
-from ttc_core.search.strategies.stepwise import StepSearchParams, select_terminal
+from ttc_core.search.strategies.stepwise import StepSearchParams, select_terminal, step_terminals
 from ttc_core.search.tree import NodeRole, NodeView, TreeView
 
 
 class MctsParams(StepSearchParams):
-    simulations: int = Field(default=32, ge=1, le=10_000, description="expansions in all")
+    simulations: int = Field(default=32, ge=1, le=100_000, description="expansions in all")
     k: int = Field(default=4, ge=1, le=256, description="children per expansion")
     c: float = Field(default=1.4, ge=0.0, le=100.0, description="UCT exploration constant")
     parallel: int = Field(default=4, ge=1, le=256, description="simulations in flight")
     virtual_loss: float = Field(default=1.0, ge=0.0, le=100.0)
 
 
+def _counted(node: NodeView) -> bool:
+    """Whether a node's statistics count in its parent's (a usable step)."""
+    return node.usable and node.role == NodeRole.step
+
+
+#: Values are summed as integers of this many parts per unit: exact, so W does not depend
+#: on the order nodes arrived in, and a view rebuilt after a restart plans as the one grown
+#: step by step did (float sums differ in their last bits, and UCT ties break on them).
+_TICKS = 2**60
+
+
+def _ticks(score: float) -> int:
+    return round(score * _TICKS)
+
+
 @dataclass
 class Stats:
+    """N, W and "has an expandable leaf below" for every node, and how many nodes have
+    been expanded. An index of the tree (:meth:`TreeView.index`): built once, then kept up
+    to date as nodes arrive, so that a step costs the nodes it adds and the paths above
+    them, not the tree."""
+
+    max_depth: int
     visits: dict[str, int]
     value_sum: dict[str, float]
     open_below: dict[str, bool]
+    #: Nodes with at least one child (of any kind or status): simulations done.
+    expanded: int = 0
+    #: W exactly, in ``_TICKS`` (``value_sum`` is it as a float).
+    value_ticks: dict[str, int] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def build(cls, tree: TreeView, max_depth: int) -> Stats:
+        stats = cls(max_depth, {}, {}, {})
+        for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
+            stats._recount(tree, node)
+            stats._reopen(tree, node)
+        stats.expanded = sum(1 for node_id in tree.nodes if tree.children(node_id))
+        return stats
 
-def tree_stats(tree: TreeView, max_depth: int) -> Stats:
-    """N, W and "has an expandable leaf below" for every node, bottom-up."""
-    visits: dict[str, int] = {}
-    value_sum: dict[str, float] = {}
-    open_below: dict[str, bool] = {}
-    for node in sorted(tree.nodes.values(), key=lambda n: -n.depth):
-        kids = [c for c in tree.children(node.id) if c.usable and c.role == NodeRole.step]
+    def _own(self, node: NodeView) -> tuple[int, int]:
         scored = node.parent_id is not None and node.usable and node.score is not None
-        visits[node.id] = int(scored) + sum(visits[c.id] for c in kids)
-        value_sum[node.id] = (node.score or 0.0 if scored else 0.0) + sum(
-            value_sum[c.id] for c in kids
-        )
+        return (1, _ticks(node.score or 0.0)) if scored else (0, 0)
+
+    def _set(self, node_id: str, visits: int, ticks: int) -> None:
+        self.visits[node_id] = visits
+        self.value_ticks[node_id] = ticks
+        self.value_sum[node_id] = ticks / _TICKS
+
+    def _recount(self, tree: TreeView, node: NodeView) -> None:
+        """N and W of ``node`` from its own score and its children's (already known)."""
+        visits, ticks = self._own(node)
+        for kid in tree.children(node.id):
+            if _counted(kid):
+                visits += self.visits[kid.id]
+                ticks += self.value_ticks[kid.id]
+        self._set(node.id, visits, ticks)
+
+    def _reopen(self, tree: TreeView, node: NodeView) -> bool:
+        """``open_below`` of ``node`` from its children's; True when it changed."""
+        kids = [c for c in tree.children(node.id) if _counted(c)]
         leaf_open = (
             not kids
             and node.usable
             and not node.is_terminal
-            and node.depth < max_depth
+            and node.depth < self.max_depth
             and (node.role == NodeRole.step or node.parent_id is None)
         )
-        open_below[node.id] = leaf_open or any(open_below[c.id] for c in kids)
-    return Stats(visits, value_sum, open_below)
+        value = leaf_open or any(self.open_below[c.id] for c in kids)
+        changed = self.open_below.get(node.id) != value
+        self.open_below[node.id] = value
+        return changed
+
+    def absorb(self, tree: TreeView, added: Sequence[NodeView]) -> None:
+        new = {n.id for n in added}
+        # The new subtrees' own statistics, bottom-up (every node below a new one is new).
+        for node in sorted(added, key=lambda n: -n.depth):
+            self._recount(tree, node)
+            self._reopen(tree, node)
+        tops = [n for n in added if n.parent_id not in new]
+        parents = {n.parent_id for n in added if n.parent_id is not None}
+        self.expanded += sum(1 for p in parents if all(c.id in new for c in tree.children(p)))
+        # Back-propagation: each new subtree's N and W go up while a node counts in its
+        # parent's; "open below" is recomputed on the paths above, deepest first.
+        above: dict[str, NodeView] = {}
+        for top in tops:
+            visits, ticks = self.visits[top.id], self.value_ticks[top.id]
+            at: NodeView | None = top
+            while at is not None and at.parent_id is not None:
+                parent = tree.nodes[at.parent_id]
+                if _counted(at) and (visits or ticks):
+                    self._set(
+                        parent.id,
+                        self.visits[parent.id] + visits,
+                        self.value_ticks[parent.id] + ticks,
+                    )
+                above[parent.id] = parent
+                at = parent if _counted(at) else None
+        for ancestor in sorted(above.values(), key=lambda n: -n.depth):
+            self._reopen(tree, ancestor)
+
+
+def tree_stats(tree: TreeView, max_depth: int) -> Stats:
+    """N, W and "has an expandable leaf below" for every node, from scratch."""
+    return Stats.build(tree, max_depth)
+
+
+def stats_of(tree: TreeView, max_depth: int) -> Stats:
+    """The tree's :class:`Stats` index (kept as nodes arrive; read it, never change it)."""
+    return tree.index(("mcts", max_depth), lambda t: Stats.build(t, max_depth))
 
 
 def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) -> list[NodeView]:
-    """Up to ``count`` distinct leaves by UCT, with virtual loss on chosen paths."""
+    """Up to ``count`` distinct leaves by UCT, with virtual loss on chosen paths. Reads
+    ``stats`` only: the subtrees this selection closes are kept apart."""
     extra: dict[str, float] = {}
+    closed: dict[str, bool] = {}  # open_below as this selection changes it
     chosen: list[NodeView] = []
     taken: set[str] = set()
+
+    def is_open(node_id: str) -> bool:
+        return closed.get(node_id, stats.open_below[node_id])
+
     for _ in range(count):
         node = tree.root
         while True:
             kids = [
                 c
                 for c in tree.children(node.id)
-                if c.usable
-                and c.role == NodeRole.step
-                and stats.open_below[c.id]
-                and c.id not in taken
+                if c.usable and c.role == NodeRole.step and is_open(c.id) and c.id not in taken
             ]
             if not kids:
                 break
@@ -91,17 +176,18 @@ def select_leaves(tree: TreeView, params: MctsParams, stats: Stats, count: int) 
 
             node = max(kids, key=uct)
         expanded = any(c.usable and c.role == NodeRole.step for c in tree.children(node.id))
-        if node.id in taken or expanded or not stats.open_below[node.id]:
+        if node.id in taken or expanded or not is_open(node.id):
             break  # nothing left to expand (a leaf whose children all failed is retried)
         chosen.append(node)
         taken.add(node.id)
-        for on_path in tree.path(node.id):
+        path = tree.path(node.id)
+        for on_path in path:
             extra[on_path.id] = extra.get(on_path.id, 0.0) + params.virtual_loss
         # A closed subtree (every leaf taken) must not attract the next selection.
-        stats.open_below[node.id] = False
-        for ancestor in reversed(tree.path(node.id)[:-1]):
-            stats.open_below[ancestor.id] = any(
-                stats.open_below[c.id] and c.id not in taken
+        closed[node.id] = False
+        for ancestor in reversed(path[:-1]):
+            closed[ancestor.id] = any(
+                is_open(c.id) and c.id not in taken
                 for c in tree.children(ancestor.id)
                 if c.usable and c.role == NodeRole.step
             )
@@ -158,17 +244,16 @@ class Mcts(Strategy[MctsParams]):
     def plan(self, tree: TreeView, params: MctsParams, state: Mapping[str, Any]) -> Plan:
         if not tree.children(tree.root_id):
             return Plan(expansions=[Expand(tree.root_id, params.k, role=NodeRole.step)])
-        done = sum(1 for n in tree.nodes.values() if tree.children(n.id))
-        left = params.simulations - done
-        stats = tree_stats(tree, params.max_depth)
+        stats = stats_of(tree, params.max_depth)
+        left = params.simulations - stats.expanded
         leaves = select_leaves(tree, params, stats, min(params.parallel, left)) if left > 0 else []
         if leaves:
             return Plan(
                 expansions=[Expand(leaf.id, params.k, role=NodeRole.step) for leaf in leaves]
             )
-        if not any(n.role == NodeRole.step for n in tree.terminals()):
+        if not step_terminals(tree):
             # The budget ended before any path finished: complete the best path greedily.
-            tip = completion_tip(tree, tree_stats(tree, params.max_depth), state)
+            tip = completion_tip(tree, stats, state)
             if tip is not None:
                 start = state.get(COMPLETING) or tip.id
                 return Plan(
@@ -178,7 +263,7 @@ class Mcts(Strategy[MctsParams]):
         return self._finish(tree, params)
 
     def _finish(self, tree: TreeView, params: MctsParams) -> Plan:
-        stats = tree_stats(tree, params.max_depth)
+        stats = stats_of(tree, params.max_depth)
         meta = {
             n.id: {
                 "visits": stats.visits[n.id],

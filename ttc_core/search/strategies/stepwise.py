@@ -8,6 +8,7 @@ A node is terminal when its step holds a final answer or it reached ``max_depth`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -66,17 +67,77 @@ def open_leaves(nodes: Iterable[NodeView]) -> list[NodeView]:
     return [n for n in nodes if n.usable and not n.is_terminal and n.role == NodeRole.step]
 
 
+def _best_key(node: NodeView) -> tuple[float, int, int, str]:
+    """:func:`rank_key`, ties to the first in :meth:`TreeView.terminals` order (the
+    smaller parent id), so that the best can be kept as nodes arrive."""
+    return (*rank_key(node), node.parent_id or "")
+
+
+@dataclass
+class BestTerminal:
+    """The best finished candidate (by :func:`rank_key`, lookahead steps excluded) and how
+    many there are, kept as nodes arrive: selection over ``best`` costs nothing per step
+    however many terminals the tree holds."""
+
+    best: NodeView | None
+    count: int
+
+    @classmethod
+    def build(cls, tree: TreeView) -> BestTerminal:
+        index = cls(None, 0)
+        index.absorb(tree, list(tree.nodes.values()))
+        return index
+
+    def absorb(self, tree: TreeView, added: Sequence[NodeView]) -> None:
+        for node in added:
+            if not (node.is_terminal and node.usable) or node.role == NodeRole.lookahead:
+                continue
+            self.count += 1
+            if self.best is None or _best_key(node) < _best_key(self.best):
+                self.best = node
+
+
+def step_terminals(tree: TreeView) -> int:
+    """How many finished step paths the tree holds (kept as nodes arrive)."""
+    return tree.index(_StepTerminals, _StepTerminals.build).count
+
+
+@dataclass
+class _StepTerminals:
+    count: int
+
+    @classmethod
+    def build(cls, tree: TreeView) -> _StepTerminals:
+        index = cls(0)
+        index.absorb(tree, list(tree.nodes.values()))
+        return index
+
+    def absorb(self, tree: TreeView, added: Sequence[NodeView]) -> None:
+        self.count += sum(
+            1 for n in added if n.is_terminal and n.usable and n.role == NodeRole.step
+        )
+
+
 def select_terminal(
     tree: TreeView, how: str, candidates: Sequence[NodeView] | None = None
 ) -> Selection:
     """The final answer over terminal nodes, with the chosen path in ``details``."""
+    if candidates is None and how == "best":
+        index = tree.index(BestTerminal, BestTerminal.build)
+        if index.best is None:
+            return Selection.failure("the search reached no final answer")
+        details: dict[str, object] = {
+            "terminals": index.count,
+            "path": [n.id for n in tree.path(index.best.id)],
+        }
+        return Selection.of(index.best, **details)
     terminals = list(candidates if candidates is not None else tree.terminals())
     terminals = [n for n in terminals if n.role != NodeRole.lookahead]
     if not terminals:
         return Selection.failure("the search reached no final answer")
     if how == "best":
         best = min(terminals, key=rank_key)
-        details: dict[str, object] = {"terminals": len(terminals)}
+        details = {"terminals": len(terminals)}
     else:
         votes = tally(terminals, weighted=how == "weighted_majority")
         if votes.winner is None:
