@@ -30,7 +30,7 @@ from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems
 
-N = 24  # one request per sample, four at a time, 0.4 s each: a batch of about 2.4 s
+N = 48  # one request per sample, four at a time, 0.4 s each: a batch of about 4.8 s
 LEASE_S = 1.2  # a heartbeat every 0.4 s
 
 
@@ -203,7 +203,9 @@ def test_a_second_claimer_takes_over_and_the_first_stops_writing(
             await ctx.aclose()
 
     seen = asyncio.run(scenario())
-    assert seen["first_stopped"] < LEASE_S  # within a heartbeat or two, not at the end
+    # Within a few heartbeats (0.4 s each; more on a loaded machine), not at the end of
+    # the batch (about 4 s after the takeover).
+    assert seen["first_stopped"] < 2 * LEASE_S
     got = _usage(ctx, job_id)
     metrics = slow_sim.metrics
     assert got["attempts"] == [2]
