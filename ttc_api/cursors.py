@@ -12,11 +12,12 @@ import datetime as dt
 import json
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from ttc_api.storable import INT32_MAX, INT32_MIN, parse_storable
 from ttc_core.errors import InputError
+from ttc_core.store.models import ProblemBatch
 
 CursorKind = Literal["int", "str", "datetime"]
 
@@ -85,3 +86,14 @@ def newest_first(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
     return rows, next_cursor
+
+
+def newest_units(
+    session: Session, kind: str, tenant: str | None, cursor: str | None, limit: int
+) -> tuple[list[ProblemBatch], str | None]:
+    """One page of a tenant's units of jobs of ``kind`` (problem batches or evals; every
+    tenant's for an admin, ``tenant=None``), newest first, and the next page's cursor."""
+    query = select(ProblemBatch).where(ProblemBatch.kind == kind)
+    if tenant is not None:
+        query = query.where(ProblemBatch.tenant == tenant)
+    return newest_first(session, ProblemBatch, query, cursor, limit)

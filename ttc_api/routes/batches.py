@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from ttc_api import examples
-from ttc_api.cursors import newest_first
+from ttc_api.cursors import newest_units
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
@@ -119,10 +118,7 @@ def read_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> BatchesPublic:
     """List batches, newest first (cursor-paged; per-problem rows left out)."""
-    query = select(ProblemBatch).where(ProblemBatch.kind == ALLOCATION_KIND)
-    if tenant is not None:
-        query = query.where(ProblemBatch.tenant == tenant)
-    rows, next_cursor = newest_first(session, ProblemBatch, query, cursor, limit)
+    rows, next_cursor = newest_units(session, ALLOCATION_KIND, tenant, cursor, limit)
     return BatchesPublic(
         data=[_public(session, b, problems=False) for b in rows], next_cursor=next_cursor
     )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ttc_api import eval_examples
-from ttc_api.cursors import newest_first
+from ttc_api.cursors import newest_units
 from ttc_api.deps import (
     DatabaseDep,
     DispatcherDep,
@@ -230,10 +230,7 @@ def read_evals(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> EvalsPublic:
     """List evals with their progress, newest first (cursor-paged; no curves)."""
-    query = select(ProblemBatch).where(ProblemBatch.kind == EVAL_KIND)
-    if tenant is not None:
-        query = query.where(ProblemBatch.tenant == tenant)
-    rows, next_cursor = newest_first(session, ProblemBatch, query, cursor, limit)
+    rows, next_cursor = newest_units(session, EVAL_KIND, tenant, cursor, limit)
     return EvalsPublic(
         data=[_public(session, b, settings, with_curves=False) for b in rows],
         next_cursor=next_cursor,
