@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from ttc_core.engine.batches import BatchError, advance_chain, expand_chain
 from ttc_core.engine.reaper import find_stalled
+from ttc_core.engine.runtime import EngineContext
 from ttc_core.engine.steps import fail_job, job_of_batch
 from ttc_core.errors import InputError
 from ttc_core.problem_batches.rounds import fail_batch, find_stalled_batches
@@ -45,18 +47,15 @@ PERMANENT_ERRORS = (ScorerError, VerifierError, InputError)
 def advance_task(self: Any, job_id: str) -> str | None:
     # The step's first batch is claimed in the driver step's transaction and runs here
     # (no hop to another process, no second transaction); the rest go out.
-    until = time.monotonic() + runtime.context().settings.inline_continuation_s
     try:
-        runtime.run(lambda ctx: advance_chain(ctx, job_id, until=until, send=enqueue))
-    except BatchError as err:
-        retry = _on_failure(err.batch_id, err.__cause__ or err)
-        if retry is not None:
-            _send_later(retry)
-    except Exception as exc:
+        retry = _run_chain(lambda ctx, until: advance_chain(ctx, job_id, until=until, send=enqueue))
+    except Exception as exc:  # the driver step itself failed (a batch's failure is a retry)
         if self.request.retries >= self.max_retries:
             fail_job(runtime.context(), job_id, f"driver step failed: {exc!r}")
             return None
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+    if retry is not None:
+        _send_later(retry)
     return telemetry.chain_summary()  # the task's result: what ran inline (Flower)
 
 
@@ -122,11 +121,17 @@ class _Retry:
 
 
 def _chain(batch_id: str) -> _Retry | None:
-    """Run the chain from ``batch_id``; a retry to schedule when a batch failed (errors
-    that retrying cannot fix fail the job here instead)."""
+    """Run the chain from ``batch_id`` (see :func:`_run_chain`)."""
+    return _run_chain(lambda ctx, until: expand_chain(ctx, batch_id, until=until, send=enqueue))
+
+
+def _run_chain(start: Callable[[EngineContext, float], Coroutine[Any, Any, None]]) -> _Retry | None:
+    """Run a chain of batches on the engine loop until ``inline_continuation_s`` has
+    passed; a retry to schedule when a batch failed (errors that retrying cannot fix fail
+    the job here instead). Anything else ``start`` raises propagates."""
     until = time.monotonic() + runtime.context().settings.inline_continuation_s
     try:
-        runtime.run(lambda ctx: expand_chain(ctx, batch_id, until=until, send=enqueue))
+        runtime.run(lambda ctx: start(ctx, until))
     except BatchError as err:
         return _on_failure(err.batch_id, err.__cause__ or err)
     return None
