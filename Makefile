@@ -18,13 +18,15 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/ttc demo
 
-# Lint, types and the whole suite (starts local Postgres and Redis if they are down).
+# Lint, types and the whole suite (starts local Postgres and Redis if they are down), in
+# two test processes, a module per process at a time (tests/conftest.py gives the second
+# its own Redis and starts the slowest modules first).
 test: install
 	scripts/ensure-services.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """Fair dispatch through the real stack (API with keys on, one Celery worker with two
 processes, Postgres, Redis, the simulator): tenant A's backlog of 50 best-of-512 jobs and
 4 slow code jobs does not stall tenant B's best-of-8, which finishes within 3x its time
-alone, both measured in this run."""
+alone, both measured in this run (each the best of three, while A's backlog is still
+there). Without fair dispatch B would wait for the backlog: tens of seconds."""
 
 from __future__ import annotations
 
@@ -124,7 +125,9 @@ def test_a_backlog_does_not_stall_another_tenant(two_tenants: dict[str, Any]) ->
             )
             for _ in range(4)
         ]
-        behind = _small_job_seconds(bob)
+        # The best of three, as for `alone`: the machine's noise (two cores shared by the
+        # API, both worker processes and the simulator) is not what this test measures.
+        behind = min(_small_job_seconds(bob) for _ in range(3))
         statuses = [alice.get(f"/v1/jobs/{j}").json()["status"] for j in backlog]
         for job_id in backlog:
             alice.post(f"/v1/jobs/{job_id}/cancel")
