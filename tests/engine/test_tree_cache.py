@@ -119,7 +119,9 @@ def _check_kept_view(worker: EngineContext, job_id: str) -> bool:
     )
     assert kept.index(BestTerminal, BestTerminal.build) == BestTerminal.build(built)
     assert kept.index(_Frontier, _Frontier.build) == _Frontier.build(built)
-    if entry.last_best is not None and entry.planned == planned:
+    if entry.last_best == {} and entry.planned == planned:
+        assert last is None  # the view knows that no best was reported yet
+    elif entry.last_best is not None and entry.planned == planned:
         assert last is not None
         assert entry.last_best == {k: last[k] for k in ("node_id", "answer", "score")}
     return True

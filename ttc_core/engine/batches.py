@@ -475,11 +475,15 @@ def _complete(
     under a pruned parent, and what the endpoint did meanwhile. Locks in the documented
     order (``ttc_core.engine.claims``): the job, the batch, then its nodes."""
     job, batch_id = claim.job, claim.batch_id
-    lock_job_row(session, job.id)
+    epoch = lock_job_row(session, job.id)
     followups = _complete_batch(
         ctx, session, job, batch_id, requests, token=claim.token, paid=claim.paid
     )
-    if claim.runs or claim.unscored:
+    # Nothing can have landed under a pruned parent when no prune committed since the
+    # claim (a prune bumps the job's tree_epoch under its row lock, and the claim skipped
+    # parents pruned before it) and no earlier attempt wrote rows of this batch.
+    pruned_meanwhile = epoch != job.tree_epoch or claim.attempts > 1
+    if (claim.runs or claim.unscored) and pruned_meanwhile:
         _prune_landed_under_pruned(session, job.id, batch_id)
     client = ctx.inference(job.endpoint, job.model)
     failed_attempts = client.failed_attempts - trouble_before[0]

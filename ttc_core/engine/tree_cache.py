@@ -55,7 +55,7 @@ class PlanningEntry:
     #: still that, no other process has reported a step since (``last_best`` holds).
     planned: int = -1
     #: The last ``best_changed`` this job reported (``node_id``, ``answer``, ``score``),
-    #: or None when unknown (read from the events then).
+    #: ``{}`` when it reported none, or None when unknown (read from the events then).
     last_best: dict[str, Any] | None = None
     #: How the view was had this step (``kept``: grown by ``added`` nodes; ``built``).
     source: str = "built"
@@ -142,6 +142,8 @@ def planning_entry(cache: TreeCache, session: Session, job: Job) -> PlanningEntr
         entry = PlanningEntry(
             job.id, job.tree_epoch, job.step, planning_view(load_tree(session, job.id))
         )
+        if job.step == 0:
+            entry.last_best = {}  # no step was reported yet: nothing to read back
         cache.builds += 1
         metrics.planning_view("built", len(entry.tree.nodes))
     entry.loaded = job.step

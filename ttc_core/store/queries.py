@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, Select, bindparam, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ttc_core.search.tree import NodeView, TreeView
+from ttc_core.store.bulk_insert import unnest_insert
 from ttc_core.store.models import (
     Base,
     ExpansionBatch,
@@ -80,10 +91,12 @@ def lock_job(session: Session, job_id: str) -> Job | None:
     ).scalar_one_or_none()
 
 
-def lock_job_row(session: Session, job_id: str) -> None:
+def lock_job_row(session: Session, job_id: str) -> int | None:
     """Take the job's row lock without loading it into the session (the first lock of a
-    transaction that writes batches or nodes too: ``ttc_core.engine.claims`` has the order)."""
-    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+    transaction that writes batches or nodes too: ``ttc_core.engine.claims`` has the order).
+    Returns the job's ``tree_epoch`` (None when there is no such job)."""
+    epoch = session.scalar(select(Job.tree_epoch).where(Job.id == job_id).with_for_update())
+    return None if epoch is None else int(epoch)
 
 
 def insert_ignoring_duplicates(model: type[Base], dialect: str) -> Insert:
@@ -100,7 +113,12 @@ def _insert_all(
 ) -> None:
     if rows:
         bind = conn.get_bind() if isinstance(conn, Session) else conn
-        conn.execute(insert_ignoring_duplicates(model, bind.dialect.name), list(rows))
+        dialect = bind.dialect
+        table = model.__table__
+        assert isinstance(table, Table)
+        if dialect.name == "postgresql" and unnest_insert(conn, dialect, table, rows):
+            return  # one statement over column arrays (``ttc_core.store.bulk_insert``)
+        conn.execute(insert_ignoring_duplicates(model, dialect.name), list(rows))
 
 
 def insert_nodes(conn: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
