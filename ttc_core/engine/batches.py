@@ -570,6 +570,9 @@ def _complete_batch(
         .values(
             status=BatchStatus.done, requests=requests, finished_at=utcnow(), claimed_until=None
         )
+        # Nothing of the batch or the job is loaded in this session yet (the caller took
+        # the job's lock by id): no objects to bring up to date.
+        .execution_options(synchronize_session=False)
     )
     if getattr(claimed, "rowcount", 0) != 1:
         # Another run of this batch completed it first (its usage is counted), or took it
@@ -606,6 +609,7 @@ def _complete_batch(
             updated_at=utcnow(),
         )
         .returning(Job.pending_batches)
+        .execution_options(synchronize_session=False)
     ).scalar_one()
     metrics.batch_usage(
         session,

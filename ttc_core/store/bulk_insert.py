@@ -21,7 +21,7 @@ from sqlalchemy import Boolean, Connection, Float, Integer, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-__all__ = ["unnest_insert"]
+__all__ = ["array_values", "unnest_insert"]
 
 _Statement = tuple[Any, list[tuple[str, Callable[[list[Any]], list[Any]]]]]
 _STATEMENTS: dict[tuple[str, tuple[str, ...]], _Statement] = {}
@@ -38,7 +38,9 @@ def _coerce(column_type: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-def _values(column: Any, dialect: Dialect) -> Callable[[list[Any]], list[Any]]:
+def array_values(column: Any, dialect: Dialect) -> Callable[[list[Any]], list[Any]]:
+    """What turns a column's Python values into one array parameter: the column type's
+    bind processing, one Python type per array."""
     impl = column.type.dialect_impl(dialect)
     process = impl.bind_processor(dialect)
     coerce = _coerce(getattr(impl, "impl", impl)) or _coerce(column.type)
@@ -68,7 +70,7 @@ def _statement(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Statem
         f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays}) '
         "ON CONFLICT DO NOTHING"
     )
-    built = (statement, [(c.name, _values(c, dialect)) for c in columns])
+    built = (statement, [(c.name, array_values(c, dialect)) for c in columns])
     _STATEMENTS[cache_key] = built
     return built
 
