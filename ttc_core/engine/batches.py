@@ -286,7 +286,11 @@ def _drive_and_claim(
         first = next((f for f in followups if f.kind == "expand"), None)
         if job is None or first is None:
             return followups, None
-        batch = session.get(ExpansionBatch, first.id)
+        # The batch the step just added, still pending: its claim goes into its INSERT
+        # (no SELECT to load it back, no UPDATE after).
+        batch = next(
+            (o for o in session.new if isinstance(o, ExpansionBatch) and o.id == first.id), None
+        ) or session.get(ExpansionBatch, first.id)
         if batch is None:
             return followups, None
         token = uuid.uuid4().hex
@@ -559,20 +563,21 @@ def _complete_batch(
 ) -> list[FollowUp]:
     """Mark the batch done and add its usage to the job, once: only while ``token`` (when
     given) still holds the claim. The caller holds the job's row lock."""
-    fenced = [ExpansionBatch.claim_token == token] if token is not None else []
+    fenced = [ExpansionBatch.__table__.c.claim_token == token] if token is not None else []
     # This attempt's requests and the tokens no node carries (judge votes, reward-model
     # calls, requests of a fan-out that failed): counted once, whoever completes the batch.
     extra = unstored_usage(paid or ledger.Ledger(), job.endpoint, ctx.settings.endpoints)
     requests = max(requests, extra.requests)
+    # Core statements on the tables: nothing of the batch or the job is loaded in this
+    # session yet (the caller took the job's lock by id), so there are no objects to bring
+    # up to date, and the ORM's processing of an UPDATE is skipped.
+    batches = ExpansionBatch.__table__.c
     claimed = session.execute(
-        update(ExpansionBatch)
-        .where(ExpansionBatch.id == batch_id, ExpansionBatch.status == BatchStatus.pending, *fenced)
+        update(ExpansionBatch.__table__)  # type: ignore[arg-type]
+        .where(batches.id == batch_id, batches.status == BatchStatus.pending, *fenced)
         .values(
             status=BatchStatus.done, requests=requests, finished_at=utcnow(), claimed_until=None
         )
-        # Nothing of the batch or the job is loaded in this session yet (the caller took
-        # the job's lock by id): no objects to bring up to date.
-        .execution_options(synchronize_session=False)
     )
     if getattr(claimed, "rowcount", 0) != 1:
         # Another run of this batch completed it first (its usage is counted), or took it
@@ -587,29 +592,29 @@ def _complete_batch(
     endpoint = ctx.settings.endpoints.get(job.endpoint)
     cost = cost_of(endpoint, prompt_tokens, completion_tokens)
     cache_requests = paid.cache_requests if paid is not None else 0
+    jobs = Job.__table__.c
     pending = session.execute(
-        update(Job)
-        .where(Job.id == job.id)
+        update(Job.__table__)  # type: ignore[arg-type]
+        .where(jobs.id == job.id)
         .values(
-            prompt_tokens=Job.prompt_tokens + prompt_tokens + extra.prompt_tokens,
-            completion_tokens=Job.completion_tokens + completion_tokens + extra.completion_tokens,
-            thinking_tokens=Job.thinking_tokens + used.thinking_tokens,
-            requests=Job.requests + requests,
-            node_count=Job.node_count + count,
-            failed_nodes=Job.failed_nodes + failed,
-            cost=Job.cost + cost + extra.cost,
+            prompt_tokens=jobs.prompt_tokens + prompt_tokens + extra.prompt_tokens,
+            completion_tokens=jobs.completion_tokens + completion_tokens + extra.completion_tokens,
+            thinking_tokens=jobs.thinking_tokens + used.thinking_tokens,
+            requests=jobs.requests + requests,
+            node_count=jobs.node_count + count,
+            failed_nodes=jobs.failed_nodes + failed,
+            cost=jobs.cost + cost + extra.cost,
             # What the expansion cache served instead (budgets count it too).
-            cache_hits=Job.cache_hits + used.cache_hits,
-            cache_requests=Job.cache_requests + cache_requests,
-            cache_prompt_tokens=Job.cache_prompt_tokens + used.cache_prompt_tokens,
-            cache_completion_tokens=Job.cache_completion_tokens + used.cache_completion_tokens,
-            cache_cost=Job.cache_cost
+            cache_hits=jobs.cache_hits + used.cache_hits,
+            cache_requests=jobs.cache_requests + cache_requests,
+            cache_prompt_tokens=jobs.cache_prompt_tokens + used.cache_prompt_tokens,
+            cache_completion_tokens=jobs.cache_completion_tokens + used.cache_completion_tokens,
+            cache_cost=jobs.cache_cost
             + cost_of(endpoint, used.cache_prompt_tokens, used.cache_completion_tokens),
-            pending_batches=Job.pending_batches - 1,
+            pending_batches=jobs.pending_batches - 1,
             updated_at=utcnow(),
         )
-        .returning(Job.pending_batches)
-        .execution_options(synchronize_session=False)
+        .returning(jobs.pending_batches)
     ).scalar_one()
     metrics.batch_usage(
         session,
