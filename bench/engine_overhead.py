@@ -8,7 +8,9 @@ same server, in one run.
     plain:  one ``httpx.AsyncClient`` POST with the same body, reply parsed
 
 Prints the median wall per job of each over ``--rounds`` rounds of ``--jobs`` jobs and
-their difference (what the engine adds to a job: transactions, statements, Python). The
+their difference (what the engine adds to a job: transactions, statements, Python), and
+the engine's CPU per job in this process (steadier than wall time on a noisy machine;
+Postgres's own CPU is not in it). The
 stack's end-to-end number is ``bench/job_latency.py``; this one isolates the engine.
 
     .venv/bin/python bench/engine_overhead.py [--jobs 200] [--rounds 3]
@@ -34,6 +36,10 @@ from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import gsm8k_problems
 
+#: This process's CPU seconds per job of each engine round (every thread: the loop and the
+#: database threads), steadier than wall time on a noisy machine.
+CPU: list[float] = []
+
 
 async def engine_round(
     ctx: EngineContext, question: str, answer: str, jobs: int, seed: int
@@ -53,10 +59,11 @@ async def engine_round(
             return create_job(session, spec, ctx.settings, tenant="bench").id
 
     ids = [submit(i) for i in range(jobs)]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for job_id in ids:
         await advance_chain(ctx, job_id, until=time.monotonic() + 60, send=lambda _: None)
     elapsed = time.perf_counter() - began
+    CPU.append((time.process_time() - cpu) / jobs)
     with ctx.db.session() as session:
         for job_id in ids:
             job = session.get_one(Job, job_id)
@@ -108,7 +115,8 @@ def main() -> None:
                         await engine_round(ctx, problem.question, problem.answer, ns.jobs, seed)
                     )
                     print(
-                        f"round {r + 1}: engine {1000 * engine[-1]:.1f} ms/job, "
+                        f"round {r + 1}: engine {1000 * engine[-1]:.1f} ms/job "
+                        f"({1000 * CPU[-1]:.1f} ms of this process's CPU), "
                         f"plain client {1000 * plain[-1]:.1f} ms/request"
                     )
             finally:
@@ -117,9 +125,11 @@ def main() -> None:
 
         engine, plain = asyncio.run(run())
     e, p = statistics.median(engine), statistics.median(plain)
+    cpu = statistics.median(CPU[1:])  # the warm-up round left out
     print(
-        f"best-of-1 in process x {ns.jobs}: engine {1000 * e:.1f} ms/job, plain client "
-        f"{1000 * p:.1f} ms/request; the engine adds {1000 * (e - p):.1f} ms per job"
+        f"best-of-1 in process x {ns.jobs}: engine {1000 * e:.1f} ms/job "
+        f"({1000 * cpu:.1f} ms CPU), plain client {1000 * p:.1f} ms/request; "
+        f"the engine adds {1000 * (e - p):.1f} ms per job"
     )
 
 
