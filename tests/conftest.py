@@ -17,18 +17,14 @@ import time
 
 import pytest
 
+from ttc_cli.stack import free_port
+
 _private: list[subprocess.Popen[bytes]] = []
 _dirs: list[str] = []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_private_redis() -> str:
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="ttc-test-redis-")
     _dirs.append(workdir)
     proc = subprocess.Popen(

@@ -21,7 +21,7 @@ from sqlalchemy import Boolean, Connection, Float, Integer, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-__all__ = ["array_values", "unnest_insert"]
+__all__ = ["array_cast", "array_values", "unnest_insert"]
 
 _Statement = tuple[Any, list[tuple[str, Callable[[list[Any]], list[Any]]]]]
 _STATEMENTS: dict[tuple[str, tuple[str, ...]], _Statement] = {}
@@ -55,16 +55,18 @@ def array_values(column: Any, dialect: Dialect) -> Callable[[list[Any]], list[An
     return convert
 
 
+def array_cast(column: Any, dialect: Dialect) -> str:
+    """``CAST(:name AS type[])``: the column's values as one typed array parameter."""
+    return f"CAST(:{column.name} AS {column.type.dialect_impl(dialect).compile(dialect=dialect)}[])"
+
+
 def _statement(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Statement:
     cache_key = (table.name, keys)
     cached = _STATEMENTS.get(cache_key)
     if cached is not None:
         return cached
     columns = [table.c[key] for key in keys]
-    arrays = ", ".join(
-        f"CAST(:{c.name} AS {c.type.dialect_impl(dialect).compile(dialect=dialect)}[])"
-        for c in columns
-    )
+    arrays = ", ".join(array_cast(c, dialect) for c in columns)
     names = ", ".join(f'"{c.name}"' for c in columns)
     statement = text(
         f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays}) '
@@ -97,8 +99,8 @@ def unnest_insert(
     share one set of keys (the caller inserts them the usual way)."""
     if not rows:
         return True
-    keys = tuple(rows[0])
-    if any(len(row) != len(keys) or row.keys() != rows[0].keys() for row in rows):
+    first = rows[0].keys()
+    if any(row.keys() != first for row in rows):
         return False
     rows = _with_defaults(table, rows)
     keys = tuple(rows[0])

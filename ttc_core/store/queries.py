@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ttc_core.search.tree import NodeView, TreeView
-from ttc_core.store.bulk_insert import array_values, unnest_insert
+from ttc_core.store.bulk_insert import array_cast, array_values, unnest_insert
 from ttc_core.store.models import (
     Base,
     ExpansionBatch,
@@ -172,25 +172,15 @@ def _write_pending_events(session: Session) -> None:
         by_job.setdefault(row["job_id"], []).append(row)
     dialect = session.get_bind().dialect
     if dialect.name == "postgresql":
-        columns = JobEvent.__table__.c
-        kinds, datas, created = (
-            array_values(columns.kind, dialect),
-            array_values(columns.data, dialect),
-            array_values(columns.created_at, dialect),
-        )
+        statement, convert = _events_with_seq(dialect)
         for job_id in sorted(by_job):  # one lock order for every writer
             rows = by_job[job_id]
             # The counter and the rows in one statement: one round trip per job.
-            session.execute(
-                _EVENTS_WITH_SEQ,
-                {
-                    "job_id": job_id,
-                    "n": len(rows),
-                    "kinds": kinds([r["kind"] for r in rows]),
-                    "datas": datas([r["data"] for r in rows]),
-                    "created": created([r["created_at"] for r in rows]),
-                },
-            )
+            params: dict[str, Any] = {"job_id": job_id, "n": len(rows)}
+            params.update({name: values([r[name] for r in rows]) for name, values in convert})
+            inserted = session.execute(statement, params)
+            if getattr(inserted, "rowcount", len(rows)) != len(rows):  # no such job
+                raise LookupError(f"job {job_id}: no row to number its events by")
         return
     for job_id in sorted(by_job):  # one lock order for every writer
         rows = by_job[job_id]
@@ -207,17 +197,29 @@ def _write_pending_events(session: Session) -> None:
     session.execute(insert(JobEvent), pending)
 
 
-#: Postgres: a job's events take their ``seq`` from the counter they advance, in one
-#: statement (the ``UPDATE`` holds the job's row lock until the transaction ends, as above).
-_EVENTS_WITH_SEQ = text(
-    "WITH counter AS (UPDATE jobs SET event_seq = event_seq + :n WHERE id = :job_id "
-    "RETURNING event_seq) "
-    "INSERT INTO job_events (job_id, kind, data, created_at, seq) "
-    "SELECT :job_id, e.kind, e.data, e.created_at, counter.event_seq - :n + e.ord "
-    "FROM counter, unnest(CAST(:kinds AS VARCHAR(64)[]), CAST(:datas AS JSON[]), "
-    "CAST(:created AS TIMESTAMP WITH TIME ZONE[])) "
-    "WITH ORDINALITY AS e(kind, data, created_at, ord)"
-)
+_EVENT_COLUMNS = ("kind", "data", "created_at")
+_EVENTS_SQL: dict[str, tuple[Any, list[tuple[str, Any]]]] = {}
+
+
+def _events_with_seq(dialect: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    """Postgres: a job's events take their ``seq`` from the counter they advance, in one
+    statement (the ``UPDATE`` holds the job's row lock until the transaction ends, as
+    above); the array casts and value conversions come from the columns' own types. Built
+    once per dialect."""
+    built = _EVENTS_SQL.get(dialect.name)
+    if built is None:
+        columns = [JobEvent.__table__.c[name] for name in _EVENT_COLUMNS]
+        statement = text(
+            "WITH counter AS (UPDATE jobs SET event_seq = event_seq + :n WHERE id = :job_id "
+            "RETURNING event_seq) "
+            "INSERT INTO job_events (job_id, kind, data, created_at, seq) "
+            "SELECT :job_id, e.kind, e.data, e.created_at, counter.event_seq - :n + e.ord "
+            f"FROM counter, unnest({', '.join(array_cast(c, dialect) for c in columns)}) "
+            "WITH ORDINALITY AS e(kind, data, created_at, ord)"
+        )
+        built = (statement, [(c.name, array_values(c, dialect)) for c in columns])
+        _EVENTS_SQL[dialect.name] = built
+    return built
 
 
 @event.listens_for(Session, "after_soft_rollback")
