@@ -20,13 +20,15 @@ demo: install
 
 # Lint, types and the whole suite (starts local Postgres and Redis if they are down), in
 # two test processes, a module per process at a time (tests/conftest.py gives the second
-# its own Redis and starts the slowest modules first).
+# its own Redis and starts the slowest modules first); then the `serial` tests alone (they
+# restart servers on ports that a parallel test could take meanwhile).
 test: install
 	scripts/ensure-services.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile -m 'not conformance and not serial'
+	$(BIN)/pytest -q -m 'serial and not conformance'
 
 lint: install
 	$(BIN)/ruff check .

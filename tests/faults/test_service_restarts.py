@@ -30,7 +30,9 @@ from ttc_sim.config import SimConfig
 from ttc_sim.runner import SimServer
 from ttc_sim.tasks import synthetic_problems
 
-pytestmark = pytest.mark.integration
+# Serial (``make test`` runs these after the parallel part): a restart frees the server's
+# port for a second, and a test in the other xdist process can take it meanwhile.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 FAST_RECOVERY = {
     "TTC_BATCH_LEASE_S": "2",
